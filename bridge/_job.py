@@ -1,0 +1,116 @@
+"""One unit of work handed to a thread, and the race between running it and cancelling it.
+
+A job is claimed exactly once: either a thread claims it and runs it, or the
+awaiting task claims it on cancellation and it never runs. The claim is a
+one-element list popped by the winner: `list.pop` is atomic under the GIL, so
+no lock is needed on the hot path.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bridge._waker import Waker
+    from bridge.limiter import Limiter
+
+
+class Executor:
+    """Where jobs run: the shared worker pool or a dedicated thread."""
+
+    def submit(self, job: Job) -> None:
+        raise NotImplementedError
+
+
+class Job:
+    """A call to run in a thread; its outcome goes back through the waker of the caller's loop."""
+
+    __slots__ = (
+        "_claim",
+        "args",
+        "ctx",
+        "dropped",
+        "error",
+        "executor",
+        "fn",
+        "handle",
+        "has_token",
+        "kwargs",
+        "limiter",
+        "result",
+        "waker",
+    )
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        waker: Waker,
+        executor: Executor,
+        limiter: Limiter | None,
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.ctx = contextvars.copy_context()
+        self.waker = waker
+        self.executor = executor
+        self.limiter = limiter
+        self.handle: Any = None  # the backend's wait handle (asyncio Future, trio Task)
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.has_token = False  # holds one of `limiter`'s tokens
+        self.dropped = False  # cancelled while waiting for a token
+        self._claim = [True]
+
+    def claim(self) -> bool:
+        """Win the right to decide this job's fate; True for exactly one caller."""
+        try:
+            self._claim.pop()
+        except IndexError:
+            return False
+        return True
+
+    def start(self) -> None:
+        if self.limiter is None:
+            self.executor.submit(self)
+        else:
+            self.limiter._enter(self)
+
+    def grant(self) -> None:
+        """The limiter gave this job a token: send it to its thread."""
+        self.executor.submit(self)
+
+    def run(self) -> None:
+        """Run on a worker thread, unless the caller cancelled first."""
+        if not self.claim():
+            return  # cancelled before it started: dropped, its token already returned
+        try:
+            self.result = self.ctx.run(self.fn, *self.args, **self.kwargs)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.fn = self.args = self.kwargs = None  # type: ignore[assignment]
+        if self.limiter is not None:
+            self.limiter._release()  # the token comes back when the thread is really done
+        self.waker.deliver(self)
+
+    def complete(self) -> None:
+        """On the loop, from the waker: wake the awaiting task unless it gave up."""
+        handle = self.handle
+        if handle is not None:
+            self.handle = None
+            error = self.error
+            self.error = None  # no cycle through the traceback's frames
+            self.waker.finish(handle, self.result, error)
+
+    def cancel(self) -> None:
+        """The awaiting task gave up: drop the job if it has not started, else let it finish."""
+        if self.claim():
+            self.fn = self.args = self.kwargs = None  # type: ignore[assignment]
+            if self.limiter is not None:
+                self.limiter._drop(self)
+        self.handle = None

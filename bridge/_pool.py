@@ -1,0 +1,136 @@
+"""The worker pool: threads started lazily up to a bound, idle ones retire.
+
+Why not `concurrent.futures.ThreadPoolExecutor`: each submit there builds a
+Future and a work item, takes a lock and probes a semaphore, and every
+completion chains into the loop with its own wake-up. Here a submit hands the
+job straight to the most recently idle thread (its own lock released as a
+signal), or queues it when every thread is busy; threads pick queued jobs
+before going idle. The last-idle-first order keeps a few threads hot and lets
+the rest time out and exit.
+
+Threads are daemons, so a job still running never holds the interpreter at
+exit, and results for a loop that has closed are dropped by its waker.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+from bridge._job import Executor, Job
+
+DEFAULT_MAX_WORKERS = min(64, (os.cpu_count() or 1) + 32)
+DEFAULT_IDLE_TIMEOUT = 10.0
+
+# Marks threads that belong to bridge, so sync->async calls made from them know
+# which loop sent the work.
+worker_state = threading.local()
+
+
+@dataclass(frozen=True)
+class PoolStatistics:
+    """A snapshot of the pool: threads alive, idle among them, jobs queued."""
+
+    threads: int
+    idle: int
+    queued: int
+    max_workers: int
+
+
+class _Worker:
+    __slots__ = ("job", "signal")
+
+    def __init__(self) -> None:
+        self.job: Job | None = None
+        self.signal = threading.Lock()
+        self.signal.acquire()
+
+
+class WorkerPool(Executor):
+    """A bounded set of named daemon threads that run jobs."""
+
+    def __init__(
+        self,
+        max_workers: int = DEFAULT_MAX_WORKERS,
+        *,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        name: str = "bridge-worker",
+    ) -> None:
+        if max_workers < 1:
+            raise ValueError(f"max_workers must be at least 1, got {max_workers}")
+        self.max_workers = max_workers
+        self.idle_timeout = idle_timeout
+        self._name = name
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []
+        self._backlog: deque[Job] = deque()
+        self._threads = 0
+        self._counter = itertools.count(1)
+
+    def submit(self, job: Job) -> None:
+        with self._lock:
+            if self._idle:
+                worker = self._idle.pop()
+                worker.job = job
+                worker.signal.release()
+                return
+            if self._threads >= self.max_workers:
+                self._backlog.append(job)
+                return
+            self._threads += 1
+        thread = threading.Thread(
+            target=self._work,
+            args=(job,),
+            name=f"{self._name}-{next(self._counter)}",
+            daemon=True,
+        )
+        try:
+            thread.start()
+        except BaseException:
+            with self._lock:
+                self._threads -= 1
+            raise
+
+    def _work(self, job: Job | None) -> None:
+        worker_state.in_pool = True
+        me = _Worker()
+        lock = self._lock
+        idle = self._idle
+        backlog = self._backlog
+        while job is not None:
+            job.run()
+            job = None
+            with lock:
+                if backlog:
+                    job = backlog.popleft()
+                    continue
+                idle.append(me)
+            if not me.signal.acquire(timeout=self.idle_timeout):
+                with lock:
+                    if me in idle:  # nobody handed us a job: retire
+                        idle.remove(me)
+                        self._threads -= 1
+                        return
+                me.signal.acquire()  # a job was handed over just as we timed out
+            job = me.job
+            me.job = None
+
+    def statistics(self) -> PoolStatistics:
+        with self._lock:
+            return PoolStatistics(
+                threads=self._threads,
+                idle=len(self._idle),
+                queued=len(self._backlog),
+                max_workers=self.max_workers,
+            )
+
+
+_default_pool = WorkerPool()
+
+
+def default_pool() -> WorkerPool:
+    """The process-wide pool that `to_thread` and `asyncify` use."""
+    return _default_pool

@@ -1,0 +1,211 @@
+"""The one completion path: a per-loop waker that batches results from other threads.
+
+Threads finish jobs at their own pace. Waking the loop once per result costs a
+syscall each (asyncio's self-pipe write, trio's wakeup socket); the waker
+instead queues finished jobs and wakes the loop only when no wake-up is already
+pending, so a burst of N results costs one wake-up and one callback.
+
+Everything loop-specific lives here: how to wake the loop, how a task parks
+until its job is done, and how cancellation reaches the job. The rest of the
+library is backend-neutral and only calls `current_waker()` and `Waker.wait`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import sniffio
+
+from bridge._exceptions import NoEventLoopError
+
+_sniffio_local = sniffio.thread_local
+_get_running_loop = asyncio.get_running_loop
+
+
+class Completion(Protocol):
+    """Something a waker delivers: a job's outcome, a granted token, a future's result."""
+
+    def complete(self) -> None: ...
+
+
+class Parked(Completion, Protocol):
+    """What a task parks on: started once, completed through the waker, or cancelled."""
+
+    handle: Any
+
+    def start(self) -> None: ...
+
+    def cancel(self) -> None: ...
+
+
+class Waker:
+    """Delivers completions from any thread to one loop, many per wake-up."""
+
+    __slots__ = ("_pending", "_scheduled", "closed", "key", "thread_id")
+
+    def __init__(self, key: object) -> None:
+        # Weak, so that a waker never keeps a finished loop (and its sockets) alive.
+        self.key = weakref.ref(key)
+        self._pending: deque[Any] = deque()
+        self._scheduled = False
+        self.closed = False
+        self.thread_id = threading.get_ident()
+
+    def deliver(self, item: Completion) -> None:
+        """Queue `item.complete()` to run on the loop; safe from any thread."""
+        self._pending.append(item)
+        if not self._scheduled:
+            # Losing this race only costs an extra wake-up: the drain clears
+            # the flag before it empties the queue, never after.
+            self._scheduled = True
+            try:
+                self._schedule(self._drain)
+            except RuntimeError:
+                # The loop is gone (closed or the trio run ended). Nobody can
+                # await these results any more; drop them quietly.
+                self.closed = True
+                self._pending.clear()
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        pending = self._pending
+        popleft = pending.popleft
+        while pending:
+            popleft().complete()
+
+    def _schedule(self, fn: Callable[[], None]) -> None:
+        raise NotImplementedError
+
+    async def wait(self, item: Parked) -> Any:
+        """Start `item` and park the calling task until the waker completes it.
+
+        If the task is cancelled while parked, `item.cancel()` runs and the
+        cancellation propagates at once; the item decides what to drop.
+        """
+        raise NotImplementedError
+
+    def finish(self, handle: Any, result: Any, error: BaseException | None) -> None:
+        """On the loop: hand an outcome to the task parked on `handle`."""
+        raise NotImplementedError
+
+
+class AsyncioWaker(Waker):
+    """asyncio and uvloop: one `call_soon_threadsafe` per batch."""
+
+    __slots__ = ()
+
+    def _schedule(self, fn: Callable[[], None]) -> None:
+        loop: asyncio.AbstractEventLoop | None = self.key()  # type: ignore[assignment]
+        if loop is None:
+            raise RuntimeError("event loop is gone")
+        if threading.get_ident() == self.thread_id:
+            loop.call_soon(fn)  # already on the loop: no need to write the self-pipe
+        else:
+            loop.call_soon_threadsafe(fn)
+
+    async def wait(self, item: Parked) -> Any:
+        fut = _get_running_loop().create_future()
+        item.handle = fut
+        item.start()
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            item.cancel()
+            raise
+
+    def finish(self, handle: Any, result: Any, error: BaseException | None) -> None:
+        if handle.done():
+            return  # cancelled meanwhile; the outcome is dropped, never "unretrieved"
+        if error is None:
+            handle.set_result(result)
+        else:
+            handle.set_exception(error)
+
+
+class TrioWaker(Waker):
+    """trio: one `TrioToken.run_sync_soon` per batch; tasks park with `wait_task_rescheduled`."""
+
+    __slots__ = ()
+
+    def _schedule(self, fn: Callable[[], None]) -> None:
+        import trio
+
+        token: Any = self.key()
+        if token is None:
+            raise RuntimeError("trio run is gone")
+        try:
+            token.run_sync_soon(fn)
+        except trio.RunFinishedError as exc:
+            raise RuntimeError("trio run finished") from exc
+
+    async def wait(self, item: Parked) -> Any:
+        import trio
+
+        item.handle = trio.lowlevel.current_task()
+        item.start()
+
+        def abort(_: Any) -> Any:
+            item.cancel()
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        return await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def finish(self, handle: Any, result: Any, error: BaseException | None) -> None:
+        import outcome
+        import trio
+
+        result_or_error = outcome.Value(result) if error is None else outcome.Error(error)
+        trio.lowlevel.reschedule(handle, result_or_error)
+
+
+# The waker of the last loop this thread asked about. Most threads run one
+# loop for their whole life, so this avoids a dictionary lookup per call.
+class _Cache(threading.local):
+    waker: Waker | None = None
+
+
+_cache = _Cache()
+_wakers: weakref.WeakKeyDictionary[object, Waker] = weakref.WeakKeyDictionary()
+_wakers_lock = threading.Lock()
+
+NO_LOOP_MESSAGE = (
+    "{what} must be awaited from async code running in an event loop, but no loop is "
+    "running in this thread. Start one with bridge.run(main) (or asyncio.run / trio.run); "
+    "from plain sync code, call the function directly, or use bridge.syncify / bridge.Portal "
+    "to reach async code."
+)
+
+
+def current_waker(what: str = "this call") -> Waker:
+    """The waker of the loop running on this thread; raises NoEventLoopError if none."""
+    if _sniffio_local.name == "trio":
+        import trio
+
+        key: object = trio.lowlevel.current_trio_token()
+    else:
+        try:
+            key = _get_running_loop()
+        except RuntimeError:
+            raise NoEventLoopError(NO_LOOP_MESSAGE.format(what=what)) from None
+    waker = _cache.waker
+    if waker is not None and waker.key() is key:
+        return waker
+    waker = _cache.waker = _lookup(key)
+    return waker
+
+
+def _lookup(key: object) -> Waker:
+    with _wakers_lock:
+        waker = _wakers.get(key)
+        if waker is None:
+            if isinstance(key, asyncio.AbstractEventLoop):
+                waker = AsyncioWaker(key)
+            else:
+                waker = TrioWaker(key)
+            _wakers[key] = waker
+        return waker

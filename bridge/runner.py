@@ -1,0 +1,53 @@
+"""`run`: the program entry point, with uvloop when it is there."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeVar
+
+import anyio
+
+T = TypeVar("T")
+
+
+def _uvloop_available() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run(
+    main: Callable[..., Awaitable[T]],
+    *args: Any,
+    backend: Literal["asyncio", "trio"] = "asyncio",
+    use_uvloop: bool | None = None,
+) -> T:
+    """Run `main(*args)` in a new event loop and return its result.
+
+    On asyncio, uvloop is used when it is installed unless `use_uvloop=False`;
+    `use_uvloop=True` without uvloop installed is an error rather than a silent
+    slowdown.
+    """
+    if inspect.iscoroutine(main):
+        main.close()
+        raise TypeError(
+            "bridge.run() takes the async function itself, not a coroutine: "
+            "write bridge.run(main), not bridge.run(main())"
+        )
+    if not callable(main):
+        raise TypeError(f"bridge.run() needs an async function, got {main!r}")
+    if backend == "asyncio":
+        if use_uvloop is None:
+            use_uvloop = _uvloop_available()
+        elif use_uvloop and not _uvloop_available():
+            raise RuntimeError(
+                "use_uvloop=True but uvloop is not installed: pip install 'bridge[uvloop]', "
+                "or pass use_uvloop=None to use it only when present"
+            )
+        return anyio.run(main, *args, backend="asyncio", backend_options={"use_uvloop": use_uvloop})
+    if backend == "trio":
+        return anyio.run(main, *args, backend="trio")
+    raise ValueError(f"backend must be 'asyncio' or 'trio', got {backend!r}")

@@ -1,0 +1,257 @@
+"""Run blocking callables in threads and await them: `to_thread`, `asyncify`, `DedicatedThread`.
+
+Every call here is one job: it goes to the shared worker pool (or to a
+dedicated thread), behind an optional limiter, and its outcome comes back
+through the loop's batching waker. The same code serves asyncio, uvloop and
+trio; only the waker knows which one is running.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+import queue
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar, overload
+
+import anyio
+
+from bridge._exceptions import ClosedError
+from bridge._job import Executor, Job
+from bridge._pool import default_pool, worker_state
+from bridge._waker import current_waker
+from bridge.limiter import Limiter
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_CO_ASYNC = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+
+
+def _check_sync(fn: object, api: str) -> None:
+    """Refuse async callables and coroutine objects, with the fix in the message."""
+    code = getattr(fn, "__code__", None)  # functions and bound methods: one attribute read
+    if code is not None and not code.co_flags & _CO_ASYNC:
+        return
+    if inspect.iscoroutine(fn):
+        fn.close()  # we will never run it; closing avoids a "never awaited" warning
+        raise TypeError(
+            f"{api} got a coroutine object, which is already async. "
+            "Await it directly instead of sending it to a thread."
+        )
+    if not callable(fn):
+        raise TypeError(f"{api} needs a callable, got {fn!r}")
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise TypeError(
+            f"{api} got the async function {name}(). Threads are for blocking sync code: "
+            f"call and await {name}() directly instead."
+        )
+
+
+def _returned_coroutine(fn: object, result: object) -> TypeError:
+    name = getattr(fn, "__qualname__", repr(fn))
+    return TypeError(
+        f"{name}() ran in a thread but returned a coroutine, so its real work never ran. "
+        f"It is async in disguise (e.g. a lambda or partial around an async function): "
+        f"await it directly instead of passing it to a thread."
+    )
+
+
+async def to_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run `fn(*args, **kwargs)` in a worker thread and return its result.
+
+    A drop-in for `asyncio.to_thread` that also runs on trio: contextvars are
+    copied into the thread; if the awaiting task is cancelled, a call that has
+    not started yet never runs, and one that is running finishes in the
+    background while the task moves on at once.
+
+    >>> import bridge, time
+    >>> async def main():
+    ...     return await bridge.to_thread(sum, [1, 2, 3])
+    >>> bridge.run(main)
+    6
+    """
+    _check_sync(fn, "to_thread()")
+    waker = current_waker("to_thread()")
+    result = await waker.wait(Job(fn, args, kwargs, waker, default_pool(), None))
+    if inspect.iscoroutine(result):
+        result.close()
+        raise _returned_coroutine(fn, result)
+    return result  # type: ignore[no-any-return]
+
+
+async def _run_job(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    limiter: Limiter | None,
+    executor: Executor,
+    api: str,
+) -> Any:
+    waker = current_waker(api)
+    result = await waker.wait(Job(fn, args, kwargs, waker, executor, limiter))
+    if inspect.iscoroutine(result):
+        result.close()
+        raise _returned_coroutine(fn, result)
+    return result
+
+
+@overload
+def asyncify(
+    fn: Callable[P, T],
+    *,
+    limiter: Limiter | None = None,
+    timeout: float | None = None,
+    thread: DedicatedThread | None = None,
+) -> Callable[P, Awaitable[T]]: ...
+
+
+@overload
+def asyncify(
+    fn: None = None,
+    *,
+    limiter: Limiter | None = None,
+    timeout: float | None = None,
+    thread: DedicatedThread | None = None,
+) -> Callable[[Callable[P, T]], Callable[P, Awaitable[T]]]: ...
+
+
+def asyncify(
+    fn: Callable[P, T] | None = None,
+    *,
+    limiter: Limiter | None = None,
+    timeout: float | None = None,
+    thread: DedicatedThread | None = None,
+) -> Callable[P, Awaitable[T]] | Callable[[Callable[P, T]], Callable[P, Awaitable[T]]]:
+    """Turn a blocking function into an async one that runs it off the loop.
+
+    `limiter` caps how many of its calls run at once; `timeout` (seconds)
+    raises `TimeoutError` in the caller, while the call itself finishes in
+    the background holding its token; `thread` pins every call to one
+    `DedicatedThread` (for objects that must stay on the thread that made them).
+
+    >>> import bridge
+    >>> @bridge.asyncify(limiter=bridge.Limiter(4))
+    ... def add(a: int, b: int) -> int:
+    ...     return a + b
+    >>> async def main():
+    ...     return await add(1, b=2)
+    >>> bridge.run(main)
+    3
+    """
+    if limiter is not None and not isinstance(limiter, Limiter):
+        raise TypeError(f"asyncify(limiter=...) needs a bridge.Limiter, got {limiter!r}")
+    if thread is not None and not isinstance(thread, DedicatedThread):
+        raise TypeError(f"asyncify(thread=...) needs a bridge.DedicatedThread, got {thread!r}")
+    if timeout is not None and timeout <= 0:
+        raise ValueError(f"asyncify(timeout=...) must be positive (seconds), got {timeout}")
+
+    def decorate(func: Callable[P, T]) -> Callable[P, Awaitable[T]]:
+        _check_sync(func, "asyncify()")
+        executor: Executor = thread if thread is not None else default_pool()
+        api = f"{getattr(func, '__qualname__', 'asyncified function')}()"
+
+        @functools.wraps(func)
+        async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+            if timeout is None:
+                return await _run_job(func, args, kwargs, limiter, executor, api)  # type: ignore[no-any-return]
+            with anyio.fail_after(timeout):
+                return await _run_job(func, args, kwargs, limiter, executor, api)  # type: ignore[no-any-return]
+
+        return call
+
+    if fn is None:
+        return decorate
+    return decorate(fn)
+
+
+_thread_ids = itertools.count(1)
+_STOP = object()
+
+
+class DedicatedThread(Executor):
+    """One OS thread that runs calls one at a time, in the order they were made.
+
+    For drivers whose objects must stay on the thread that created them
+    (sqlite3 connections, some C clients): create the object with `run`, then
+    pass `thread=` to `asyncify` or `wrap` so every later call lands here too.
+
+    >>> import bridge, sqlite3
+    >>> async def main():
+    ...     with bridge.DedicatedThread(name="db") as db:
+    ...         conn = await db.run(sqlite3.connect, ":memory:")
+    ...         cursor = await db.run(conn.execute, "select 40 + 2")
+    ...         return await db.run(cursor.fetchone)
+    >>> bridge.run(main)
+    (42,)
+    """
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or f"bridge-dedicated-{next(_thread_ids)}"
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<DedicatedThread {self.name!r} {state}>"
+
+    @property
+    def ident(self) -> int | None:
+        """The OS thread id, to check where a call ran."""
+        return self._thread.ident
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def submit(self, job: Job) -> None:
+        if self._closed:
+            raise ClosedError(
+                f"{self!r} was closed; its thread has stopped. Create a new DedicatedThread "
+                "(and re-create the objects that lived on it) to run more calls."
+            )
+        self._queue.put(job)
+
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn(*args, **kwargs)` on this thread, after every call made before it."""
+        _check_sync(fn, "DedicatedThread.run()")
+        if self._closed:
+            self.submit(None)  # type: ignore[arg-type]  # raises ClosedError
+        return await _run_job(fn, args, kwargs, None, self, "DedicatedThread.run()")  # type: ignore[no-any-return]
+
+    def _work(self) -> None:
+        worker_state.in_pool = True
+        get = self._queue.get
+        while True:
+            job = get()
+            if job is _STOP:
+                return
+            job.run()
+
+    def close(self) -> None:
+        """Stop the thread once the calls already queued have run. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(_STOP)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait (blocking) for the thread to end after `close()`; True if it did."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def __enter__(self) -> DedicatedThread:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> DedicatedThread:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,108 @@
+"""Limiter: exact caps, FIFO hand-over, statistics, misuse."""
+
+from __future__ import annotations
+
+import threading
+
+import anyio
+import pytest
+
+from bridge import Limiter, asyncify
+from tests.support import eventually
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_limiter_caps_concurrency_exactly() -> None:
+    limiter = Limiter(3, name="db")
+    lock = threading.Lock()
+    running = 0
+    most = 0
+    release = threading.Event()
+
+    @asyncify(limiter=limiter)
+    def work() -> None:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        release.wait(30)
+        with lock:
+            running -= 1
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(work)
+        await eventually(lambda: limiter.statistics().waiting == 17 and running == 3)
+        stats = limiter.statistics()
+        assert (stats.running, stats.waiting) == (3, 17)
+        release.set()
+    stats = limiter.statistics()
+    assert most == 3
+    assert (stats.running, stats.waiting, stats.peak, stats.total) == (0, 0, 3, 20)
+
+
+async def test_tokens_are_handed_over_in_fifo_order() -> None:
+    limiter = Limiter(1)
+    gate = threading.Event()
+    order: list[int] = []
+
+    @asyncify(limiter=limiter)
+    def work(i: int) -> None:
+        if i == 0:
+            gate.wait(30)
+        order.append(i)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(10):
+            tg.start_soon(work, i)
+            queued = i + 1
+            await eventually(
+                lambda: limiter.statistics().total + limiter.statistics().waiting == queued
+            )  # noqa: B023
+        gate.set()
+    assert order == list(range(10))
+
+
+async def test_async_with_holds_a_token() -> None:
+    limiter = Limiter(2)
+    inside = 0
+    most = 0
+
+    async def user() -> None:
+        nonlocal inside, most
+        async with limiter:
+            inside += 1
+            most = max(most, inside)
+            await anyio.sleep(0.001)
+            inside -= 1
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(10):
+            tg.start_soon(user)
+    assert most == 2
+    assert limiter.statistics().running == 0
+
+
+async def test_cancelled_acquire_gives_its_place_up() -> None:
+    limiter = Limiter(1)
+    await limiter.acquire()
+    with anyio.move_on_after(0.01):
+        await limiter.acquire()
+    assert limiter.statistics().waiting == 0
+    limiter.release()
+    async with limiter:
+        assert limiter.statistics().running == 1
+    assert limiter.statistics().running == 0
+
+
+def test_zero_tokens_is_refused_with_the_fix() -> None:
+    with pytest.raises(ValueError, match=r"Limiter\(0\) would never let a call run"):
+        Limiter(0)
+    with pytest.raises(TypeError):
+        Limiter(2.5)  # type: ignore[arg-type]
+
+
+def test_release_without_acquire_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="more often than acquire"):
+        Limiter(1).release()

@@ -1,0 +1,261 @@
+"""to_thread, asyncify and DedicatedThread, on asyncio, uvloop and trio."""
+
+from __future__ import annotations
+
+import contextvars
+import gc
+import threading
+import traceback
+from typing import Any
+
+import anyio
+import pytest
+
+import bridge
+from bridge import DedicatedThread, Limiter, asyncify, to_thread
+from tests.support import eventually
+
+pytestmark = pytest.mark.anyio
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
+
+
+def _boom(message: str) -> None:
+    raise ValueError(message)
+
+
+async def test_result_comes_back() -> None:
+    assert await to_thread(sum, [1, 2, 3]) == 6
+
+
+async def test_runs_in_a_named_worker_thread() -> None:
+    name = await to_thread(lambda: threading.current_thread().name)
+    assert name.startswith("bridge-worker-")
+    assert name != threading.current_thread().name
+
+
+async def test_kwargs_are_passed() -> None:
+    def f(a: int, *, b: int, c: int = 0) -> tuple[int, int, int]:
+        return (a, b, c)
+
+    assert await to_thread(f, 1, b=2, c=3) == (1, 2, 3)
+
+
+async def test_exception_comes_back_with_its_traceback() -> None:
+    with pytest.raises(ValueError, match="bad input") as info:
+        await to_thread(_boom, "bad input")
+    frames = [frame.name for frame in traceback.extract_tb(info.value.__traceback__)]
+    assert "_boom" in frames
+
+
+async def test_contextvars_are_copied_into_the_thread() -> None:
+    request_id.set("req-42")
+
+    def read_and_write() -> str:
+        seen = request_id.get()
+        request_id.set("changed-in-thread")  # must not leak back
+        return seen
+
+    assert await to_thread(read_and_write) == "req-42"
+    assert request_id.get() == "req-42"
+
+
+async def test_asyncify_keeps_name_and_passes_arguments() -> None:
+    @asyncify
+    def greet(name: str, *, punctuation: str = "!") -> str:
+        return f"hello {name}{punctuation}"
+
+    assert greet.__name__ == "greet"
+    assert await greet("bridge", punctuation="?") == "hello bridge?"
+
+
+async def test_asyncify_timeout_raises_timeout_error_and_job_finishes_in_background() -> None:
+    release = threading.Event()
+    finished = threading.Event()
+    limiter = Limiter(1)
+
+    @asyncify(timeout=0.05, limiter=limiter)
+    def slow() -> None:
+        release.wait(30)
+        finished.set()
+
+    with pytest.raises(TimeoutError):
+        await slow()
+    assert limiter.statistics().running == 1  # still holds its token while running
+    release.set()
+    await eventually(lambda: limiter.statistics().running == 0)
+    assert finished.is_set()
+
+
+async def test_ten_thousand_concurrent_calls_complete() -> None:
+    results: list[int] = []
+
+    async def one(i: int) -> None:
+        results.append(await to_thread(int, i))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(10_000):
+            tg.start_soon(one, i)
+    assert sorted(results) == list(range(10_000))
+
+
+async def test_cancel_while_running_returns_at_once_and_token_comes_back_later() -> None:
+    limiter = Limiter(1)
+    started = threading.Event()
+    release = threading.Event()
+    call = asyncify(limiter=limiter)(lambda: (started.set(), release.wait(30)))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call)
+        with anyio.fail_after(30):
+            await anyio.to_thread.run_sync(started.wait)
+        tg.cancel_scope.cancel()
+    # The task group has exited: the cancelled await returned while the thread still runs.
+    assert not release.is_set()
+    assert limiter.statistics().running == 1
+    release.set()
+    await eventually(lambda: limiter.statistics().running == 0)
+    assert limiter.statistics().waiting == 0
+
+
+async def test_cancel_before_start_drops_the_job() -> None:
+    limiter = Limiter(1)
+    release = threading.Event()
+    ran: list[str] = []
+
+    @asyncify(limiter=limiter)
+    def blocker() -> None:
+        release.wait(30)
+
+    @asyncify(limiter=limiter)
+    def never() -> None:
+        ran.append("never")
+
+    async with anyio.create_task_group() as outer:
+        outer.start_soon(blocker)
+        await eventually(lambda: limiter.statistics().running == 1)
+        async with anyio.create_task_group() as inner:
+            inner.start_soon(never)
+            await eventually(lambda: limiter.statistics().waiting == 1)
+            inner.cancel_scope.cancel()
+        assert limiter.statistics().waiting == 0
+        release.set()
+    # The blocker is done and its token was not handed to the dropped call.
+    assert await to_thread(lambda: "pool still works") == "pool still works"
+    assert ran == []
+    stats = limiter.statistics()
+    assert (stats.running, stats.waiting, stats.total) == (0, 0, 1)
+
+
+async def test_cancelled_running_call_never_reports_its_exception() -> None:
+    started = threading.Event()
+    release = threading.Event()
+    finished = threading.Event()
+
+    def fails_later() -> None:
+        started.set()
+        release.wait(30)
+        finished.set()
+        raise RuntimeError("nobody is waiting for me")
+
+    reported: list[Any] = []
+    import asyncio
+
+    import sniffio
+
+    if sniffio.current_async_library() == "asyncio":
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: reported.append(ctx))
+
+    with anyio.move_on_after(30) as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(to_thread, fails_later)
+            await anyio.to_thread.run_sync(started.wait)
+            tg.cancel_scope.cancel()
+    assert not scope.cancelled_caught
+    release.set()
+    await anyio.to_thread.run_sync(finished.wait, 30)
+    await to_thread(gc.collect)  # a later completion goes through the same waker
+    gc.collect()
+    await anyio.lowlevel.checkpoint()
+    assert reported == []
+
+
+async def test_dedicated_thread_runs_everything_on_one_thread_in_order() -> None:
+    order: list[int] = []
+    idents: set[int] = set()
+
+    def record(i: int) -> None:
+        order.append(i)
+        idents.add(threading.get_ident())
+
+    with DedicatedThread(name="pinned") as thread:
+        async with anyio.create_task_group() as tg:
+            for i in range(200):
+                tg.start_soon(thread.run, record, i)
+                await anyio.lowlevel.checkpoint()  # start order == submission order
+        assert idents == {thread.ident}
+        assert await thread.run(lambda: threading.current_thread().name) == "pinned"
+    assert order == list(range(200))
+
+
+async def test_asyncify_with_dedicated_thread_pins_calls() -> None:
+    with DedicatedThread() as thread:
+        where = asyncify(thread=thread)(threading.get_ident)
+        assert {await where() for _ in range(5)} == {thread.ident}
+
+
+async def test_dedicated_thread_used_after_close_raises_clear_error() -> None:
+    thread = DedicatedThread(name="gone")
+    await thread.run(int)
+    thread.close()
+    with pytest.raises(bridge.ClosedError, match="was closed"):
+        await thread.run(int)
+    assert await anyio.to_thread.run_sync(thread.join, 30)
+
+
+async def test_coroutine_function_is_refused_with_the_fix() -> None:
+    async def fetch() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=r"async function .*fetch\(\).*await"):
+        await to_thread(fetch)
+    with pytest.raises(TypeError, match="async function"):
+        asyncify(fetch)  # type: ignore[arg-type]
+
+
+async def test_coroutine_object_is_refused_with_the_fix() -> None:
+    async def fetch() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=r"coroutine object.*Await it directly"):
+        await to_thread(fetch())  # type: ignore[arg-type]
+
+
+async def test_function_returning_a_coroutine_is_refused() -> None:
+    async def fetch() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match="returned a coroutine"):
+        await to_thread(lambda: fetch())
+
+
+async def test_obeys_anyio_cancel_scopes() -> None:
+    release = threading.Event()
+    with anyio.move_on_after(0.01) as scope:
+        await to_thread(release.wait, 30)
+    assert scope.cancelled_caught
+    release.set()
+
+
+def test_call_with_no_running_loop_says_what_to_do() -> None:
+    coro = to_thread(int)
+    with pytest.raises(bridge.NoEventLoopError, match=r"no loop is running.*bridge.run"):
+        coro.send(None)
+    coro.close()
+
+
+def test_bad_asyncify_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        asyncify(int, timeout=0)
+    with pytest.raises(TypeError, match="Limiter"):
+        asyncify(int, limiter=3)  # type: ignore[arg-type]
