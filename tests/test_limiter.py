@@ -42,6 +42,11 @@ async def test_limiter_caps_concurrency_exactly() -> None:
     assert (stats.running, stats.waiting, stats.peak, stats.total) == (0, 0, 3, 20)
 
 
+def _queued(limiter: Limiter) -> int:
+    stats = limiter.statistics()
+    return stats.total + stats.waiting
+
+
 async def test_tokens_are_handed_over_in_fifo_order() -> None:
     limiter = Limiter(1)
     gate = threading.Event()
@@ -56,10 +61,7 @@ async def test_tokens_are_handed_over_in_fifo_order() -> None:
     async with anyio.create_task_group() as tg:
         for i in range(10):
             tg.start_soon(work, i)
-            queued = i + 1
-            await eventually(
-                lambda: limiter.statistics().total + limiter.statistics().waiting == queued
-            )  # noqa: B023
+            await eventually(lambda n=i + 1: _queued(limiter) == n)
         gate.set()
     assert order == list(range(10))
 
