@@ -8,6 +8,13 @@ signal), or queues it when every thread is busy; threads pick queued jobs
 before going idle. The last-idle-first order keeps a few threads hot and lets
 the rest time out and exit.
 
+How many threads: short calls are fastest on few threads (each extra thread
+is one more sleeper to wake and one more contender for the GIL), blocking
+calls need one thread each. So the pool starts threads freely only up to
+`core` (CPU count + 4, as asyncio does); beyond that it grows, up to
+`max_workers`, only when queued work makes no progress for a millisecond,
+which is what blocked threads look like.
+
 Threads are daemons, so a job still running never holds the interpreter at
 exit, and results for a loop that has closed are dropped by its waker.
 """
@@ -17,13 +24,16 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 
 from bridge._job import Executor, Job
 
-DEFAULT_MAX_WORKERS = min(64, (os.cpu_count() or 1) + 32)
+DEFAULT_MAX_WORKERS = 64
+DEFAULT_CORE_WORKERS = min(DEFAULT_MAX_WORKERS, (os.cpu_count() or 1) + 4)
 DEFAULT_IDLE_TIMEOUT = 10.0
+STALL_CHECK_INTERVAL = 0.001
 
 # Marks threads that belong to bridge, so sync->async calls made from them know
 # which loop sent the work.
@@ -37,6 +47,7 @@ class PoolStatistics:
     threads: int
     idle: int
     queued: int
+    core: int
     max_workers: int
 
 
@@ -56,18 +67,23 @@ class WorkerPool(Executor):
         self,
         max_workers: int = DEFAULT_MAX_WORKERS,
         *,
+        core: int | None = None,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         name: str = "bridge-worker",
     ) -> None:
         if max_workers < 1:
             raise ValueError(f"max_workers must be at least 1, got {max_workers}")
         self.max_workers = max_workers
+        self.core = min(max_workers, core if core is not None else DEFAULT_CORE_WORKERS)
         self.idle_timeout = idle_timeout
         self._name = name
         self._lock = threading.Lock()
         self._idle: list[_Worker] = []
         self._backlog: deque[Job] = deque()
         self._threads = 0
+        self._taken = 0  # jobs taken from the backlog: the progress the stall check watches
+        self._stall_check = threading.Event()
+        self._monitor: threading.Thread | None = None
         self._counter = itertools.count(1)
 
     def submit(self, job: Job) -> None:
@@ -77,10 +93,17 @@ class WorkerPool(Executor):
                 worker.job = job
                 worker.signal.release()
                 return
-            if self._threads >= self.max_workers:
+            if self._threads >= self.core:
                 self._backlog.append(job)
+                if not self._stall_check.is_set():
+                    self._stall_check.set()
+                    if self._monitor is None:
+                        self._start_monitor()
                 return
             self._threads += 1
+        self._spawn(job)
+
+    def _spawn(self, job: Job | None) -> None:
         thread = threading.Thread(
             target=self._work,
             args=(job,),
@@ -94,6 +117,34 @@ class WorkerPool(Executor):
                 self._threads -= 1
             raise
 
+    def _start_monitor(self) -> None:
+        self._monitor = threading.Thread(
+            target=self._watch_stalls, name=f"{self._name}-monitor", daemon=True
+        )
+        self._monitor.start()
+
+    def _watch_stalls(self) -> None:
+        """While jobs are queued, add threads when the queue stops moving."""
+        while True:
+            self._stall_check.wait()
+            with self._lock:
+                taken = self._taken
+            time.sleep(STALL_CHECK_INTERVAL)
+            with self._lock:
+                if not self._backlog:
+                    self._stall_check.clear()
+                    continue
+                if self._taken != taken:
+                    continue  # moving: the threads we have keep up
+                # Every thread is stuck in a long call. Give each waiting job a
+                # thread of its own, as far as the bound allows.
+                grow = min(len(self._backlog), self.max_workers - self._threads)
+                jobs = [self._backlog.popleft() for _ in range(grow)]
+                self._taken += grow
+                self._threads += grow
+            for job in jobs:
+                self._spawn(job)
+
     def _work(self, job: Job | None) -> None:
         worker_state.in_pool = True
         me = _Worker()
@@ -106,6 +157,7 @@ class WorkerPool(Executor):
             with lock:
                 if backlog:
                     job = backlog.popleft()
+                    self._taken += 1
                     continue
                 idle.append(me)
             if not me.signal.acquire(timeout=self.idle_timeout):
@@ -124,6 +176,7 @@ class WorkerPool(Executor):
                 threads=self._threads,
                 idle=len(self._idle),
                 queued=len(self._backlog),
+                core=self.core,
                 max_workers=self.max_workers,
             )
 
