@@ -12,8 +12,10 @@ How many threads: short calls are fastest on few threads (each extra thread
 is one more sleeper to wake and one more contender for the GIL), blocking
 calls need one thread each. So the pool starts threads freely only up to
 `core` (CPU count + 4, as asyncio does); beyond that it grows, up to
-`max_workers`, only when queued work makes no progress for a millisecond,
-which is what blocked threads look like.
+`max_workers`, only when queued work makes no progress for two GIL switch
+intervals (10 ms by default), which is what threads blocked in I/O look like.
+A shorter window would mistake a loop busy submitting, which holds the GIL
+until the switch interval forces it to let go, for a stall.
 
 Threads are daemons, so a job still running never holds the interpreter at
 exit, and results for a loop that has closed are dropped by its waker.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -34,6 +37,10 @@ DEFAULT_MAX_WORKERS = 64
 DEFAULT_CORE_WORKERS = min(DEFAULT_MAX_WORKERS, (os.cpu_count() or 1) + 4)
 DEFAULT_IDLE_TIMEOUT = 10.0
 STALL_CHECK_INTERVAL = 0.001
+
+
+def _stall_window() -> float:
+    return max(0.002, 2 * sys.getswitchinterval())
 
 # Marks threads that belong to bridge, so sync->async calls made from them know
 # which loop sent the work.
@@ -119,7 +126,7 @@ class WorkerPool(Executor):
 
     def _start_monitor(self) -> None:
         self._monitor = threading.Thread(
-            target=self._watch_stalls, name=f"{self._name}-monitor", daemon=True
+            target=self._watch_stalls, name=f"bridge-monitor-{self._name}", daemon=True
         )
         self._monitor.start()
 
@@ -127,21 +134,30 @@ class WorkerPool(Executor):
         """While jobs are queued, add threads when the queue stops moving."""
         while True:
             self._stall_check.wait()
+            window = _stall_window()
             with self._lock:
                 taken = self._taken
-            time.sleep(STALL_CHECK_INTERVAL)
-            with self._lock:
-                if not self._backlog:
-                    self._stall_check.clear()
-                    continue
-                if self._taken != taken:
-                    continue  # moving: the threads we have keep up
-                # Every thread is stuck in a long call. Give each waiting job a
-                # thread of its own, as far as the bound allows.
-                grow = min(len(self._backlog), self.max_workers - self._threads)
-                jobs = [self._backlog.popleft() for _ in range(grow)]
-                self._taken += grow
-                self._threads += grow
+            since = time.monotonic()
+            jobs: list[Job] = []
+            while not jobs:
+                time.sleep(STALL_CHECK_INTERVAL)
+                now = time.monotonic()
+                with self._lock:
+                    if not self._backlog:
+                        self._stall_check.clear()
+                        break
+                    if self._taken != taken:
+                        taken, since = self._taken, now  # moving: the threads keep up
+                        continue
+                    if now - since < window:
+                        continue
+                    # Every thread is stuck in a long call. Give each waiting job
+                    # a thread of its own, as far as the bound allows.
+                    grow = min(len(self._backlog), self.max_workers - self._threads)
+                    jobs = [self._backlog.popleft() for _ in range(grow)]
+                    self._taken += grow
+                    self._threads += grow
+                    taken, since = self._taken, now
             for job in jobs:
                 self._spawn(job)
 
