@@ -1,0 +1,33 @@
+"""An in-memory Cassandra speaking native protocol v4, for tests and benchmarks.
+
+The real ``cassandra-driver`` connects to it over real sockets, with its
+default settings::
+
+    with CQLServer.start_in_thread(nodes=3) as server:
+        cluster = Cluster(server.contact_points, port=server.port)
+        session = cluster.connect()
+
+Every node shares one in-memory engine (full replication); nodes can be
+stopped and started, and faults (latency, errors, silence, dropped
+connections) primed per query pattern. ``python -m bridge.testing.cqlserver``
+runs it as a program.
+"""
+
+from __future__ import annotations
+
+from ._faults import Activity, ActivityLog, ErrorKind, Fault, FaultRegistry, parse_fault_spec
+from ._runner import ServerProcess, ServerThread
+from ._server import CQLServer, Node
+
+__all__ = [
+    "Activity",
+    "ActivityLog",
+    "CQLServer",
+    "ErrorKind",
+    "Fault",
+    "FaultRegistry",
+    "Node",
+    "ServerProcess",
+    "ServerThread",
+    "parse_fault_spec",
+]

@@ -1,0 +1,958 @@
+"""The network side: nodes listening on 127.0.0.x, connections speaking protocol v4.
+
+Every node of a ``CQLServer`` shares one :class:`Engine` (one copy of the
+data: a cluster with full replication). A connection is an
+``asyncio.Protocol``: frames are decoded straight out of ``data_received`` and,
+as the engine is synchronous and in memory, most requests are answered before
+the callback returns. Only primed faults (latency, silence) defer an answer,
+which is how responses come back out of order on one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import ipaddress
+import itertools
+import logging
+import re
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from . import _frame as f
+from ._faults import ActivityLog, ErrorKind, Fault, FaultRegistry, Opcode
+from ._system import register_system_tables, spread_tokens
+
+if TYPE_CHECKING:
+    from ._engine import ColumnSpec, Engine, Prepared
+
+log = logging.getLogger("bridge.testing.cqlserver")
+
+SUPPORTED_VERSIONS_TEXT = "4/v4"
+_EVENT_TYPES = frozenset({"TOPOLOGY_CHANGE", "STATUS_CHANGE", "SCHEMA_CHANGE"})
+_PAUSE_AT = 8 * 1024 * 1024  # pause reading a client whose answers pile up unread
+
+
+def _engine_module() -> Any:
+    # Imported late so the network side imports (and its codec tests run)
+    # independently of the engine module.
+    from . import _engine
+
+    return _engine
+
+
+class Node:
+    """One simulated Cassandra node: an address, a listener and its connections."""
+
+    def __init__(self, server: CQLServer, index: int, address: str, n_nodes: int) -> None:
+        self.server = server
+        self.index = index
+        self.address = address
+        self.port = 0
+        self.host_id = uuid.uuid4()
+        self.tokens = spread_tokens(n_nodes, index)
+        self.connections: set[Connection] = set()
+        self.prepared_ids: set[bytes] = set()  # what this node knows; cleared on restart
+        self._listener: asyncio.base_events.Server | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._listener is not None
+
+    def __repr__(self) -> str:
+        state = "up" if self.running else "down"
+        return f"<Node {self.index} {self.address}:{self.port} {state}>"
+
+    async def listen(self, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(
+            lambda: Connection(self),
+            host=self.address,
+            port=port,
+            reuse_address=True,
+            backlog=1024,
+        )
+        sock = self._listener.sockets[0]
+        self.port = sock.getsockname()[1]
+
+    async def close(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        for conn in list(self.connections):
+            conn.abort()
+        self.connections.clear()
+        self.prepared_ids.clear()
+        if listener is not None:
+            await listener.wait_closed()
+
+
+class CQLServer:
+    """An in-memory Cassandra that the real ``cassandra-driver`` connects to.
+
+    ``nodes`` nodes listen on ``host``, ``host``+1, ... (all on loopback), each
+    on the same ``port`` (0 picks a free one). Use it as ``async with
+    CQLServer() as server`` on an asyncio/uvloop loop, or from sync code and
+    other event loops through :meth:`start_in_thread` or
+    :meth:`start_in_subprocess`. ``server.contact_points`` and ``server.port``
+    are what ``cassandra.cluster.Cluster`` needs.
+    """
+
+    def __init__(
+        self,
+        *,
+        nodes: int = 1,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        engine: Engine | None = None,
+        cluster_name: str = "bridge-test-cluster",
+        datacenter: str = "datacenter1",
+        rack: str = "rack1",
+        release_version: str = "4.1.4",
+        activity_maxlen: int = 100_000,
+    ) -> None:
+        if nodes < 1:
+            raise ValueError("a cluster needs at least one node")
+        first = ipaddress.ip_address(host)
+        self.cluster_name = cluster_name
+        self.datacenter = datacenter
+        self.rack = rack
+        self.release_version = release_version
+        self.schema_version = uuid.uuid4()
+        self.requested_port = port
+        self.nodes = [Node(self, i, str(first + i), nodes) for i in range(nodes)]
+        self.faults = FaultRegistry()
+        self.activity_log = ActivityLog(activity_maxlen)
+        self._engine = engine
+        self._engine_ready = False
+        self._started = False
+        self._connection_ids = itertools.count(1)
+        self._specs_cache: dict[bytes, tuple[int, bytes]] = {}
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """The shared CQL engine (tables, schema, prepared statements)."""
+        if self._engine is None:
+            self._engine = _engine_module().Engine()
+        if not self._engine_ready:
+            self._engine_ready = True
+            register_system_tables(self._engine, self, generation=int(time.time()))
+            self._engine.add_schema_listener(self._on_schema_change)
+        return self._engine
+
+    @property
+    def node_infos(self) -> Sequence[Node]:
+        return self.nodes
+
+    @property
+    def port(self) -> int:
+        """The native transport port every node listens on."""
+        return self.nodes[0].port
+
+    @property
+    def contact_points(self) -> list[str]:
+        """The nodes' addresses, for ``Cluster(contact_points, port=server.port)``."""
+        return [n.address for n in self.nodes]
+
+    async def start(self) -> None:
+        """Open every node's listener (on one shared port)."""
+        if self._started:
+            return
+        self.engine  # noqa: B018 - build the engine and system tables before clients arrive
+        port = self.requested_port
+        for attempt in range(20):
+            try:
+                await self.nodes[0].listen(port)
+                port = self.nodes[0].port
+                for node in self.nodes[1:]:
+                    await node.listen(port)
+            except OSError as exc:
+                for node in self.nodes:
+                    await node.close()
+                if exc.errno != errno.EADDRINUSE or self.requested_port or attempt == 19:
+                    raise
+                port = 0  # another node's address had this port taken; pick again
+                continue
+            break
+        self._started = True
+
+    async def close(self) -> None:
+        """Close every listener and connection."""
+        for node in self.nodes:
+            await node.close()
+        self._started = False
+
+    async def __aenter__(self) -> CQLServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled."""
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.close()
+
+    # -- nodes --------------------------------------------------------------
+
+    def _node(self, node: int | str) -> Node:
+        if isinstance(node, str):
+            for n in self.nodes:
+                if n.address == node:
+                    return n
+            raise ValueError(f"no node listens on {node!r}; nodes are {self.contact_points}")
+        return self.nodes[node]
+
+    async def stop_node(self, node: int | str) -> None:
+        """Stop a node: close its listener and drop its connections (others hear DOWN)."""
+        target = self._node(node)
+        if not target.running:
+            return
+        await target.close()
+        self._push_node_event("STATUS_CHANGE", "DOWN", target)
+
+    async def start_node(self, node: int | str) -> None:
+        """Start a stopped node again on its address and port (others hear UP)."""
+        target = self._node(node)
+        if target.running:
+            return
+        await target.listen(self.port or target.port)
+        self._push_node_event("STATUS_CHANGE", "UP", target)
+
+    def _push_node_event(self, kind: str, change: str, target: Node) -> None:
+        event = f.event_node(kind, change, target.address, target.port)
+        for node in self.nodes:
+            if node is target:
+                continue
+            for conn in node.connections:
+                if kind in conn.events:
+                    conn.write(event)
+
+    def _on_schema_change(self, change: Any) -> None:
+        self.schema_version = uuid.uuid4()
+        self._specs_cache.clear()
+        event = f.event_schema_change(
+            change.change_type, change.target, change.keyspace, change.name
+        )
+        for node in self.nodes:
+            for conn in node.connections:
+                if "SCHEMA_CHANGE" in conn.events:
+                    conn.write(event)
+
+    # -- test controls ----------------------------------------------------
+
+    def prime(
+        self,
+        pattern: str | re.Pattern[str],
+        *,
+        regex: bool = False,
+        delay: float = 0.0,
+        error: ErrorKind | None = None,
+        message: str | None = None,
+        no_response: bool = False,
+        disconnect: bool = False,
+        times: int | None = None,
+        node: int | None = None,
+        opcodes: Iterable[Opcode] = ("QUERY", "EXECUTE", "BATCH"),
+    ) -> Fault:
+        """Prime a fault (see :meth:`FaultRegistry.prime`); safe from any thread."""
+        return self.faults.prime(
+            pattern,
+            regex=regex,
+            delay=delay,
+            error=error,
+            message=message,
+            no_response=no_response,
+            disconnect=disconnect,
+            times=times,
+            node=node,
+            opcodes=opcodes,
+        )
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def activity(
+        self,
+        *,
+        node: int | None = None,
+        opcode: str | None = None,
+        contains: str | None = None,
+        include_system: bool = False,
+    ) -> list[Any]:
+        """Requests the nodes received, oldest first (driver housekeeping left out)."""
+        return self.activity_log.entries(
+            node=node, opcode=opcode, contains=contains, include_system=include_system
+        )
+
+    def clear_activity(self) -> None:
+        self.activity_log.clear()
+
+    def forget_prepared(self) -> None:
+        """Forget every prepared statement, as a restarted cluster would."""
+        self.engine.forget_prepared()
+        self._specs_cache.clear()
+        for node in self.nodes:
+            node.prepared_ids.clear()
+
+    def execute(
+        self, query: str, values: list[bytes | None] | None = None, keyspace: str | None = None
+    ) -> Any:
+        """Run CQL directly on the engine (for seeding data); loop thread only."""
+        return self.engine.execute(query, values, keyspace=keyspace)
+
+    # -- other ways to run it ---------------------------------------------
+
+    @classmethod
+    def start_in_thread(cls, **kwargs: Any) -> ServerThread:
+        """Run a server on a loop in a background thread; returns a sync handle."""
+        from ._runner import ServerThread
+
+        return ServerThread(cls(**kwargs))
+
+    @classmethod
+    def start_in_subprocess(cls, **kwargs: Any) -> ServerProcess:
+        """Run a server in another Python process (``python -m bridge.testing.cqlserver``)."""
+        from ._runner import ServerProcess
+
+        return ServerProcess(**kwargs)
+
+
+# ---------------------------------------------------------------------------
+# Connections
+
+
+def _option(spec: ColumnSpec) -> f.ColumnMeta:
+    return f.ColumnMeta(spec.keyspace, spec.table, spec.name, spec.type.option())
+
+
+def _metas(specs: Sequence[ColumnSpec]) -> list[f.ColumnMeta]:
+    return [_option(s) for s in specs]
+
+
+class Connection(asyncio.Protocol):
+    """One client connection to one node."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.server = node.server
+        self.id = next(node.server._connection_ids)
+        self.transport: asyncio.Transport | None = None
+        self.keyspace: str | None = None
+        self.events: frozenset[str] = frozenset()
+        self.started = False
+        self.closed = False
+        self._pending = bytearray()
+        self._need = f.HEADER_SIZE
+        self._paused = False
+
+    # -- transport callbacks ------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        transport.set_write_buffer_limits(high=_PAUSE_AT)
+        if not self.node.running:
+            # Accepted just as the node stopped.
+            transport.abort()
+            return
+        self.node.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.node.connections.discard(self)
+
+    def pause_writing(self) -> None:
+        # The client is not reading its answers: stop reading its requests.
+        if self.transport is not None and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and self._paused:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def write(self, data: bytes) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _fatal(self, stream: int, message: str, version: int = f.RESPONSE_VERSION) -> None:
+        """Answer a protocol error, then close this connection (and only it)."""
+        if self.closed:
+            return
+        if version & 0x7F < 3:
+            # v1/v2 headers have a one-byte stream id.
+            body = f._INT.pack(f.PROTOCOL_ERROR) + f.enc_string(message)
+            header = bytes([version, 0, stream & 0xFF, f.ERROR]) + f._INT.pack(len(body))
+            self.write(header + body)
+        else:
+            self.write(f.error(stream, f.PROTOCOL_ERROR, message, version=version))
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if self._pending:
+            self._pending += data
+            if len(self._pending) < self._need:
+                return
+            data = bytes(self._pending)
+            self._pending.clear()
+        pos = 0
+        size = len(data)
+        header = f.HEADER
+        try:
+            while size - pos >= f.HEADER_SIZE:
+                version, flags, stream, opcode, length = header.unpack_from(data, pos)
+                if version != f.PROTOCOL_VERSION:
+                    self._bad_version(data, pos, version)
+                    return
+                if length < 0 or length > f.MAX_BODY:
+                    self._fatal(stream, f"Invalid frame body length {length}")
+                    return
+                end = pos + f.HEADER_SIZE + length
+                if end > size:
+                    self._need = end - pos
+                    break
+                self._request(flags, stream, opcode, data, pos + f.HEADER_SIZE, end)
+                pos = end
+                if self.closed:
+                    return
+            else:
+                self._need = f.HEADER_SIZE
+        except Exception as exc:  # never let one client take the server down
+            log.exception("cqlserver: unexpected failure handling a frame")
+            self._fatal(0, f"Unexpected server failure: {exc}")
+            return
+        if pos < size:
+            self._pending += data[pos:]
+
+    def _bad_version(self, data: bytes, pos: int, version_byte: int) -> None:
+        version = version_byte & 0x7F
+        if version_byte & 0x80:
+            stream = _stream_of(data, pos, version)
+            self._fatal(stream, "Invalid frame: the response bit is set on a request")
+            return
+        if 0 < version < f.PROTOCOL_VERSION:
+            # An older version we do not speak: answer in the client's own version.
+            answer = version
+        else:
+            # Too new (the driver starts at DSE_V2, then v5): answer as v4, the
+            # highest we support, as Cassandra does; the driver then steps down.
+            answer = f.PROTOCOL_VERSION
+        self._fatal(
+            _stream_of(data, pos, version),
+            f"Invalid or unsupported protocol version ({version}); "
+            f"supported versions are ({SUPPORTED_VERSIONS_TEXT})",
+            version=0x80 | answer,
+        )
+
+    # -- requests -----------------------------------------------------------
+
+    def _request(
+        self, flags: int, stream: int, opcode: int, data: bytes, start: int, end: int
+    ) -> None:
+        if flags & f.FLAG_COMPRESSED:
+            self._fatal(stream, "Compressed frame received but no compression was negotiated")
+            return
+        reader = f.BodyReader(data, start, end)
+        try:
+            if flags & f.FLAG_CUSTOM_PAYLOAD:
+                reader.read_bytes_map()  # ignored, as by Cassandra's default QueryHandler
+            if opcode == f.EXECUTE:
+                self._execute(stream, reader)
+            elif opcode == f.QUERY:
+                self._query(stream, reader)
+            elif opcode == f.PREPARE:
+                self._prepare(stream, reader)
+            elif opcode == f.BATCH:
+                self._batch(stream, reader)
+            elif opcode == f.OPTIONS:
+                self._record("OPTIONS", stream)
+                self.write(
+                    f.supported(
+                        stream,
+                        {
+                            "CQL_VERSION": ["3.4.5"],
+                            "COMPRESSION": [],  # none offered: the driver uses none
+                            "PROTOCOL_VERSIONS": [SUPPORTED_VERSIONS_TEXT],
+                        },
+                    )
+                )
+            elif opcode == f.STARTUP:
+                self._startup(stream, reader)
+            elif opcode == f.REGISTER:
+                self._register(stream, reader)
+            elif opcode == f.AUTH_RESPONSE:
+                self.write(
+                    f.error(
+                        stream,
+                        f.PROTOCOL_ERROR,
+                        "Unexpected AUTH_RESPONSE: no authentication is required",
+                    )
+                )
+            else:
+                name = f.OPCODE_NAMES.get(opcode, f"0x{opcode:02X}")
+                self._fatal(stream, f"Unknown or unexpected request opcode {name}")
+        except f.FrameError as exc:
+            self._fatal(stream, str(exc))
+
+    def _record(
+        self,
+        opcode: str,
+        stream: int,
+        query: str | None = None,
+        params: f.QueryParams | None = None,
+        consistency: int | None = None,
+    ) -> None:
+        if params is None:
+            self.server.activity_log.record(
+                self.node.index,
+                self.node.address,
+                self.id,
+                opcode,
+                stream,
+                query,
+                None,
+                False,
+                consistency,
+            )
+        else:
+            self.server.activity_log.record(
+                self.node.index,
+                self.node.address,
+                self.id,
+                opcode,
+                stream,
+                query,
+                params.page_size,
+                params.paging_state is not None,
+                params.consistency,
+            )
+
+    def _not_started(self, stream: int, what: str) -> bool:
+        if self.started:
+            return False
+        self.write(
+            f.error(
+                stream, f.PROTOCOL_ERROR, f"Unexpected message {what}, expecting STARTUP or OPTIONS"
+            )
+        )
+        return True
+
+    def _startup(self, stream: int, reader: f.BodyReader) -> None:
+        options = reader.read_string_map()
+        self._record("STARTUP", stream)
+        if "CQL_VERSION" not in options:
+            self.write(
+                f.error(stream, f.PROTOCOL_ERROR, "Missing value CQL_VERSION in STARTUP message")
+            )
+            return
+        compression = options.get("COMPRESSION")
+        if compression:
+            self.write(
+                f.error(stream, f.PROTOCOL_ERROR, f"Unknown compression algorithm: {compression}")
+            )
+            return
+        self.started = True
+        self.write(f.ready(stream))
+
+    def _register(self, stream: int, reader: f.BodyReader) -> None:
+        if self._not_started(stream, "REGISTER"):
+            return
+        events = reader.read_string_list()
+        self._record("REGISTER", stream, ",".join(events))
+        unknown = [e for e in events if e not in _EVENT_TYPES]
+        if unknown:
+            self.write(f.error(stream, f.PROTOCOL_ERROR, f"Invalid value '{unknown[0]}' for Type"))
+            return
+        self.events = self.events | frozenset(events)
+        self.write(f.ready(stream))
+
+    def _query(self, stream: int, reader: f.BodyReader) -> None:
+        if self._not_started(stream, "QUERY"):
+            return
+        query = reader.read_long_string()
+        params = reader.read_query_params()
+        self._record("QUERY", stream, query, params)
+        faults = self.server.faults
+        if faults._faults:
+            fault = faults.match("QUERY", self.node.index, (query,))
+            if fault is not None:
+                self._faulted(
+                    fault,
+                    stream,
+                    params.consistency,
+                    "QUERY",
+                    query,
+                    None,
+                    lambda: self._run(stream, query, params),
+                )
+                return
+        self._run(stream, query, params)
+
+    def _execute(self, stream: int, reader: f.BodyReader) -> None:
+        if self._not_started(stream, "EXECUTE"):
+            return
+        statement_id = reader.read_short_bytes()
+        params = reader.read_query_params()
+        engine = self.server.engine
+        prepared: Prepared | None = None
+        if statement_id in self.node.prepared_ids:
+            try:
+                prepared = engine.get_prepared(statement_id)
+            except _engine_module().CQLError:
+                prepared = None
+        self._record("EXECUTE", stream, prepared.query if prepared else None, params)
+        if prepared is None:
+            self.write(
+                f.error(
+                    stream,
+                    f.UNPREPARED,
+                    f"Prepared query with ID {statement_id.hex()} not found (either the query was "
+                    "not prepared on this host (maybe the host has been restarted?) or you have "
+                    "prepared too many queries and it has been evicted from the internal cache)",
+                    f.unprepared_extra(statement_id),
+                )
+            )
+            return
+        faults = self.server.faults
+        if faults._faults:
+            fault = faults.match("EXECUTE", self.node.index, (prepared.query,))
+            if fault is not None:
+                bound = prepared
+                self._faulted(
+                    fault,
+                    stream,
+                    params.consistency,
+                    "EXECUTE",
+                    prepared.query,
+                    statement_id,
+                    lambda: self._run(stream, bound, params),
+                )
+                return
+        self._run(stream, prepared, params)
+
+    def _run(self, stream: int, statement: str | Prepared, params: f.QueryParams) -> None:
+        """Execute on the engine and answer RESULT or ERROR."""
+        if self.closed:
+            return
+        try:
+            result = self.server.engine.execute(
+                statement,
+                params.values,
+                keyspace=self.keyspace,
+                page_size=params.page_size,
+                paging_state=params.paging_state,
+                timestamp=params.timestamp,
+                context=self.node,
+            )
+        except Exception as exc:
+            self.write(self._error_frame(stream, exc))
+            return
+        key = None if isinstance(statement, str) else statement.id
+        self.write(self._result_frame(stream, result, params.skip_metadata, key))
+
+    def _result_frame(
+        self, stream: int, result: Any, skip_metadata: bool, key: bytes | None = None
+    ) -> bytes:
+        rows = getattr(result, "rows", None)
+        if rows is not None:  # RowsResult, the hot path
+            columns = result.columns
+            if skip_metadata:
+                meta = f.rows_metadata(len(columns), None, result.paging_state)
+            else:
+                # A prepared statement's columns are encoded once (until the schema changes).
+                cache = self.server._specs_cache
+                specs = cache.get(key) if key is not None else None
+                if specs is None:
+                    specs = f.col_specs(_metas(columns))
+                    if key is not None:
+                        cache[key] = specs
+                meta = f.rows_metadata_from_specs(len(columns), *specs, result.paging_state)
+            return f.result_rows(stream, meta, rows)
+        kind = type(result).__name__
+        if kind == "VoidResult":
+            return f.result_void(stream)
+        if kind == "SetKeyspaceResult":
+            self.keyspace = result.keyspace
+            return f.result_set_keyspace(stream, result.keyspace)
+        if kind == "SchemaChangeResult":
+            return f.result_schema_change(
+                stream, result.change_type, result.target, result.keyspace, result.name
+            )
+        log.error("cqlserver: the engine returned an unknown result %r", result)
+        return f.error(stream, f.SERVER_ERROR, f"Unknown result type {kind}")
+
+    def _error_frame(self, stream: int, exc: Exception) -> bytes:
+        eng = _engine_module()
+        if isinstance(exc, eng.CQLError):
+            code = exc.code
+            extra = b""
+            if isinstance(exc, eng.AlreadyExists):
+                extra = f.already_exists_extra(exc.keyspace, exc.table)
+            elif isinstance(exc, eng.Unprepared):
+                extra = f.unprepared_extra(exc.statement_id)
+            return f.error(stream, code, exc.message, extra)
+        log.exception("cqlserver: engine failure", exc_info=exc)
+        return f.error(stream, f.SERVER_ERROR, f"{type(exc).__name__}: {exc}")
+
+    def _prepare(self, stream: int, reader: f.BodyReader) -> None:
+        if self._not_started(stream, "PREPARE"):
+            return
+        query = reader.read_long_string()
+        self._record("PREPARE", stream, query)
+        faults = self.server.faults
+        if faults._faults:
+            fault = faults.match("PREPARE", self.node.index, (query,))
+            if fault is not None:
+                self._faulted(
+                    fault,
+                    stream,
+                    1,
+                    "PREPARE",
+                    query,
+                    None,
+                    lambda: self._run_prepare(stream, query),
+                )
+                return
+        self._run_prepare(stream, query)
+
+    def _run_prepare(self, stream: int, query: str) -> None:
+        if self.closed:
+            return
+        try:
+            prepared = self.server.engine.prepare(query, self.keyspace)
+        except Exception as exc:
+            self.write(self._error_frame(stream, exc))
+            return
+        self.node.prepared_ids.add(prepared.id)
+        result = None if prepared.result is None else _metas(prepared.result)
+        bind = [
+            f.ColumnMeta(s.keyspace, s.table, name, s.type.option())
+            for s, name in zip(prepared.bind, _bind_names(prepared), strict=True)
+        ]
+        self.write(f.result_prepared(stream, prepared.id, bind, prepared.pk_indexes, result))
+
+    def _batch(self, stream: int, reader: f.BodyReader) -> None:
+        if self._not_started(stream, "BATCH"):
+            return
+        request = reader.read_batch()
+        engine = self.server.engine
+        statements: list[tuple[str | Prepared, list[bytes | None]]] = []
+        texts: list[str] = []
+        unknown: bytes | None = None
+        for target, values in request.statements:
+            if isinstance(target, str):
+                statements.append((target, values))
+                texts.append(target)
+                continue
+            prepared = None
+            if target in self.node.prepared_ids:
+                try:
+                    prepared = engine.get_prepared(target)
+                except _engine_module().CQLError:
+                    prepared = None
+            if prepared is None:
+                unknown = unknown or target
+                texts.append("")
+                continue
+            statements.append((prepared, values))
+            texts.append(prepared.query)
+        self._record("BATCH", stream, "; ".join(texts), consistency=request.consistency)
+        if unknown is not None:
+            self.write(
+                f.error(
+                    stream,
+                    f.UNPREPARED,
+                    f"Prepared query with ID {unknown.hex()} not found",
+                    f.unprepared_extra(unknown),
+                )
+            )
+            return
+        faults = self.server.faults
+        if faults._faults:
+            fault = faults.match("BATCH", self.node.index, texts)
+            if fault is not None:
+                self._faulted(
+                    fault,
+                    stream,
+                    request.consistency,
+                    "BATCH_LOG" if request.batch_type == 0 else "UNLOGGED_BATCH",
+                    texts[0] if texts else "",
+                    None,
+                    lambda: self._run_batch(stream, statements, request),
+                )
+                return
+        self._run_batch(stream, statements, request)
+
+    def _run_batch(
+        self,
+        stream: int,
+        statements: list[tuple[str | Prepared, list[bytes | None]]],
+        request: f.BatchRequest,
+    ) -> None:
+        if self.closed:
+            return
+        try:
+            result = self.server.engine.execute_batch(
+                statements,
+                keyspace=self.keyspace,
+                batch_type=request.batch_type,
+                timestamp=request.timestamp,
+                context=self.node,
+            )
+        except Exception as exc:
+            self.write(self._error_frame(stream, exc))
+            return
+        self.write(self._result_frame(stream, result, False))
+
+    # -- faults -------------------------------------------------------------
+
+    def _faulted(
+        self,
+        fault: Fault,
+        stream: int,
+        consistency: int,
+        kind: str,
+        query: str,
+        statement_id: bytes | None,
+        run: Callable[[], None],
+    ) -> None:
+        def act() -> None:
+            if self.closed:
+                return
+            if fault.disconnect:
+                self.abort()
+            elif fault.no_response:
+                pass
+            elif fault.error is not None:
+                self.write(
+                    _fault_error(
+                        fault.error, fault.message, stream, consistency, kind, query, statement_id
+                    )
+                )
+            else:
+                run()
+
+        if fault.delay > 0:
+            asyncio.get_running_loop().call_later(fault.delay, act)
+        else:
+            act()
+
+
+def _bind_names(prepared: Prepared) -> list[str]:
+    names = list(getattr(prepared, "bind_names", []) or [])
+    if len(names) != len(prepared.bind):
+        return [s.name for s in prepared.bind]
+    return [n or s.name for n, s in zip(names, prepared.bind, strict=True)]
+
+
+def _stream_of(data: bytes, pos: int, version: int) -> int:
+    if version < 3:
+        return (
+            int.from_bytes(data[pos + 2 : pos + 3], "big", signed=True)
+            if len(data) > pos + 2
+            else 0
+        )
+    if len(data) >= pos + 4:
+        return int.from_bytes(data[pos + 2 : pos + 4], "big", signed=True)
+    return 0
+
+
+def _fault_error(
+    kind: ErrorKind,
+    message: str | None,
+    stream: int,
+    consistency: int,
+    write_type: str,
+    query: str,
+    statement_id: bytes | None,
+) -> bytes:
+    cl_name = f.CONSISTENCY_NAMES.get(consistency, str(consistency))
+    if write_type not in ("BATCH_LOG", "UNLOGGED_BATCH"):
+        write_type = "SIMPLE"
+    if kind == "read_timeout":
+        return f.error(
+            stream,
+            f.READ_TIMEOUT,
+            message or "Operation timed out - received only 0 responses.",
+            f.read_timeout_extra(consistency, 0, 1, False),
+        )
+    if kind == "write_timeout":
+        return f.error(
+            stream,
+            f.WRITE_TIMEOUT,
+            message or "Operation timed out - received only 0 responses.",
+            f.write_timeout_extra(consistency, 0, 1, write_type),
+        )
+    if kind == "unavailable":
+        return f.error(
+            stream,
+            f.UNAVAILABLE,
+            message or f"Cannot achieve consistency level {cl_name}",
+            f.unavailable_extra(consistency, 1, 0),
+        )
+    if kind == "read_failure":
+        return f.error(
+            stream,
+            f.READ_FAILURE,
+            message or "Operation failed - received 0 responses and 1 failures",
+            f.read_failure_extra(consistency, 0, 1, 1, False),
+        )
+    if kind == "write_failure":
+        return f.error(
+            stream,
+            f.WRITE_FAILURE,
+            message or "Operation failed - received 0 responses and 1 failures",
+            f.write_failure_extra(consistency, 0, 1, 1, write_type),
+        )
+    if kind == "unprepared":
+        sid = statement_id or hashlib.md5(query.encode("utf-8")).digest()
+        return f.error(
+            stream,
+            f.UNPREPARED,
+            message or f"Prepared query with ID {sid.hex()} not found",
+            f.unprepared_extra(sid),
+        )
+    simple = {
+        "overloaded": (
+            f.OVERLOADED,
+            "Server is in overloaded state. Cannot accept more requests at this point",
+        ),
+        "server_error": (f.SERVER_ERROR, "Primed server error"),
+        "invalid": (f.INVALID, "Primed invalid query"),
+        "syntax_error": (f.SYNTAX_ERROR, "line 1:0 primed syntax error"),
+        "is_bootstrapping": (f.IS_BOOTSTRAPPING, "Cannot read from a bootstrapping node"),
+        "truncate_error": (f.TRUNCATE_ERROR, "Primed truncate error"),
+    }
+    code, default = simple[kind]
+    return f.error(stream, code, message or default)
+
+
+if TYPE_CHECKING:
+    from ._runner import ServerProcess, ServerThread
