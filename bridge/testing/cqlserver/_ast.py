@@ -1,0 +1,239 @@
+"""The syntax tree the CQL parser produces: one frozen dataclass per construct.
+
+Kept apart from the parser so the type and execution modules can read terms
+without importing the grammar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+# --- terms (values written in a statement) ---------------------------------
+
+ConstantKind = Literal["string", "integer", "float", "boolean", "uuid", "hex"]
+
+
+@dataclass(frozen=True)
+class Constant:
+    """A literal as written; its meaning depends on the type it is assigned to."""
+
+    kind: ConstantKind
+    text: str
+
+
+@dataclass(frozen=True)
+class Null:
+    """The literal ``null``."""
+
+
+@dataclass(frozen=True)
+class BindMarker:
+    """``?`` or ``:name``; ``index`` counts markers in order of appearance."""
+
+    index: int
+    name: str | None
+
+
+@dataclass(frozen=True)
+class ListTerm:
+    items: tuple[Term, ...]
+
+
+@dataclass(frozen=True)
+class SetTerm:
+    items: tuple[Term, ...]
+
+
+@dataclass(frozen=True)
+class MapTerm:
+    items: tuple[tuple[Term, Term], ...]
+
+
+@dataclass(frozen=True)
+class FunctionCall:
+    """A function in a term position, e.g. ``now()`` or ``toTimestamp(now())``."""
+
+    name: str
+    args: tuple[Term, ...]
+
+
+@dataclass(frozen=True)
+class ColumnRef:
+    """A column used inside a term: only ``c = c + ...`` style updates need it."""
+
+    name: str
+
+
+Term = Constant | Null | BindMarker | ListTerm | SetTerm | MapTerm | FunctionCall | ColumnRef
+
+
+# --- statement parts --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableName:
+    keyspace: str | None
+    name: str
+
+
+Operator = Literal["=", "<", "<=", ">", ">=", "!=", "IN", "CONTAINS", "CONTAINS KEY"]
+
+
+@dataclass(frozen=True)
+class Relation:
+    """``column op value`` in a WHERE clause; ``IN`` takes a tuple or one marker."""
+
+    column: str
+    op: Operator
+    value: Term | tuple[Term, ...]
+    token: bool = False  # token(column) op value
+
+
+@dataclass(frozen=True)
+class Selector:
+    """One item of a SELECT list."""
+
+    kind: Literal["column", "count", "writetime", "ttl"]
+    column: str | None
+    alias: str | None
+
+
+@dataclass(frozen=True)
+class Using:
+    ttl: Term | None = None
+    timestamp: Term | None = None
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One item of UPDATE ... SET.
+
+    ``op`` is ``=`` (``c = v``), ``+`` (``c = c + v``), ``prepend`` (``c = v + c``),
+    ``-`` (``c = c - v``) or ``index`` (``c[k] = v``).
+    """
+
+    column: str
+    op: Literal["=", "+", "-", "prepend", "index"]
+    value: Term
+    key: Term | None = None
+
+
+# --- statements -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Select:
+    table: TableName
+    selectors: tuple[Selector, ...]  # empty means *
+    where: tuple[Relation, ...]
+    order_by: tuple[tuple[str, Literal["asc", "desc"]], ...]
+    limit: Term | None
+    per_partition_limit: Term | None
+    allow_filtering: bool
+    distinct: bool = False
+
+
+@dataclass(frozen=True)
+class Insert:
+    table: TableName
+    columns: tuple[str, ...]
+    values: tuple[Term, ...]
+    if_not_exists: bool
+    using: Using
+
+
+@dataclass(frozen=True)
+class Update:
+    table: TableName
+    using: Using
+    assignments: tuple[Assignment, ...]
+    where: tuple[Relation, ...]
+    if_exists: bool
+
+
+@dataclass(frozen=True)
+class DeleteTarget:
+    """A column to delete, or one element of a collection column (``m[k]``)."""
+
+    column: str
+    key: Term | None = None
+
+
+@dataclass(frozen=True)
+class Delete:
+    table: TableName
+    targets: tuple[DeleteTarget, ...]  # empty means the whole row(s)
+    using: Using
+    where: tuple[Relation, ...]
+    if_exists: bool
+
+
+@dataclass(frozen=True)
+class Batch:
+    kind: Literal["logged", "unlogged", "counter"]
+    using: Using
+    statements: tuple[Insert | Update | Delete, ...]
+
+
+@dataclass(frozen=True)
+class ColumnDefinition:
+    name: str
+    type: str
+    static: bool
+    primary_key: bool
+
+
+@dataclass(frozen=True)
+class CreateKeyspace:
+    name: str
+    if_not_exists: bool
+    options: dict[str, object] = field(hash=False)
+
+
+@dataclass(frozen=True)
+class CreateTable:
+    table: TableName
+    if_not_exists: bool
+    columns: tuple[ColumnDefinition, ...]
+    partition_key: tuple[str, ...]
+    clustering: tuple[str, ...]
+    clustering_order: tuple[tuple[str, Literal["asc", "desc"]], ...]
+    options: dict[str, object] = field(hash=False)
+
+
+@dataclass(frozen=True)
+class DropKeyspace:
+    name: str
+    if_exists: bool
+
+
+@dataclass(frozen=True)
+class DropTable:
+    table: TableName
+    if_exists: bool
+
+
+@dataclass(frozen=True)
+class Truncate:
+    table: TableName
+
+
+@dataclass(frozen=True)
+class Use:
+    keyspace: str
+
+
+Statement = (
+    Select
+    | Insert
+    | Update
+    | Delete
+    | Batch
+    | CreateKeyspace
+    | CreateTable
+    | DropKeyspace
+    | DropTable
+    | Truncate
+    | Use
+)

@@ -1,0 +1,232 @@
+"""Giving terms meaning: which type each bind marker stands for, and a term's value.
+
+A marker's type comes from where it sits (``k = ?`` takes ``k``'s type,
+``LIMIT ?`` an int), exactly as Cassandra infers bind metadata; the same
+receivers decode the values of an unprepared QUERY.
+"""
+
+from __future__ import annotations
+
+import datetime
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import _ast as ast
+from ._errors import Invalid
+from ._results import ColumnSpec
+from ._schema import Column, Table
+from ._types import (
+    BIGINT,
+    DATE,
+    INT,
+    TIME,
+    TIMESTAMP,
+    TIMEUUID,
+    UUID,
+    CollectionType,
+    CQLType,
+    ListType,
+    MapType,
+    SetType,
+)
+
+# 100ns intervals between the UUID epoch (1582-10-15) and the Unix epoch.
+_UUID_EPOCH_OFFSET = 0x01B21DD213814000
+
+
+class Receivers:
+    """Collects, marker by marker, the column spec each bind value is decoded with."""
+
+    def __init__(self) -> None:
+        self.specs: dict[int, ColumnSpec] = {}
+
+    def spec(self, table: Table, name: str, cql_type: CQLType) -> ColumnSpec:
+        return ColumnSpec(table.keyspace, table.name, name, cql_type)
+
+    def term(self, term: ast.Term, spec: ColumnSpec) -> None:
+        if isinstance(term, ast.BindMarker):
+            name = term.name if term.name is not None else spec.name
+            self.specs[term.index] = ColumnSpec(spec.keyspace, spec.table, name, spec.type)
+        elif isinstance(term, ast.ListTerm | ast.SetTerm):
+            element = _element_type(spec.type)
+            for item in term.items:
+                self.term(item, _child(spec, f"value({spec.name})", element))
+        elif isinstance(term, ast.MapTerm):
+            if isinstance(spec.type, MapType):
+                key, value = spec.type.key, spec.type.value
+            else:  # {} can also be an empty set
+                key = value = _element_type(spec.type)
+            for k, v in term.items:
+                self.term(k, _child(spec, f"key({spec.name})", key))
+                self.term(v, _child(spec, f"value({spec.name})", value))
+        elif isinstance(term, ast.FunctionCall):
+            for arg in term.args:
+                if _has_marker(arg):
+                    raise Invalid(f"Bind markers are not supported as arguments of {term.name}()")
+
+    def column(self, term: ast.Term, table: Table, column: Column) -> None:
+        self.term(term, self.spec(table, column.name, column.type))
+
+    def ordered(self) -> list[ColumnSpec]:
+        """The specs in marker order; a marker with no receiver is a bug in the walk."""
+        return [self.specs[index] for index in sorted(self.specs)]
+
+
+def _child(spec: ColumnSpec, name: str, cql_type: CQLType) -> ColumnSpec:
+    return ColumnSpec(spec.keyspace, spec.table, name, cql_type)
+
+
+def _element_type(cql_type: CQLType) -> CQLType:
+    if isinstance(cql_type, ListType | SetType):
+        return cql_type.element
+    raise Invalid(f"Invalid collection literal for value of type {cql_type.name}")
+
+
+def _has_marker(term: ast.Term) -> bool:
+    if isinstance(term, ast.BindMarker):
+        return True
+    if isinstance(term, ast.ListTerm | ast.SetTerm | ast.FunctionCall):
+        children: tuple[ast.Term, ...] = (
+            term.items if not isinstance(term, ast.FunctionCall) else term.args
+        )
+        return any(_has_marker(child) for child in children)
+    if isinstance(term, ast.MapTerm):
+        return any(_has_marker(k) or _has_marker(v) for k, v in term.items)
+    return False
+
+
+@dataclass
+class Context:
+    """What evaluating terms in one request needs: bound values and the engine's clock."""
+
+    values: list[object]
+    clock: Callable[[], float]
+    _sequence: list[int] = field(default_factory=lambda: [0])
+
+    def timeuuid(self) -> uuid.UUID:
+        """A version-1 UUID for ``now()``, from the engine's clock (so tests control it)."""
+        self._sequence[0] += 1
+        ticks = int(self.clock() * 10_000_000) + _UUID_EPOCH_OFFSET + self._sequence[0]
+        node = random.getrandbits(48) | 0x010000000000  # multicast bit: not a real MAC
+        clock_seq = random.getrandbits(14)
+        fields = (
+            ticks & 0xFFFFFFFF,
+            (ticks >> 32) & 0xFFFF,
+            ((ticks >> 48) & 0x0FFF) | 0x1000,
+            (clock_seq >> 8) | 0x80,
+            clock_seq & 0xFF,
+            node,
+        )
+        return uuid.UUID(fields=fields)
+
+
+def evaluate(term: ast.Term, cql_type: CQLType, context: Context, what: str = "") -> object:
+    """The Python value of ``term`` for a receiver of ``cql_type`` (None for null)."""
+    if isinstance(term, ast.Constant):
+        try:
+            return cql_type.from_constant(term.kind, term.text)
+        except Invalid as error:
+            if what and error.message.startswith("Invalid ") and "constant" in error.message:
+                raise Invalid(
+                    f'Invalid {term.kind.upper()} constant ({term.text}) for "{what}" '
+                    f"of type {cql_type.name}"
+                ) from None
+            raise
+        except ValueError:
+            raise Invalid(
+                f"Invalid {term.kind.upper()} constant ({term.text}) for type {cql_type.name}"
+            ) from None
+    if isinstance(term, ast.Null):
+        return None
+    if isinstance(term, ast.BindMarker):
+        return context.values[term.index]
+    if isinstance(term, ast.ListTerm | ast.SetTerm | ast.MapTerm):
+        return _collection(term, cql_type, context)
+    if isinstance(term, ast.FunctionCall):
+        return _call(term, cql_type, context)
+    raise Invalid(f"Invalid value for type {cql_type.name}")
+
+
+def _collection(
+    term: ast.ListTerm | ast.SetTerm | ast.MapTerm, cql_type: CQLType, context: Context
+) -> object:
+    def item(sub: ast.Term, sub_type: CQLType) -> object:
+        value = evaluate(sub, sub_type, context)
+        if value is None:
+            raise Invalid("null is not supported inside collections")
+        return value
+
+    if isinstance(cql_type, ListType) and isinstance(term, ast.ListTerm):
+        return [item(sub, cql_type.element) for sub in term.items]
+    if isinstance(cql_type, SetType) and isinstance(term, ast.SetTerm | ast.MapTerm):
+        if isinstance(term, ast.MapTerm) and term.items:
+            raise Invalid(f"Invalid map literal for value of type {cql_type.name}")
+        items = term.items if isinstance(term, ast.SetTerm) else ()
+        return cql_type.normalize([item(sub, cql_type.element) for sub in items])
+    if isinstance(cql_type, MapType) and isinstance(term, ast.MapTerm):
+        return cql_type.normalize(
+            [(item(k, cql_type.key), item(v, cql_type.value)) for k, v in term.items]
+        )
+    kind = {ast.ListTerm: "list", ast.SetTerm: "set", ast.MapTerm: "map"}[type(term)]
+    raise Invalid(f"Invalid {kind} literal for value of type {cql_type.name}")
+
+
+def _call(term: ast.FunctionCall, cql_type: CQLType, context: Context) -> object:
+    name = term.name
+    if term.args and name not in ("totimestamp", "todate", "tounixtimestamp"):
+        raise Invalid(f"Invalid number of arguments in call to function system.{name}")
+    now_ms = int(context.clock() * 1000)
+    if name in ("now", "currenttimeuuid"):
+        value: object = context.timeuuid()
+        result_type: CQLType = TIMEUUID
+    elif name == "uuid":
+        value, result_type = uuid.uuid4(), UUID
+    elif name == "currenttimestamp":
+        value, result_type = now_ms, TIMESTAMP
+    elif name == "currentdate":
+        value, result_type = now_ms // 86_400_000, DATE
+    elif name == "currenttime":
+        value, result_type = (now_ms % 86_400_000) * 1_000_000, TIME
+    elif name in ("totimestamp", "todate", "tounixtimestamp"):
+        if len(term.args) != 1:
+            raise Invalid(f"Invalid number of arguments in call to function system.{name}")
+        argument = evaluate(term.args[0], TIMEUUID, context)
+        if not isinstance(argument, uuid.UUID):
+            return None
+        millis = (argument.time - _UUID_EPOCH_OFFSET) // 10_000
+        if name == "todate":
+            value, result_type = millis // 86_400_000, DATE
+        else:
+            value, result_type = millis, (TIMESTAMP if name == "totimestamp" else BIGINT)
+    else:
+        raise Invalid(f"Unknown function '{name}'")
+    if result_type != cql_type:
+        raise Invalid(
+            f"Type error: cannot assign result of function system.{name} "
+            f"(type {result_type.name}) to a value of type {cql_type.name}"
+        )
+    return value
+
+
+def positive_int(term: ast.Term | None, context: Context, what: str) -> int | None:
+    """LIMIT and PER PARTITION LIMIT: strictly positive ints."""
+    if term is None:
+        return None
+    value = evaluate(term, INT, context)
+    if value is None:
+        raise Invalid(f"Invalid null value of {what}")
+    assert isinstance(value, int)
+    if value <= 0:
+        raise Invalid(f"{what.upper()} must be strictly positive")
+    return value
+
+
+def describe_day(days: int) -> str:
+    """A date for messages."""
+    return (datetime.date(1970, 1, 1) + datetime.timedelta(days=days)).isoformat()
+
+
+def is_multi_cell(cql_type: CQLType) -> bool:
+    return isinstance(cql_type, CollectionType) and not cql_type.frozen

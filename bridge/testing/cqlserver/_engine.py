@@ -1,0 +1,726 @@
+"""The in-memory CQL engine: schema, data and statements, behind one ``Engine`` object.
+
+The protocol server hands it query text or prepared statements with bind values
+as wire bytes and gets back result objects (``_results``) or a ``CQLError``.
+Nothing unexpected escapes ``execute``: a bug inside becomes a ``ServerError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Callable
+
+from . import _ast as ast
+from ._binding import Context, Receivers, evaluate
+from ._errors import AlreadyExists, CQLError, CQLSyntaxError, Invalid, ServerError, Unprepared
+from ._parser import parse
+from ._read import run_select, selection
+from ._results import (
+    ColumnSpec,
+    Prepared,
+    Result,
+    RowsResult,
+    SchemaChangeResult,
+    SetKeyspaceResult,
+    VoidResult,
+)
+from ._schema import (
+    SYSTEM_KEYSPACES,
+    SYSTEM_SCHEMA_TABLES,
+    SYSTEM_VIRTUAL_SCHEMA_TABLES,
+    TABLE_OPTION_DEFAULTS,
+    Column,
+    Keyspace,
+    Table,
+    column_rows,
+    keyspace_rows,
+    make_table,
+    normalize_replication,
+    table_rows,
+)
+from ._storage import TableData
+from ._types import (
+    BIGINT,
+    INT,
+    CollectionType,
+    ListType,
+    MapType,
+    SetType,
+    is_empty_null,
+    parse_type,
+)
+from ._where import check_select, column_of, receive, resolve
+from ._write import WriteOptions, delete, insert, ttl_of, update
+
+__all__ = [
+    "AlreadyExists",
+    "CQLError",
+    "CQLSyntaxError",
+    "Column",
+    "ColumnSpec",
+    "Engine",
+    "Invalid",
+    "Keyspace",
+    "Prepared",
+    "RowsResult",
+    "SchemaChangeResult",
+    "ServerError",
+    "SetKeyspaceResult",
+    "Table",
+    "Unprepared",
+    "VoidResult",
+]
+
+VirtualRows = Callable[[object], list[dict[str, object]]]
+Values = list[bytes | None] | dict[str, bytes | None] | None
+
+_NO_KEYSPACE = (
+    "No keyspace has been specified. USE a keyspace, or explicitly specify keyspace.tablename"
+)
+
+
+class Engine:
+    """An in-memory Cassandra: keyspaces, tables, rows and the ``system_schema`` views of them.
+
+    ``clock`` returns seconds since the epoch; tests pass their own to make TTLs expire
+    without sleeping.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.keyspaces: dict[str, Keyspace] = {}
+        self.schema_version = uuid.uuid4()
+        self._system: dict[str, Keyspace] = {
+            name: Keyspace(name, dict(replication))
+            for name, replication in SYSTEM_KEYSPACES.items()
+        }
+        self._virtual_keyspaces: dict[str, Keyspace] = {
+            "system_virtual_schema": Keyspace("system_virtual_schema", {})
+        }
+        self._virtual_rows: dict[tuple[str, str], VirtualRows] = {}
+        self._data: dict[tuple[str, str], TableData] = {}
+        self._prepared: dict[bytes, Prepared] = {}
+        self._listeners: list[Callable[[SchemaChangeResult], None]] = []
+        self._last_timestamp = 0
+        self._register_schema_tables()
+
+    # --- public API ----------------------------------------------------------------
+
+    def add_schema_listener(self, fn: Callable[[SchemaChangeResult], None]) -> None:
+        """Call ``fn`` after every schema change (the server turns it into an event)."""
+        self._listeners.append(fn)
+
+    def register_virtual_table(
+        self,
+        keyspace: str,
+        table: str,
+        columns: list[tuple[str, str, str]],
+        rows: VirtualRows,
+    ) -> None:
+        """Serve ``keyspace.table`` from ``rows(context)``, computed for each request."""
+        space = self._system.get(keyspace) or self._virtual_keyspaces.get(keyspace)
+        if space is None:
+            space = self._system[keyspace] = Keyspace(
+                keyspace, {"class": "org.apache.cassandra.locator.LocalStrategy"}
+            )
+        space.tables[table] = make_table(keyspace, table, columns, virtual=True)
+        self._virtual_rows[(keyspace, table)] = rows
+
+    def prepare(self, query: str, keyspace: str | None) -> Prepared:
+        """Parse and check ``query`` once; the result is cached under its id."""
+        statement_id = hashlib.md5(((keyspace or "") + query).encode()).digest()
+        cached = self._prepared.get(statement_id)
+        if cached is not None:
+            return cached
+        try:
+            prepared = self._prepare(statement_id, query, keyspace)
+        except CQLError:
+            raise
+        except Exception as error:
+            raise ServerError(f"Unexpected error while preparing: {error!r}") from error
+        self._prepared[statement_id] = prepared
+        return prepared
+
+    def get_prepared(self, statement_id: bytes) -> Prepared:
+        prepared = self._prepared.get(statement_id)
+        if prepared is None:
+            raise Unprepared(statement_id)
+        return prepared
+
+    def forget_prepared(self) -> None:
+        """Drop every prepared statement, so clients must prepare again."""
+        self._prepared.clear()
+
+    def execute(
+        self,
+        query: str | Prepared,
+        values: Values = None,
+        *,
+        keyspace: str | None = None,
+        page_size: int | None = None,
+        paging_state: bytes | None = None,
+        timestamp: int | None = None,
+        context: object = None,
+    ) -> Result:
+        """Run one statement; values are wire bytes, decoded by the marker's column type."""
+        try:
+            prepared = query if isinstance(query, Prepared) else self._prepare(b"", query, keyspace)
+            assert prepared.statement is not None
+            ctx = Context(self._decode(prepared, values), self.clock)
+            return self._run(
+                prepared.statement, prepared.keyspace if isinstance(query, Prepared) else keyspace,
+                ctx, page_size=page_size, paging_state=paging_state, timestamp=timestamp,
+                request=context,
+            )  # fmt: skip
+        except CQLError:
+            raise
+        except RecursionError:
+            raise Invalid("Statement is nested too deeply") from None
+        except Exception as error:
+            raise ServerError(f"Unexpected error while executing: {error!r}") from error
+
+    def execute_batch(
+        self,
+        statements: list[tuple[str | Prepared, list[bytes | None]]],
+        *,
+        keyspace: str | None,
+        batch_type: int,
+        timestamp: int | None = None,
+        context: object = None,
+    ) -> VoidResult:
+        """Apply INSERT/UPDATE/DELETE statements together with one timestamp."""
+        try:
+            stamp = timestamp if timestamp is not None else self._next_timestamp()
+            planned: list[tuple[ast.Statement, str | None, Context]] = []
+            for query, values in statements:
+                if isinstance(query, Prepared):
+                    prepared, space = query, query.keyspace
+                else:
+                    prepared, space = self._prepare(b"", query, keyspace), keyspace
+                assert prepared.statement is not None
+                if not isinstance(prepared.statement, ast.Insert | ast.Update | ast.Delete):
+                    raise Invalid(
+                        "Only INSERT, UPDATE and DELETE statements are allowed in a BATCH"
+                    )
+                planned.append(
+                    (prepared.statement, space, Context(self._decode(prepared, values), self.clock))
+                )
+            for statement, space, ctx in planned:
+                self._run(statement, space, ctx, timestamp=stamp, in_batch=True)
+            return VoidResult()
+        except CQLError:
+            raise
+        except Exception as error:
+            raise ServerError(f"Unexpected error while executing a batch: {error!r}") from error
+
+    # --- preparing -------------------------------------------------------------------
+
+    def _prepare(self, statement_id: bytes, query: str, keyspace: str | None) -> Prepared:
+        statement = parse(query)
+        receivers = Receivers()
+        tables: set[tuple[str, str]] = set()
+        result: list[ColumnSpec] | None = None
+        pk_indexes: list[int] = []
+        for part in statement.statements if isinstance(statement, ast.Batch) else (statement,):
+            if isinstance(part, ast.Batch):
+                continue
+            if isinstance(part, ast.Select | ast.Insert | ast.Update | ast.Delete):
+                table = self._table(part.table, keyspace)
+                tables.add((table.keyspace, table.name))
+                self._receive(part, table, receivers)
+                pk_indexes = _pk_indexes(part, table)
+                if isinstance(part, ast.Select):
+                    result = selection(table, part).specs
+                    check_select(table, part.where, part.allow_filtering)
+            if (
+                isinstance(part, ast.Batch | ast.Insert | ast.Update | ast.Delete)
+                or part is statement
+            ):
+                self._receive_using(statement, receivers)
+        specs = receivers.ordered()
+        if len(specs) != _marker_count(query, statement, receivers):
+            raise Invalid("Bind markers are not supported in this position")
+        names = [spec.name for spec in specs]
+        return Prepared(
+            statement_id, query, keyspace, specs, names,
+            pk_indexes if isinstance(statement, ast.Select | ast.Insert | ast.Update | ast.Delete) else [],
+            result, statement, frozenset(tables),
+        )  # fmt: skip
+
+    def _receive(
+        self,
+        part: ast.Select | ast.Insert | ast.Update | ast.Delete,
+        table: Table,
+        receivers: Receivers,
+    ) -> None:
+        if isinstance(part, ast.Select):
+            receive(table, part.where, receivers)
+            for term, name in (
+                (part.limit, "[limit]"),
+                (part.per_partition_limit, "[per_partition_limit]"),
+            ):
+                if term is not None:
+                    receivers.term(term, receivers.spec(table, name, INT))
+            return
+        if isinstance(part, ast.Insert):
+            for name, term in zip(part.columns, part.values, strict=False):
+                receivers.column(term, table, column_of(table, name))
+        elif isinstance(part, ast.Update):
+            for assignment in part.assignments:
+                column = column_of(table, assignment.column)
+                _receive_assignment(receivers, table, column, assignment)
+            receive(table, part.where, receivers)
+        else:
+            for target in part.targets:
+                column = column_of(table, target.column)
+                if target.key is not None:
+                    key_type = column.type.key if isinstance(column.type, MapType) else INT
+                    receivers.term(
+                        target.key, receivers.spec(table, f"key({column.name})", key_type)
+                    )
+            receive(table, part.where, receivers)
+        ttl, stamp = part.using.ttl, part.using.timestamp
+        if ttl is not None:
+            receivers.term(ttl, receivers.spec(table, "[ttl]", INT))
+        if stamp is not None:
+            receivers.term(stamp, receivers.spec(table, "[timestamp]", BIGINT))
+
+    def _receive_using(self, statement: ast.Statement, receivers: Receivers) -> None:
+        if isinstance(statement, ast.Batch):
+            if statement.using.timestamp is not None:
+                receivers.term(statement.using.timestamp, ColumnSpec("", "", "[timestamp]", BIGINT))
+            if statement.using.ttl is not None:
+                raise Invalid("Global TTL on the BATCH statement is not supported.")
+
+    def _decode(self, prepared: Prepared, values: Values) -> list[object]:
+        specs = prepared.bind
+        if values is None:
+            values = []
+        if isinstance(values, dict):
+            lowered = {k.lower(): v for k, v in values.items()}
+            ordered: list[bytes | None] = []
+            for spec in specs:
+                if spec.name not in values and spec.name.lower() not in lowered:
+                    raise Invalid(f"Missing value for bind variable {spec.name}")
+                ordered.append(values.get(spec.name, lowered.get(spec.name.lower())))
+            values = ordered
+        if len(values) != len(specs):
+            raise Invalid(
+                f"There were {len(specs)} markers(?) in CQL but {len(values)} bound variables"
+            )
+        decoded: list[object] = []
+        for spec, raw in zip(specs, values, strict=True):
+            if raw is None or is_empty_null(spec.type, raw):
+                decoded.append(None)
+                continue
+            try:
+                decoded.append(spec.type.deserialize(raw))
+            except Invalid as error:
+                raise Invalid(
+                    f"Invalid value for {spec.name} of type {spec.type.name}: {error.message}"
+                ) from None
+        return decoded
+
+    # --- running -----------------------------------------------------------------------
+
+    def _run(
+        self,
+        statement: ast.Statement,
+        keyspace: str | None,
+        ctx: Context,
+        *,
+        page_size: int | None = None,
+        paging_state: bytes | None = None,
+        timestamp: int | None = None,
+        request: object = None,
+        in_batch: bool = False,
+    ) -> Result:
+        if isinstance(statement, ast.Select):
+            table = self._table(statement.table, keyspace)
+            data = self._table_data(table, request)
+            restrictions = resolve(table, statement.where, ctx)
+            return run_select(
+                statement,
+                table,
+                data,
+                restrictions,
+                ctx,
+                page_size=page_size,
+                paging_state=paging_state,
+            )
+        if isinstance(statement, ast.Insert | ast.Update | ast.Delete):
+            return self._modify(statement, keyspace, ctx, timestamp, in_batch)
+        if isinstance(statement, ast.Batch):
+            stamp = timestamp
+            if statement.using.timestamp is not None:
+                given = evaluate(statement.using.timestamp, BIGINT, ctx)
+                stamp = given if isinstance(given, int) else None
+            stamp = stamp if stamp is not None else self._next_timestamp()
+            for part in statement.statements:
+                self._modify(part, keyspace, ctx, stamp, True)
+            return VoidResult()
+        if isinstance(statement, ast.Use):
+            if self._keyspace(statement.keyspace) is None:
+                raise Invalid(f"Keyspace '{statement.keyspace}' does not exist")
+            return SetKeyspaceResult(statement.keyspace)
+        if isinstance(statement, ast.Truncate):
+            table = self._table(statement.table, keyspace)
+            if table.virtual:
+                raise Invalid(f"Cannot truncate virtual table {table.keyspace}.{table.name}")
+            self._data[(table.keyspace, table.name)].clear()
+            return VoidResult()
+        return self._schema_change(statement, keyspace)
+
+    def _modify(
+        self,
+        statement: ast.Insert | ast.Update | ast.Delete,
+        keyspace: str | None,
+        ctx: Context,
+        timestamp: int | None,
+        in_batch: bool,
+    ) -> Result:
+        table = self._table(statement.table, keyspace)
+        if table.virtual or table.keyspace in self._system:
+            raise Invalid(f"{table.keyspace} keyspace is not user-modifiable.")
+        data = self._data[(table.keyspace, table.name)]
+        stamp = timestamp
+        if statement.using.timestamp is not None:
+            given = evaluate(statement.using.timestamp, BIGINT, ctx)
+            if not isinstance(given, int):
+                raise Invalid("Invalid null value of timestamp")
+            stamp = given
+        if stamp is None:
+            stamp = self._next_timestamp()
+        ttl = ttl_of(statement.using, table, ctx) if not isinstance(statement, ast.Delete) else None
+        if isinstance(statement, ast.Delete) and statement.using.ttl is not None:
+            raise Invalid("Cannot provide custom TTL for DELETE statements")
+        options = WriteOptions(stamp, ttl, self.clock())
+        if in_batch and isinstance(statement, ast.Insert) and statement.if_not_exists:
+            raise Invalid("Conditional statements in batches are not supported by this server")
+        result: RowsResult | None
+        if isinstance(statement, ast.Insert):
+            result = insert(statement, table, data, ctx, options)
+        else:
+            restrictions = resolve(table, statement.where, ctx)
+            if isinstance(statement, ast.Update):
+                result = update(statement, table, data, restrictions, ctx, options)
+            else:
+                result = delete(statement, table, data, restrictions, ctx, options)
+        return result if result is not None else VoidResult()
+
+    def _next_timestamp(self) -> int:
+        """Microseconds from the clock, strictly increasing so later writes always win."""
+        now = int(self.clock() * 1_000_000)
+        self._last_timestamp = max(now, self._last_timestamp + 1)
+        return self._last_timestamp
+
+    # --- schema ---------------------------------------------------------------------------
+
+    def _keyspace(self, name: str) -> Keyspace | None:
+        return (
+            self.keyspaces.get(name) or self._system.get(name) or self._virtual_keyspaces.get(name)
+        )
+
+    def _table(self, name: ast.TableName, keyspace: str | None) -> Table:
+        space_name = name.keyspace or keyspace
+        if space_name is None:
+            raise Invalid(_NO_KEYSPACE)
+        space = self._keyspace(space_name)
+        if space is None:
+            raise Invalid(f"Keyspace '{space_name}' does not exist")
+        table = space.tables.get(name.name)
+        if table is None:
+            raise Invalid(f"unconfigured table {name.name}")
+        return table
+
+    def _table_data(self, table: Table, request: object) -> TableData:
+        if not table.virtual:
+            return self._data[(table.keyspace, table.name)]
+        data = TableData(table)
+        for raw in self._virtual_rows[(table.keyspace, table.name)](request):
+            values = {c.name: _normalize(c, raw.get(c.name)) for c in table.columns}
+            key = tuple(values[c.name] for c in table.partition_key)
+            clustering = tuple(values[c.name] for c in table.clustering)
+            partition = data.partition(key)
+            row = partition.row(clustering, data.clustering_key(clustering))
+            options = WriteOptions(0, None, 0.0)
+            row.marker = options.cell(None)
+            for column in table.columns:
+                value = values[column.name]
+                if value is None:
+                    continue
+                if column.kind == "regular":
+                    row.cells[column.name] = options.cell(value)
+                elif column.kind == "static":
+                    partition.static[column.name] = options.cell(value)
+        return data
+
+    def _schema_change(self, statement: ast.Statement, keyspace: str | None) -> Result:
+        change: SchemaChangeResult | None
+        if isinstance(statement, ast.CreateKeyspace):
+            change = self._create_keyspace(statement)
+        elif isinstance(statement, ast.DropKeyspace):
+            change = self._drop_keyspace(statement)
+        elif isinstance(statement, ast.CreateTable):
+            change = self._create_table(statement, keyspace)
+        elif isinstance(statement, ast.DropTable):
+            change = self._drop_table(statement, keyspace)
+        else:
+            raise Invalid(f"Unsupported statement {type(statement).__name__}")
+        if change is None:
+            return VoidResult()
+        self.schema_version = uuid.uuid4()
+        for listener in list(self._listeners):
+            listener(change)
+        return change
+
+    def _create_keyspace(self, statement: ast.CreateKeyspace) -> SchemaChangeResult | None:
+        name = statement.name
+        if not name or len(name) > 48 or not name.replace("_", "").isalnum():
+            raise Invalid(
+                "Keyspace name must not be empty, more than 48 characters long, or contain "
+                f"non-alphanumeric-underscore characters (got '{name}')"
+            )
+        if self._keyspace(name) is not None:
+            if statement.if_not_exists:
+                return None
+            raise AlreadyExists(name)
+        replication = statement.options.get("replication")
+        if not isinstance(replication, dict) or "class" not in replication:
+            raise Invalid("Missing mandatory option 'replication' with a 'class'")
+        durable = statement.options.get("durable_writes", True)
+        if not isinstance(durable, bool):
+            durable = str(durable).lower() == "true"
+        for option in statement.options:
+            if option not in ("replication", "durable_writes"):
+                raise Invalid(f"Unknown property '{option}'")
+        self.keyspaces[name] = Keyspace(name, normalize_replication(replication), durable)
+        return SchemaChangeResult("CREATED", "KEYSPACE", name)
+
+    def _drop_keyspace(self, statement: ast.DropKeyspace) -> SchemaChangeResult | None:
+        name = statement.name
+        if name in self._system or name in self._virtual_keyspaces:
+            raise Invalid(f"{name} keyspace is not user-modifiable.")
+        space = self.keyspaces.pop(name, None)
+        if space is None:
+            if statement.if_exists:
+                return None
+            raise Invalid(f"Keyspace '{name}' doesn't exist")
+        for table in space.tables.values():
+            self._forget_table(table)
+        return SchemaChangeResult("DROPPED", "KEYSPACE", name)
+
+    def _create_table(
+        self, statement: ast.CreateTable, keyspace: str | None
+    ) -> SchemaChangeResult | None:
+        space_name = statement.table.keyspace or keyspace
+        if space_name is None:
+            raise Invalid(_NO_KEYSPACE)
+        space = self.keyspaces.get(space_name)
+        if space is None:
+            if self._keyspace(space_name) is not None:
+                raise Invalid(f"{space_name} keyspace is not user-modifiable.")
+            raise Invalid(f"Keyspace '{space_name}' does not exist")
+        name = statement.table.name
+        if name in space.tables:
+            if statement.if_not_exists:
+                return None
+            raise AlreadyExists(space_name, name)
+        table = _build_table(space_name, statement)
+        space.tables[name] = table
+        self._data[(space_name, name)] = TableData(table)
+        return SchemaChangeResult("CREATED", "TABLE", space_name, name)
+
+    def _drop_table(
+        self, statement: ast.DropTable, keyspace: str | None
+    ) -> SchemaChangeResult | None:
+        space_name = statement.table.keyspace or keyspace
+        if space_name is None:
+            raise Invalid(_NO_KEYSPACE)
+        space = self.keyspaces.get(space_name)
+        if space is None:
+            if self._keyspace(space_name) is not None:
+                raise Invalid(f"{space_name} keyspace is not user-modifiable.")
+            if statement.if_exists:
+                return None
+            raise Invalid(f"Keyspace '{space_name}' does not exist")
+        table = space.tables.pop(statement.table.name, None)
+        if table is None:
+            if statement.if_exists:
+                return None
+            raise Invalid(f"Table '{space_name}.{statement.table.name}' doesn't exist")
+        self._forget_table(table)
+        return SchemaChangeResult("DROPPED", "TABLE", space_name, table.name)
+
+    def _forget_table(self, table: Table) -> None:
+        """Drop a table's data and the prepared statements that read or write it."""
+        self._data.pop((table.keyspace, table.name), None)
+        key = (table.keyspace, table.name)
+        self._prepared = {i: p for i, p in self._prepared.items() if key not in p.tables}
+
+    def _register_schema_tables(self) -> None:
+        def user_and_system() -> list[Keyspace]:
+            return [*self._system.values(), *self.keyspaces.values()]
+
+        producers: dict[str, Callable[[], list[dict[str, object]]]] = {
+            "keyspaces": lambda: keyspace_rows(user_and_system()),
+            "tables": lambda: table_rows(user_and_system()),
+            "columns": lambda: column_rows(user_and_system()),
+        }
+        for name, columns in SYSTEM_SCHEMA_TABLES.items():
+            produce = producers.get(name, list)
+            self.register_virtual_table("system_schema", name, columns, _ignore_context(produce))
+        virtual = self._virtual_keyspaces["system_virtual_schema"]
+        for name, columns in SYSTEM_VIRTUAL_SCHEMA_TABLES.items():
+            virtual.tables[name] = make_table("system_virtual_schema", name, columns, virtual=True)
+        virtual_producers: dict[str, Callable[[], list[dict[str, object]]]] = {
+            "keyspaces": lambda: [{"keyspace_name": ks} for ks in self._virtual_keyspaces],
+            "tables": lambda: [
+                {"keyspace_name": t.keyspace, "table_name": t.name, "comment": ""}
+                for ks in self._virtual_keyspaces.values() for t in ks.tables.values()
+            ],
+            "columns": lambda: column_rows(list(self._virtual_keyspaces.values())),
+        }  # fmt: skip
+        for name, produce in virtual_producers.items():
+            self._virtual_rows[("system_virtual_schema", name)] = _ignore_context(produce)
+
+
+def _ignore_context(produce: Callable[[], list[dict[str, object]]]) -> VirtualRows:
+    return lambda _context: produce()
+
+
+def _normalize(column: Column, value: object) -> object:
+    """A virtual table's Python value in the engine's convention (dicts and sets allowed)."""
+    if value is None or not isinstance(column.type, CollectionType):
+        return value
+    if isinstance(value, dict):
+        value = list(value.items())
+    assert isinstance(value, list | tuple | set | frozenset)
+    items = column.type.normalize(list(value))
+    return items or None
+
+
+def _receive_assignment(
+    receivers: Receivers, table: Table, column: Column, assignment: ast.Assignment
+) -> None:
+    cql_type = column.type
+    if assignment.op == "index":
+        assert assignment.key is not None
+        if isinstance(cql_type, MapType):
+            receivers.term(
+                assignment.key, receivers.spec(table, f"key({column.name})", cql_type.key)
+            )
+            receivers.term(
+                assignment.value, receivers.spec(table, f"value({column.name})", cql_type.value)
+            )
+        elif isinstance(cql_type, ListType):
+            receivers.term(assignment.key, receivers.spec(table, f"idx({column.name})", INT))
+            receivers.term(
+                assignment.value, receivers.spec(table, f"value({column.name})", cql_type.element)
+            )
+        else:
+            raise Invalid(
+                f"Invalid operation ({column.name}[?] = ?) for non list/map column {column.name}"
+            )
+        return
+    if assignment.op == "-" and isinstance(cql_type, MapType):
+        receivers.term(
+            assignment.value, receivers.spec(table, column.name, SetType(cql_type.key, True))
+        )
+        return
+    receivers.column(assignment.value, table, column)
+
+
+def _pk_indexes(part: ast.Select | ast.Insert | ast.Update | ast.Delete, table: Table) -> list[int]:
+    """Bind indexes of the partition key columns, when every one of them is a plain marker."""
+    found: dict[str, int] = {}
+    if isinstance(part, ast.Insert):
+        for name, term in zip(part.columns, part.values, strict=False):
+            if isinstance(term, ast.BindMarker):
+                found[name] = term.index
+    else:
+        for relation in part.where:
+            if (
+                relation.op == "="
+                and not relation.token
+                and isinstance(relation.value, ast.BindMarker)
+            ):
+                found[relation.column] = relation.value.index
+    indexes = [found.get(c.name) for c in table.partition_key]
+    if any(i is None for i in indexes):
+        return []
+    # Bind indexes count only markers, which is what the spec's pk_indexes are.
+    return [i for i in indexes if i is not None]
+
+
+def _marker_count(query: str, statement: ast.Statement, receivers: Receivers) -> int:
+    """How many markers the statement has (the receivers found all of them, or it is a bug)."""
+    return len(receivers.specs)
+
+
+def _build_table(keyspace: str, statement: ast.CreateTable) -> Table:
+    names: set[str] = set()
+    for definition in statement.columns:
+        if definition.name in names:
+            raise Invalid(
+                f"Duplicate column '{definition.name}' declaration for table '{keyspace}.{statement.table.name}'"
+            )
+        names.add(definition.name)
+    partition_key = list(statement.partition_key)
+    if not partition_key:
+        raise Invalid(
+            f"No PRIMARY KEY specifed for table '{statement.table.name}' (exactly one required)"
+        )
+    for name in (*partition_key, *statement.clustering):
+        if name not in names:
+            raise Invalid(f"Unknown definition {name} referenced in PRIMARY KEY")
+    if len(set(partition_key) | set(statement.clustering)) != len(partition_key) + len(
+        statement.clustering
+    ):
+        raise Invalid("Duplicate column in PRIMARY KEY")
+    order = dict(statement.clustering_order)
+    if [n for n, _ in statement.clustering_order] != list(statement.clustering[: len(order)]):
+        raise Invalid("Only clustering key columns can be defined in CLUSTERING ORDER directive")
+    triples: list[tuple[str, str, str]] = []
+    definitions = {d.name: d for d in statement.columns}
+    has_counter = False
+    for name in partition_key:
+        triples.append((name, definitions[name].type, "partition_key"))
+    for name in statement.clustering:
+        triples.append((name, definitions[name].type, "clustering"))
+    for definition in statement.columns:
+        cql_type = parse_type(definition.type)
+        key_part = definition.name in partition_key or definition.name in statement.clustering
+        if key_part:
+            if definition.static:
+                raise Invalid(f"Static column {definition.name} cannot be part of the PRIMARY KEY")
+            if isinstance(cql_type, CollectionType) and not cql_type.frozen:
+                raise Invalid(
+                    f"Invalid non-frozen collection type for PRIMARY KEY component {definition.name}"
+                )
+            if cql_type.name == "counter":
+                raise Invalid(
+                    f"counter type is not supported for PRIMARY KEY column '{definition.name}'"
+                )
+            continue
+        if definition.static and not statement.clustering:
+            raise Invalid(
+                "Static columns are only useful (and thus allowed) if the table has at least one clustering column"
+            )
+        has_counter = has_counter or cql_type.name == "counter"
+        triples.append(
+            (definition.name, definition.type, "static" if definition.static else "regular")
+        )
+    regular = [t for t in triples if t[2] in ("regular", "static")]
+    if has_counter and any(parse_type(t[1]).name != "counter" for t in regular):
+        raise Invalid("Cannot mix counter and non counter columns in the same table")
+    options = {k: v for k, v in statement.options.items() if k in TABLE_OPTION_DEFAULTS}
+    table = make_table(
+        keyspace, statement.table.name, triples, clustering_order=order, options=options
+    )
+    # Keep the definition order for Table.columns (system_schema lists by name anyway).
+    by_name = {c.name: c for c in table.columns}
+    table.columns = [by_name[d.name] for d in statement.columns]
+    return table

@@ -1,0 +1,651 @@
+"""A tokenizer and recursive-descent parser for the CQL subset the engine runs.
+
+Errors read like Cassandra's (``line 1:7 mismatched input 'x' expecting FROM``):
+the line is 1-based and the column 0-based, as ANTLR reports them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal, NoReturn
+
+from . import _ast as ast
+from ._errors import CQLSyntaxError
+
+TokenKind = Literal[
+    "ident", "qident", "string", "integer", "float", "hex", "uuid", "marker", "symbol", "eof"
+]
+
+_TOKEN_RE = re.compile(
+    r"""
+    (?P<space>\s+|--[^\n]*|//[^\n]*|/\*.*?\*/)
+  | (?P<uuid>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?![\w-]))
+  | (?P<hex>0[xX][0-9a-fA-F]*(?!\w))
+  | (?P<float>\d+\.\d*(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\.\d+(?:[eE][+-]?\d+)?)
+  | (?P<integer>\d+(?![\w.]))
+  | (?P<ident>[A-Za-z][A-Za-z0-9_]*)
+  | (?P<qident>"(?:[^"]|"")*")
+  | (?P<string>'(?:[^']|'')*'|\$\$.*?\$\$)
+  | (?P<symbol><=|>=|!=|[(),;.*=<>\[\]{}:?+-])
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: TokenKind
+    text: str  # as written
+    value: str  # identifiers lowercased unless quoted, strings unescaped
+    line: int
+    column: int
+
+
+def tokenize(query: str) -> list[Token]:
+    """Split a query into tokens; an unknown character is a syntax error at its position."""
+    tokens: list[Token] = []
+    position = 0
+    line, line_start = 1, 0
+    while position < len(query):
+        match = _TOKEN_RE.match(query, position)
+        column = position - line_start
+        if match is None:
+            bad = query[position]
+            if query.startswith(("'", '"', "$$"), position):
+                raise CQLSyntaxError(f"line {line}:{column} unterminated quoted text")
+            raise CQLSyntaxError(f"line {line}:{column} token recognition error at: '{bad}'")
+        kind = match.lastgroup
+        text = match.group()
+        if kind != "space":
+            assert kind is not None
+            tokens.append(Token(_KINDS[kind], text, _token_value(kind, text), line, column))
+        newlines = text.count("\n")
+        if newlines:
+            line += newlines
+            line_start = position + text.rindex("\n") + 1
+        position = match.end()
+    tokens.append(Token("eof", "<EOF>", "", line, position - line_start))
+    return tokens
+
+
+_KINDS: dict[str, TokenKind] = {
+    "uuid": "uuid",
+    "hex": "hex",
+    "float": "float",
+    "integer": "integer",
+    "ident": "ident",
+    "qident": "qident",
+    "string": "string",
+    "symbol": "symbol",
+}
+
+
+def _token_value(kind: str, text: str) -> str:
+    if kind == "ident":
+        return text.lower()
+    if kind == "qident":
+        return text[1:-1].replace('""', '"')
+    if kind == "string":
+        return text[2:-2] if text.startswith("$$") else text[1:-1].replace("''", "'")
+    return text
+
+
+def parse(query: str) -> ast.Statement:
+    """Parse one CQL statement (a trailing ``;`` is allowed)."""
+    return _Parser(tokenize(query)).statement()
+
+
+class _Parser:
+    def __init__(self, tokens: list[Token]) -> None:
+        self._tokens = tokens
+        self._index = 0
+        self._markers = 0
+
+    # --- token helpers ---------------------------------------------------------
+
+    @property
+    def _peek(self) -> Token:
+        return self._tokens[self._index]
+
+    def _ahead(self, offset: int) -> Token:
+        return self._tokens[min(self._index + offset, len(self._tokens) - 1)]
+
+    def _advance(self) -> Token:
+        token = self._tokens[self._index]
+        if token.kind != "eof":
+            self._index += 1
+        return token
+
+    def _fail(self, expecting: str) -> NoReturn:
+        token = self._peek
+        if token.kind == "eof":
+            message = (
+                f"line {token.line}:{token.column} mismatched input '<EOF>' expecting {expecting}"
+            )
+        else:
+            message = (
+                f"line {token.line}:{token.column} mismatched input '{token.text}' "
+                f"expecting {expecting}"
+            )
+        raise CQLSyntaxError(message)
+
+    def _is_keyword(self, word: str, token: Token | None = None) -> bool:
+        token = token or self._peek
+        return token.kind == "ident" and token.value == word.lower()
+
+    def _accept_keyword(self, *words: str) -> bool:
+        """Consume the keywords if all of them come next, in order."""
+        for offset, word in enumerate(words):
+            if not self._is_keyword(word, self._ahead(offset)):
+                return False
+        self._index += len(words)
+        return True
+
+    def _expect_keyword(self, *words: str) -> None:
+        for word in words:
+            if not self._accept_keyword(word):
+                self._fail(word.upper())
+
+    def _is_symbol(self, symbol: str, token: Token | None = None) -> bool:
+        token = token or self._peek
+        return token.kind == "symbol" and token.text == symbol
+
+    def _accept_symbol(self, symbol: str) -> bool:
+        if self._is_symbol(symbol):
+            self._index += 1
+            return True
+        return False
+
+    def _expect_symbol(self, symbol: str) -> None:
+        if not self._accept_symbol(symbol):
+            self._fail(f"'{symbol}'")
+
+    def _identifier(self, what: str = "an identifier") -> str:
+        token = self._peek
+        if token.kind in ("ident", "qident"):
+            self._index += 1
+            return token.value
+        self._fail(what)
+
+    # --- statements --------------------------------------------------------------
+
+    def statement(self) -> ast.Statement:
+        token = self._peek
+        parsed: ast.Statement
+        if self._accept_keyword("select"):
+            parsed = self._select()
+        elif self._accept_keyword("insert"):
+            parsed = self._insert()
+        elif self._accept_keyword("update"):
+            parsed = self._update()
+        elif self._accept_keyword("delete"):
+            parsed = self._delete()
+        elif self._accept_keyword("begin"):
+            parsed = self._batch()
+        elif self._accept_keyword("create"):
+            parsed = self._create()
+        elif self._accept_keyword("drop"):
+            parsed = self._drop()
+        elif self._accept_keyword("truncate"):
+            self._accept_keyword("table") or self._accept_keyword("columnfamily")
+            parsed = ast.Truncate(self._table_name())
+        elif self._accept_keyword("use"):
+            parsed = ast.Use(self._identifier("a keyspace name"))
+        else:
+            if token.kind == "eof":
+                self._fail("a statement")
+            raise CQLSyntaxError(
+                f"line {token.line}:{token.column} no viable alternative at input '{token.text}'"
+            )
+        self._accept_symbol(";")
+        if self._peek.kind != "eof":
+            self._fail("<EOF>")
+        return parsed
+
+    def _table_name(self) -> ast.TableName:
+        first = self._identifier("a table name")
+        if self._accept_symbol("."):
+            return ast.TableName(first, self._identifier("a table name"))
+        return ast.TableName(None, first)
+
+    def _select(self) -> ast.Select:
+        distinct = self._accept_keyword("distinct")
+        selectors: list[ast.Selector] = []
+        if not self._accept_symbol("*"):
+            selectors.append(self._selector())
+            while self._accept_symbol(","):
+                selectors.append(self._selector())
+        self._expect_keyword("from")
+        table = self._table_name()
+        where = self._where() if self._accept_keyword("where") else ()
+        order_by: list[tuple[str, Literal["asc", "desc"]]] = []
+        if self._accept_keyword("order", "by"):
+            order_by.append(self._ordering())
+            while self._accept_symbol(","):
+                order_by.append(self._ordering())
+        per_partition_limit = None
+        if self._accept_keyword("per", "partition", "limit"):
+            per_partition_limit = self._term()
+        limit = self._term() if self._accept_keyword("limit") else None
+        allow_filtering = self._accept_keyword("allow", "filtering")
+        return ast.Select(
+            table, tuple(selectors), where, tuple(order_by), limit,
+            per_partition_limit, allow_filtering, distinct,
+        )  # fmt: skip
+
+    def _selector(self) -> ast.Selector:
+        kind: Literal["column", "count", "writetime", "ttl"] = "column"
+        column: str | None
+        if self._is_symbol("(", self._ahead(1)) and self._peek.kind == "ident":
+            function = self._advance().value
+            self._expect_symbol("(")
+            if function == "count":
+                kind = "count"
+                if self._accept_symbol("*"):
+                    column = None
+                elif self._peek.kind == "integer" and self._peek.text == "1":
+                    self._advance()
+                    column = None
+                else:
+                    column = self._identifier("'*' or a column name")
+            elif function in ("writetime", "ttl"):
+                kind = "writetime" if function == "writetime" else "ttl"
+                column = self._identifier("a column name")
+            else:
+                raise CQLSyntaxError(
+                    f"line {self._peek.line}:{self._peek.column} "
+                    f"unsupported selector function '{function}'"
+                )
+            self._expect_symbol(")")
+        else:
+            column = self._identifier("a column name or '*'")
+        alias = self._identifier("an alias") if self._accept_keyword("as") else None
+        return ast.Selector(kind, column, alias)
+
+    def _ordering(self) -> tuple[str, Literal["asc", "desc"]]:
+        column = self._identifier("a column name")
+        if self._accept_keyword("desc"):
+            return column, "desc"
+        self._accept_keyword("asc")
+        return column, "asc"
+
+    def _where(self) -> tuple[ast.Relation, ...]:
+        relations = [self._relation()]
+        while self._accept_keyword("and"):
+            relations.append(self._relation())
+        return tuple(relations)
+
+    def _relation(self) -> ast.Relation:
+        if self._is_keyword("token") and self._is_symbol("(", self._ahead(1)):
+            self._advance()
+            self._expect_symbol("(")
+            columns = [self._identifier("a column name")]
+            while self._accept_symbol(","):
+                columns.append(self._identifier("a column name"))
+            self._expect_symbol(")")
+            op = self._comparison()
+            return ast.Relation(",".join(columns), op, self._term(), token=True)
+        column = self._identifier("a column name")
+        if self._accept_keyword("in"):
+            if self._is_symbol("?") or self._is_symbol(":"):
+                return ast.Relation(column, "IN", self._term())
+            self._expect_symbol("(")
+            values: list[ast.Term] = []
+            if not self._is_symbol(")"):
+                values.append(self._term())
+                while self._accept_symbol(","):
+                    values.append(self._term())
+            self._expect_symbol(")")
+            return ast.Relation(column, "IN", tuple(values))
+        if self._accept_keyword("contains"):
+            op: ast.Operator = "CONTAINS KEY" if self._accept_keyword("key") else "CONTAINS"
+            return ast.Relation(column, op, self._term())
+        return ast.Relation(column, self._comparison(), self._term())
+
+    def _comparison(self) -> ast.Operator:
+        token = self._peek
+        if token.kind == "symbol" and token.text in ("=", "<", "<=", ">", ">=", "!="):
+            self._advance()
+            op: ast.Operator = token.text  # type: ignore[assignment]
+            return op
+        self._fail("a comparison operator")
+
+    def _insert(self) -> ast.Insert:
+        self._expect_keyword("into")
+        table = self._table_name()
+        if self._is_keyword("json"):
+            self._fail("'('")
+        self._expect_symbol("(")
+        columns = [self._identifier("a column name")]
+        while self._accept_symbol(","):
+            columns.append(self._identifier("a column name"))
+        self._expect_symbol(")")
+        self._expect_keyword("values")
+        self._expect_symbol("(")
+        values = [self._term()]
+        while self._accept_symbol(","):
+            values.append(self._term())
+        self._expect_symbol(")")
+        if_not_exists = self._accept_keyword("if", "not", "exists")
+        using = self._using()
+        return ast.Insert(table, tuple(columns), tuple(values), if_not_exists, using)
+
+    def _using(self) -> ast.Using:
+        if not self._accept_keyword("using"):
+            return ast.Using()
+        ttl: ast.Term | None = None
+        timestamp: ast.Term | None = None
+        while True:
+            if self._accept_keyword("ttl"):
+                ttl = self._term()
+            elif self._accept_keyword("timestamp"):
+                timestamp = self._term()
+            else:
+                self._fail("TTL or TIMESTAMP")
+            if not self._accept_keyword("and"):
+                return ast.Using(ttl, timestamp)
+
+    def _update(self) -> ast.Update:
+        table = self._table_name()
+        using = self._using()
+        self._expect_keyword("set")
+        assignments = [self._assignment()]
+        while self._accept_symbol(","):
+            assignments.append(self._assignment())
+        self._expect_keyword("where")
+        where = self._where()
+        if_exists = self._accept_keyword("if", "exists")
+        return ast.Update(table, using, tuple(assignments), where, if_exists)
+
+    def _assignment(self) -> ast.Assignment:
+        column = self._identifier("a column name")
+        if self._accept_symbol("["):
+            key = self._term()
+            self._expect_symbol("]")
+            self._expect_symbol("=")
+            return ast.Assignment(column, "index", self._term(), key)
+        if self._is_symbol("+") or self._is_symbol("-"):
+            # c += v / c -= v
+            op_token = self._advance()
+            self._expect_symbol("=")
+            return ast.Assignment(column, "+" if op_token.text == "+" else "-", self._term())
+        self._expect_symbol("=")
+        same_column = self._peek.kind in ("ident", "qident") and self._peek.value == column
+        if same_column and (
+            self._is_symbol("+", self._ahead(1)) or self._is_symbol("-", self._ahead(1))
+        ):
+            self._advance()
+            op_token = self._advance()
+            return ast.Assignment(column, "+" if op_token.text == "+" else "-", self._term())
+        value = self._term()
+        if self._accept_symbol("+"):
+            if self._identifier("the column name") != column:
+                self._fail(f"'{column}'")
+            return ast.Assignment(column, "prepend", value)
+        return ast.Assignment(column, "=", value)
+
+    def _delete(self) -> ast.Delete:
+        targets: list[ast.DeleteTarget] = []
+        if not self._is_keyword("from"):
+            targets.append(self._delete_target())
+            while self._accept_symbol(","):
+                targets.append(self._delete_target())
+        self._expect_keyword("from")
+        table = self._table_name()
+        using = self._using()
+        self._expect_keyword("where")
+        where = self._where()
+        if_exists = self._accept_keyword("if", "exists")
+        return ast.Delete(table, tuple(targets), using, where, if_exists)
+
+    def _delete_target(self) -> ast.DeleteTarget:
+        column = self._identifier("a column name or FROM")
+        if self._accept_symbol("["):
+            key = self._term()
+            self._expect_symbol("]")
+            return ast.DeleteTarget(column, key)
+        return ast.DeleteTarget(column)
+
+    def _batch(self) -> ast.Batch:
+        kind: Literal["logged", "unlogged", "counter"] = "logged"
+        if self._accept_keyword("unlogged"):
+            kind = "unlogged"
+        elif self._accept_keyword("counter"):
+            kind = "counter"
+        self._expect_keyword("batch")
+        using = self._using()
+        statements: list[ast.Insert | ast.Update | ast.Delete] = []
+        while not self._accept_keyword("apply"):
+            if self._accept_keyword("insert"):
+                statements.append(self._insert())
+            elif self._accept_keyword("update"):
+                statements.append(self._update())
+            elif self._accept_keyword("delete"):
+                statements.append(self._delete())
+            else:
+                self._fail("INSERT, UPDATE, DELETE or APPLY")
+            self._accept_symbol(";")
+        self._expect_keyword("batch")
+        return ast.Batch(kind, using, tuple(statements))
+
+    def _create(self) -> ast.Statement:
+        if self._accept_keyword("keyspace") or self._accept_keyword("schema"):
+            if_not_exists = self._accept_keyword("if", "not", "exists")
+            name = self._identifier("a keyspace name")
+            self._expect_keyword("with")
+            return ast.CreateKeyspace(name, if_not_exists, self._properties())
+        if self._accept_keyword("table") or self._accept_keyword("columnfamily"):
+            return self._create_table()
+        self._fail("KEYSPACE or TABLE")
+
+    def _create_table(self) -> ast.CreateTable:
+        if_not_exists = self._accept_keyword("if", "not", "exists")
+        table = self._table_name()
+        self._expect_symbol("(")
+        columns: list[ast.ColumnDefinition] = []
+        partition_key: list[str] = []
+        clustering: list[str] = []
+        primary_key_seen = False
+        while True:
+            if self._accept_keyword("primary", "key"):
+                if primary_key_seen:
+                    raise CQLSyntaxError("Multiple PRIMARY KEYs specified (exactly one required)")
+                primary_key_seen = True
+                self._expect_symbol("(")
+                if self._accept_symbol("("):
+                    partition_key.append(self._identifier("a column name"))
+                    while self._accept_symbol(","):
+                        partition_key.append(self._identifier("a column name"))
+                    self._expect_symbol(")")
+                else:
+                    partition_key.append(self._identifier("a column name"))
+                while self._accept_symbol(","):
+                    clustering.append(self._identifier("a column name"))
+                self._expect_symbol(")")
+            else:
+                name = self._identifier("a column definition")
+                type_text = self._type_text()
+                static = self._accept_keyword("static")
+                inline_key = self._accept_keyword("primary", "key")
+                if inline_key:
+                    if primary_key_seen:
+                        raise CQLSyntaxError(
+                            "Multiple PRIMARY KEYs specified (exactly one required)"
+                        )
+                    primary_key_seen = True
+                    partition_key.append(name)
+                columns.append(ast.ColumnDefinition(name, type_text, static, inline_key))
+            if not self._accept_symbol(","):
+                break
+            if self._is_symbol(")"):
+                break
+        self._expect_symbol(")")
+        options: dict[str, object] = {}
+        clustering_order: list[tuple[str, Literal["asc", "desc"]]] = []
+        if self._accept_keyword("with"):
+            while True:
+                if self._accept_keyword("clustering", "order", "by"):
+                    self._expect_symbol("(")
+                    clustering_order.append(self._ordering())
+                    while self._accept_symbol(","):
+                        clustering_order.append(self._ordering())
+                    self._expect_symbol(")")
+                elif self._accept_keyword("compact", "storage"):
+                    options["compact storage"] = True
+                else:
+                    key, value = self._property()
+                    options[key] = value
+                if not self._accept_keyword("and"):
+                    break
+        return ast.CreateTable(
+            table, if_not_exists, tuple(columns), tuple(partition_key), tuple(clustering),
+            tuple(clustering_order), options,
+        )  # fmt: skip
+
+    def _type_text(self) -> str:
+        """A type as text (``frozen<map<text, int>>``); ``parse_type`` gives it meaning."""
+        name = self._identifier("a type")
+        if not self._accept_symbol("<"):
+            return name
+        args = [self._type_text()]
+        while self._accept_symbol(","):
+            args.append(self._type_text())
+        self._expect_symbol(">")
+        return f"{name}<{', '.join(args)}>"
+
+    def _properties(self) -> dict[str, object]:
+        options: dict[str, object] = {}
+        while True:
+            key, value = self._property()
+            options[key] = value
+            if not self._accept_keyword("and"):
+                return options
+
+    def _property(self) -> tuple[str, object]:
+        key = self._identifier("a property name")
+        self._expect_symbol("=")
+        if self._accept_symbol("{"):
+            mapping: dict[str, str] = {}
+            if not self._accept_symbol("}"):
+                while True:
+                    map_key = self._property_value()
+                    self._expect_symbol(":")
+                    mapping[str(map_key)] = str(self._property_value())
+                    if not self._accept_symbol(","):
+                        break
+                self._expect_symbol("}")
+            return key, mapping
+        return key, self._property_value()
+
+    def _property_value(self) -> object:
+        token = self._peek
+        negative = False
+        if self._is_symbol("-"):
+            self._advance()
+            negative, token = True, self._peek
+        if token.kind == "string":
+            self._advance()
+            return token.value
+        if token.kind == "integer":
+            self._advance()
+            return -int(token.text) if negative else int(token.text)
+        if token.kind == "float":
+            self._advance()
+            return -float(token.text) if negative else float(token.text)
+        if token.kind == "ident" and not negative:
+            self._advance()
+            if token.value in ("true", "false"):
+                return token.value == "true"
+            return token.value
+        self._fail("a property value")
+
+    def _drop(self) -> ast.Statement:
+        if self._accept_keyword("keyspace") or self._accept_keyword("schema"):
+            if_exists = self._accept_keyword("if", "exists")
+            return ast.DropKeyspace(self._identifier("a keyspace name"), if_exists)
+        if self._accept_keyword("table") or self._accept_keyword("columnfamily"):
+            if_exists = self._accept_keyword("if", "exists")
+            return ast.DropTable(self._table_name(), if_exists)
+        self._fail("KEYSPACE or TABLE")
+
+    # --- terms ---------------------------------------------------------------------
+
+    def _term(self) -> ast.Term:
+        token = self._peek
+        if token.kind == "symbol":
+            if token.text == "?":
+                self._advance()
+                return self._marker(None)
+            if token.text == ":":
+                self._advance()
+                return self._marker(self._identifier("a bind marker name"))
+            if token.text == "-":
+                self._advance()
+                number = self._peek
+                if number.kind in ("integer", "float"):
+                    self._advance()
+                    return ast.Constant(number.kind, "-" + number.text)  # type: ignore[arg-type]
+                if self._is_keyword("nan") or self._is_keyword("infinity"):
+                    self._advance()
+                    return ast.Constant("float", "-" + self._tokens[self._index - 1].value)
+                self._fail("a number")
+            if token.text == "[":
+                self._advance()
+                return ast.ListTerm(self._terms_until("]"))
+            if token.text == "{":
+                return self._brace_term()
+            if token.text == "(":
+                self._fail("a value (tuples are not supported)")
+        if token.kind in ("string", "integer", "float", "hex", "uuid"):
+            self._advance()
+            return ast.Constant(token.kind, token.value)  # type: ignore[arg-type]
+        if token.kind == "ident":
+            if token.value in ("true", "false"):
+                self._advance()
+                return ast.Constant("boolean", token.value)
+            if token.value == "null":
+                self._advance()
+                return ast.Null()
+            if token.value in ("nan", "infinity"):
+                self._advance()
+                return ast.Constant("float", token.value)
+            if self._is_symbol("(", self._ahead(1)):
+                self._advance()
+                self._advance()
+                return ast.FunctionCall(token.value, self._terms_until(")"))
+        self._fail("a value")
+
+    def _marker(self, name: str | None) -> ast.BindMarker:
+        marker = ast.BindMarker(self._markers, name)
+        self._markers += 1
+        return marker
+
+    def _terms_until(self, closing: str) -> tuple[ast.Term, ...]:
+        items: list[ast.Term] = []
+        if self._accept_symbol(closing):
+            return ()
+        items.append(self._term())
+        while self._accept_symbol(","):
+            items.append(self._term())
+        self._expect_symbol(closing)
+        return tuple(items)
+
+    def _brace_term(self) -> ast.Term:
+        self._expect_symbol("{")
+        if self._accept_symbol("}"):
+            return ast.MapTerm(())
+        first = self._term()
+        if self._accept_symbol(":"):
+            pairs = [(first, self._term())]
+            while self._accept_symbol(","):
+                key = self._term()
+                self._expect_symbol(":")
+                pairs.append((key, self._term()))
+            self._expect_symbol("}")
+            return ast.MapTerm(tuple(pairs))
+        items = [first]
+        while self._accept_symbol(","):
+            items.append(self._term())
+        self._expect_symbol("}")
+        return ast.SetTerm(tuple(items))

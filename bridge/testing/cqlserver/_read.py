@@ -1,0 +1,444 @@
+"""SELECT: walking partitions and rows in order, filtering, limits and paging.
+
+Paging is real: each page stops after ``page_size`` rows and hands back an
+opaque state naming the last row, so the next page resumes right after it
+even if rows were written in between.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from . import _ast as ast
+from ._binding import Context, positive_int
+from ._errors import Invalid
+from ._murmur3 import murmur3_token
+from ._results import ColumnSpec, RowsResult
+from ._schema import Column, Table
+from ._storage import Cell, Partition, Row, TableData
+from ._types import BIGINT, INT
+from ._where import Condition, Restrictions, column_of, condition_holds
+
+_POSITION = 0  # paging state: resume after a (partition, clustering) position
+_OFFSET = 1  # paging state: resume at an offset (globally sorted results)
+
+
+@dataclass
+class Selection:
+    """The SELECT list resolved against a table."""
+
+    items: list[ast.Selector]
+    columns: list[Column | None]
+    specs: list[ColumnSpec]
+    aggregate: bool
+
+
+def selection(table: Table, select: ast.Select) -> Selection:
+    if not select.selectors:
+        columns: list[Column | None] = list(table.select_order())
+        items = [ast.Selector("column", c.name, None) for c in table.select_order()]
+        specs = [
+            ColumnSpec(table.keyspace, table.name, c.name, c.type) for c in table.select_order()
+        ]
+        return Selection(items, columns, specs, False)
+    columns, specs = [], []
+    for item in select.selectors:
+        column = column_of(table, item.column) if item.column is not None else None
+        if item.kind == "count":
+            name, cql_type = "count", BIGINT
+        elif item.kind == "writetime":
+            assert column is not None
+            name, cql_type = f"writetime({column.name})", BIGINT
+            _check_cell_function(column, "writetime")
+        elif item.kind == "ttl":
+            assert column is not None
+            name, cql_type = f"ttl({column.name})", INT
+            _check_cell_function(column, "ttl")
+        else:
+            assert column is not None
+            name, cql_type = column.name, column.type
+        columns.append(column)
+        specs.append(ColumnSpec(table.keyspace, table.name, item.alias or name, cql_type))
+    aggregate = any(item.kind == "count" for item in select.selectors)
+    return Selection(list(select.selectors), columns, specs, aggregate)
+
+
+def _check_cell_function(column: Column, function: str) -> None:
+    if column.kind in ("partition_key", "clustering"):
+        raise Invalid(f"Cannot use selection function {function} on PRIMARY KEY part {column.name}")
+
+
+@dataclass
+class _Plan:
+    table: Table
+    data: TableData
+    restrictions: Restrictions
+    reverse: bool
+    distinct: bool
+    now: float
+
+
+def check_order_by(table: Table, select: ast.Select) -> bool:
+    """Validate ORDER BY; True when rows come in reverse clustering order."""
+    if not select.order_by:
+        return False
+    reverse: bool | None = None
+    for index, (name, direction) in enumerate(select.order_by):
+        column = column_of(table, name)
+        if column.kind != "clustering":
+            raise Invalid(
+                f"Order by is currently only supported on the clustered columns of the "
+                f"PRIMARY KEY, got {name}"
+            )
+        if column.position != index:
+            raise Invalid(
+                "Order by currently only supports the ordering of columns following their "
+                "declared order in the PRIMARY KEY"
+            )
+        flipped = direction != column.clustering_order
+        if reverse is not None and flipped != reverse:
+            raise Invalid(f"Unsupported order by relation (column {name})")
+        reverse = flipped
+    pk_names = {c.name for c in table.partition_key}
+    restricted = {
+        r.column
+        for r in select.where
+        if not r.token and r.op in ("=", "IN") and r.column in pk_names
+    }
+    if restricted != pk_names:
+        raise Invalid(
+            "ORDER BY is only supported when the partition key is restricted by an EQ or an IN."
+        )
+    return bool(reverse)
+
+
+def run_select(
+    select: ast.Select,
+    table: Table,
+    data: TableData,
+    restrictions: Restrictions,
+    context: Context,
+    *,
+    page_size: int | None,
+    paging_state: bytes | None,
+) -> RowsResult:
+    chosen = selection(table, select)
+    reverse = check_order_by(table, select)
+    if select.distinct:
+        _check_distinct(table, chosen)
+    limit = positive_int(select.limit, context, "limit")
+    per_partition = positive_int(select.per_partition_limit, context, "per partition limit")
+    plan = _Plan(table, data, restrictions, reverse, select.distinct, context.clock())
+    if chosen.aggregate:
+        return _aggregate(plan, chosen, per_partition)
+    keys = restrictions.partition_keys(table)
+    global_sort = bool(select.order_by) and keys is not None and len(keys) > 1
+    if global_sort:
+        return _sorted_page(plan, chosen, keys or [], limit, per_partition, page_size, paging_state)
+    state = _decode(paging_state) if paging_state else None
+    if state is not None and state[0] != _POSITION:
+        raise Invalid("Invalid value for the paging state")
+    after = None
+    if state is not None:
+        raw_clustering = state[2]
+        clustering = None
+        if raw_clustering is not None:
+            if len(raw_clustering) != len(table.clustering):
+                raise Invalid("Invalid value for the paging state")
+            clustering = tuple(
+                c.type.deserialize(raw)
+                for c, raw in zip(table.clustering, raw_clustering, strict=True)
+            )
+        after = (state[1], clustering)
+    remaining = state[3] if state else limit
+    in_partition = state[4] if state else 0
+    rows = _limited(plan, keys, after, per_partition, in_partition)
+    page: list[list[bytes | None]] = []
+    last: tuple[Partition, Row | None, int] | None = None
+    for partition, row, count in rows:
+        if remaining is not None and remaining <= 0:
+            break
+        page.append(_output(plan, chosen, partition, row))
+        last = (partition, row, count)
+        if remaining is not None:
+            remaining -= 1
+        if page_size and len(page) >= page_size:
+            break
+    more = last is not None and (remaining is None or remaining > 0) and page_size is not None
+    if more and page_size and len(page) >= page_size:
+        # Peek: the last page carries no paging state, even when it is exactly full.
+        if next(rows, None) is None:
+            more = False
+    else:
+        more = False
+    next_state = None
+    if more and last is not None:
+        partition, row, count = last
+        next_state = _encode_position(table, partition, row, remaining, count)
+    return RowsResult(chosen.specs, page, next_state)
+
+
+def _check_distinct(table: Table, chosen: Selection) -> None:
+    for item, column in zip(chosen.items, chosen.columns, strict=True):
+        if (
+            item.kind != "column"
+            or column is None
+            or column.kind not in ("partition_key", "static")
+        ):
+            raise Invalid(
+                "SELECT DISTINCT queries must only request partition key columns and/or static columns"
+            )
+
+
+def _partitions(
+    plan: _Plan, keys: list[tuple[object, ...]] | None, after: bytes | None
+) -> Iterator[Partition]:
+    if keys is not None:
+        found = [p for p in (plan.data.get(key) for key in keys) if p is not None]
+        if after is not None:
+            for index, partition in enumerate(found):
+                if partition.key_bytes == after:
+                    found = found[index:]
+                    break
+        yield from found
+        return
+    start = None
+    if after is not None:
+        start = (murmur3_token(after), after)
+    yield from list(plan.data.scan(start))
+
+
+def _matching(
+    plan: _Plan,
+    keys: list[tuple[object, ...]] | None,
+    after: tuple[bytes, tuple[object, ...] | None] | None,
+) -> Iterator[tuple[Partition, Row | None]]:
+    """Every live row the WHERE clause selects, in result order."""
+    conditions = plan.restrictions.conditions
+    has_row_conditions = any(c.column.kind in ("clustering", "regular") for c in conditions)
+    for partition in _partitions(plan, keys, after[0] if after else None):
+        if not plan.restrictions.token_matches(partition.token):
+            continue
+        if not _partition_matches(plan, partition):
+            continue
+        resume_key = None
+        if after is not None and partition.key_bytes == after[0]:
+            if after[1] is None:
+                continue  # that partition was finished
+            resume_key = plan.data.clustering_key(after[1])
+        if plan.distinct:
+            if partition.alive(plan.now):
+                yield partition, None
+            continue
+        emitted = False
+        any_live = False
+        for row in partition.rows_after(resume_key, plan.reverse):
+            if not row.alive(plan.now):
+                continue
+            any_live = True
+            if all(_row_condition(plan, partition, row, c) for c in conditions):
+                emitted = True
+                yield partition, row
+        if (
+            not emitted and not any_live and resume_key is None and not has_row_conditions
+            and any(cell.alive(plan.now) for cell in partition.static.values())
+        ):  # fmt: skip
+            yield partition, None  # a partition with only static values
+
+
+def _partition_matches(plan: _Plan, partition: Partition) -> bool:
+    for condition in plan.restrictions.conditions:
+        column = condition.column
+        if column.kind == "partition_key":
+            if not condition_holds(condition, partition.key[column.position]):
+                return False
+        elif column.kind == "static":
+            if not condition_holds(
+                condition, _cell_value(partition.static.get(column.name), plan.now)
+            ):
+                return False
+    return True
+
+
+def _row_condition(plan: _Plan, partition: Partition, row: Row, condition: Condition) -> bool:
+    column = condition.column
+    if column.kind == "clustering":
+        return condition_holds(condition, row.clustering[column.position])
+    if column.kind == "regular":
+        return condition_holds(condition, _cell_value(row.cells.get(column.name), plan.now))
+    return True
+
+
+def _cell_value(cell: Cell | None, now: float) -> object:
+    if cell is None or not cell.alive(now):
+        return None
+    return cell.value
+
+
+def _limited(
+    plan: _Plan,
+    keys: list[tuple[object, ...]] | None,
+    after: tuple[bytes, tuple[object, ...] | None] | None,
+    per_partition: int | None,
+    already_in_partition: int,
+) -> Iterator[tuple[Partition, Row | None, int]]:
+    """Matching rows with PER PARTITION LIMIT applied, each with its count in its partition."""
+    current: bytes | None = after[0] if after else None
+    count = already_in_partition if after else 0
+    for partition, row in _matching(plan, keys, after):
+        if partition.key_bytes != current:
+            current, count = partition.key_bytes, 0
+        if per_partition is not None and count >= per_partition:
+            continue
+        count += 1
+        yield partition, row, count
+
+
+def _output(
+    plan: _Plan, chosen: Selection, partition: Partition, row: Row | None
+) -> list[bytes | None]:
+    values: list[bytes | None] = []
+    for item, column, spec in zip(chosen.items, chosen.columns, chosen.specs, strict=True):
+        assert column is not None
+        cell: Cell | None = None
+        value: object = None
+        if column.kind == "partition_key":
+            value = partition.key[column.position]
+        elif column.kind == "clustering":
+            value = row.clustering[column.position] if row is not None else None
+        else:
+            cells = partition.static if column.kind == "static" else (row.cells if row else {})
+            cell = cells.get(column.name)
+            if cell is not None and not cell.alive(plan.now):
+                cell = None
+            value = cell.value if cell is not None else None
+        if item.kind == "writetime":
+            value = cell.timestamp if cell is not None else None
+        elif item.kind == "ttl":
+            expires = cell.expires if cell is not None else None
+            value = max(0, math.ceil(expires - plan.now)) if expires is not None else None
+        values.append(None if value is None else spec.type.serialize(value))
+    return values
+
+
+def _aggregate(plan: _Plan, chosen: Selection, per_partition: int | None) -> RowsResult:
+    """count(*) and count(col): one row over every matching row (the LIMIT caps rows, not this)."""
+    keys = plan.restrictions.partition_keys(plan.table)
+    counts = [0] * len(chosen.items)
+    first: tuple[Partition, Row | None] | None = None
+    for partition, row, _ in _limited(plan, keys, None, per_partition, 0):
+        if first is None:
+            first = (partition, row)
+        for index, (item, column) in enumerate(zip(chosen.items, chosen.columns, strict=True)):
+            if item.kind != "count":
+                continue
+            if column is None:
+                counts[index] += 1
+            else:
+                single = Selection(
+                    [ast.Selector("column", column.name, None)],
+                    [column],
+                    [chosen.specs[index]],
+                    False,
+                )
+                if _output(plan, single, partition, row)[0] is not None:
+                    counts[index] += 1
+    plain_items = [i for i, item in enumerate(chosen.items) if item.kind != "count"]
+    plain_values: list[bytes | None] = [None] * len(chosen.items)
+    if first is not None and plain_items:
+        plain = Selection(
+            [chosen.items[i] for i in plain_items],
+            [chosen.columns[i] for i in plain_items],
+            [chosen.specs[i] for i in plain_items],
+            False,
+        )
+        for index, value in zip(plain_items, _output(plan, plain, *first), strict=True):
+            plain_values[index] = value
+    output: list[bytes | None] = [
+        BIGINT.serialize(counts[index]) if item.kind == "count" else plain_values[index]
+        for index, item in enumerate(chosen.items)
+    ]
+    return RowsResult(chosen.specs, [output], None)
+
+
+def _sorted_page(
+    plan: _Plan,
+    chosen: Selection,
+    keys: list[tuple[object, ...]],
+    limit: int | None,
+    per_partition: int | None,
+    page_size: int | None,
+    paging_state: bytes | None,
+) -> RowsResult:
+    """ORDER BY across several partitions (IN): sort everything, page by offset."""
+    found = [(p, r) for p, r, _ in _limited(plan, keys, None, per_partition, 0)]
+    found.sort(
+        key=lambda item: item[1].sort_key if item[1] is not None else (), reverse=plan.reverse
+    )
+    if limit is not None:
+        found = found[:limit]
+    offset = 0
+    if paging_state:
+        state = _decode(paging_state)
+        if state[0] != _OFFSET:
+            raise Invalid("Invalid value for the paging state")
+        offset = state[3] or 0
+    end = len(found) if not page_size else min(len(found), offset + page_size)
+    rows = [_output(plan, chosen, p, r) for p, r in found[offset:end]]
+    next_state = struct.pack(">Bi", _OFFSET, end) if end < len(found) else None
+    return RowsResult(chosen.specs, rows, next_state)
+
+
+# --- paging state -----------------------------------------------------------------
+
+
+def _encode_position(
+    table: Table, partition: Partition, row: Row | None, remaining: int | None, count: int
+) -> bytes:
+    parts = [struct.pack(">BH", _POSITION, len(partition.key_bytes)), partition.key_bytes]
+    if row is None:
+        parts.append(struct.pack(">i", -1))
+    else:
+        parts.append(struct.pack(">i", len(row.clustering)))
+        for column, value in zip(table.clustering, row.clustering, strict=True):
+            raw = column.type.serialize(value)
+            parts.append(struct.pack(">i", len(raw)) + raw)
+    parts.append(struct.pack(">ii", -1 if remaining is None else remaining, count))
+    return b"".join(parts)
+
+
+# (kind, partition key bytes, clustering value bytes or None, rows left for LIMIT, rows
+# already returned from that partition); an offset state uses only the LIMIT slot.
+_State = tuple[int, bytes, list[bytes] | None, int | None, int]
+
+
+def _decode(state: bytes) -> _State:
+    """Read back a paging state; anything this engine did not write is refused."""
+    try:
+        kind = state[0]
+        if kind == _OFFSET:
+            (offset,) = struct.unpack_from(">i", state, 1)
+            return (_OFFSET, b"", None, offset, 0)
+        if kind != _POSITION:
+            raise ValueError
+        (size,) = struct.unpack_from(">H", state, 1)
+        key = state[3 : 3 + size]
+        at = 3 + size
+        (parts,) = struct.unpack_from(">i", state, at)
+        at += 4
+        raw_clustering: list[bytes] | None = None
+        if parts >= 0:
+            raw_clustering = []
+            for _ in range(parts):
+                (length,) = struct.unpack_from(">i", state, at)
+                raw_clustering.append(state[at + 4 : at + 4 + length])
+                at += 4 + length
+        remaining, count = struct.unpack_from(">ii", state, at)
+        if at + 8 != len(state):
+            raise ValueError
+    except (IndexError, ValueError, struct.error):
+        raise Invalid("Invalid value for the paging state") from None
+    return (_POSITION, key, raw_clustering, None if remaining < 0 else remaining, count)

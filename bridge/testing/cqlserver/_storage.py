@@ -1,0 +1,167 @@
+"""In-memory table data: partitions in token order, rows in clustering order.
+
+Values are kept as Python values (see ``_types``); every cell remembers its
+write timestamp (last write wins) and when its TTL runs out.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._murmur3 import murmur3_token, partition_key_bytes
+from ._schema import Column, Table
+
+
+@dataclass
+class Cell:
+    value: object
+    timestamp: int  # microseconds, as in Cassandra
+    expires: float | None = None  # clock() seconds at which the TTL runs out
+    ttl: int | None = None
+
+    def alive(self, now: float) -> bool:
+        return self.expires is None or now < self.expires
+
+
+@functools.total_ordering
+class _Descending:
+    """Wraps a sort key so that it orders backwards (a DESC clustering column)."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: Any) -> None:
+        self.key = key
+
+    def __lt__(self, other: object) -> bool:
+        assert isinstance(other, _Descending)
+        result: bool = other.key < self.key
+        return result
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Descending) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
+def clustering_sort_key(columns: list[Column], values: tuple[object, ...]) -> tuple[Any, ...]:
+    """The key rows of a partition are sorted by; a prefix sorts before its extensions."""
+    key: list[Any] = []
+    for column, value in zip(columns, values, strict=False):
+        part = column.type.sort_key(value)
+        key.append(_Descending(part) if column.clustering_order == "desc" else part)
+    return tuple(key)
+
+
+@dataclass
+class Row:
+    clustering: tuple[object, ...]
+    sort_key: tuple[Any, ...]
+    marker: Cell | None = None  # set by INSERT: the row exists even with no values
+    cells: dict[str, Cell] = field(default_factory=dict)
+
+    def alive(self, now: float) -> bool:
+        if self.marker is not None and self.marker.alive(now):
+            return True
+        return any(cell.alive(now) for cell in self.cells.values())
+
+
+@dataclass
+class Partition:
+    key: tuple[object, ...]
+    key_bytes: bytes
+    token: int
+    static: dict[str, Cell] = field(default_factory=dict)
+    rows: list[Row] = field(default_factory=list)
+    _keys: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def get_row(self, sort_key: tuple[Any, ...]) -> Row | None:
+        index = bisect.bisect_left(self._keys, sort_key)
+        if index < len(self._keys) and self._keys[index] == sort_key:
+            return self.rows[index]
+        return None
+
+    def row(self, clustering: tuple[object, ...], sort_key: tuple[Any, ...]) -> Row:
+        """The row with this clustering key, created if missing."""
+        index = bisect.bisect_left(self._keys, sort_key)
+        if index < len(self._keys) and self._keys[index] == sort_key:
+            return self.rows[index]
+        row = Row(clustering, sort_key)
+        self._keys.insert(index, sort_key)
+        self.rows.insert(index, row)
+        return row
+
+    def remove_rows(self, keep: list[bool]) -> None:
+        self.rows = [row for row, kept in zip(self.rows, keep, strict=True) if kept]
+        self._keys = [row.sort_key for row in self.rows]
+
+    def rows_after(self, sort_key: tuple[Any, ...] | None, reverse: bool) -> Iterator[Row]:
+        """Rows in clustering order (or reversed), strictly after ``sort_key`` when given."""
+        if not reverse:
+            start = 0 if sort_key is None else bisect.bisect_right(self._keys, sort_key)
+            for index in range(start, len(self.rows)):
+                yield self.rows[index]
+        else:
+            stop = len(self.rows) if sort_key is None else bisect.bisect_left(self._keys, sort_key)
+            for index in range(stop - 1, -1, -1):
+                yield self.rows[index]
+
+    def alive(self, now: float) -> bool:
+        if any(cell.alive(now) for cell in self.static.values()):
+            return True
+        return any(row.alive(now) for row in self.rows)
+
+
+class TableData:
+    """The partitions of one table, kept in token order as a Murmur3 ring orders them."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self._partitions: dict[bytes, Partition] = {}
+        self._order: list[tuple[int, bytes]] = []
+
+    def __len__(self) -> int:
+        return len(self._partitions)
+
+    def key_bytes(self, key: tuple[object, ...]) -> bytes:
+        parts = [c.type.serialize(v) for c, v in zip(self.table.partition_key, key, strict=True)]
+        return partition_key_bytes(parts)
+
+    def get(self, key: tuple[object, ...]) -> Partition | None:
+        return self._partitions.get(self.key_bytes(key))
+
+    def get_by_bytes(self, key_bytes: bytes) -> Partition | None:
+        return self._partitions.get(key_bytes)
+
+    def partition(self, key: tuple[object, ...]) -> Partition:
+        """The partition with this key, created if missing."""
+        raw = self.key_bytes(key)
+        found = self._partitions.get(raw)
+        if found is None:
+            found = Partition(key, raw, murmur3_token(raw))
+            self._partitions[raw] = found
+            bisect.insort(self._order, (found.token, raw))
+        return found
+
+    def drop(self, partition: Partition) -> None:
+        if self._partitions.pop(partition.key_bytes, None) is not None:
+            self._order.remove((partition.token, partition.key_bytes))
+
+    def clear(self) -> None:
+        self._partitions.clear()
+        self._order.clear()
+
+    def scan(self, after: tuple[int, bytes] | None = None) -> Iterator[Partition]:
+        """Partitions in token order, starting at ``after`` (inclusive) when given."""
+        start = 0 if after is None else bisect.bisect_left(self._order, after)
+        for index in range(start, len(self._order)):
+            if index >= len(self._order):
+                return
+            yield self._partitions[self._order[index][1]]
+
+    def clustering_key(self, values: tuple[object, ...]) -> tuple[Any, ...]:
+        return clustering_sort_key(self.table.clustering, values)

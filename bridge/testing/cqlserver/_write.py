@@ -1,0 +1,411 @@
+"""INSERT, UPDATE and DELETE against the in-memory tables.
+
+Writes carry a timestamp (microseconds) and the newest write of a cell wins,
+as in Cassandra; a TTL makes a cell expire on the engine's clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import _ast as ast
+from ._binding import Context, evaluate, is_multi_cell
+from ._errors import Invalid
+from ._results import ColumnSpec, RowsResult
+from ._schema import Column, Table
+from ._storage import Cell, Partition, Row, TableData
+from ._types import BOOLEAN, COUNTER, INT, CollectionType, CQLType, ListType, MapType, SetType
+from ._where import Restrictions, column_of, condition_holds, write_keys
+
+MAX_TTL = 20 * 365 * 24 * 60 * 60
+
+
+@dataclass
+class WriteOptions:
+    timestamp: int
+    ttl: int | None  # seconds; None: no TTL
+    now: float
+
+    def cell(self, value: object) -> Cell:
+        expires = self.now + self.ttl if self.ttl else None
+        return Cell(value, self.timestamp, expires, self.ttl or None)
+
+
+def ttl_of(using: ast.Using, table: Table, context: Context) -> int | None:
+    if using.ttl is None:
+        default = table.options.get("default_time_to_live", 0)
+        return int(default) if isinstance(default, int) and default > 0 else None
+    ttl = evaluate(using.ttl, INT, context)
+    if ttl is None:
+        return None
+    assert isinstance(ttl, int)
+    if ttl < 0:
+        raise Invalid(f"A TTL must be greater or equal to 0, but was {ttl}")
+    if ttl > MAX_TTL:
+        raise Invalid(f"ttl is too large. requested ({ttl}) maximum ({MAX_TTL})")
+    return ttl or None
+
+
+def _check_key_value(column: Column, value: object) -> None:
+    if value is None:
+        raise Invalid(f"Invalid null value in condition for column {column.name}")
+    if column.kind == "partition_key" and column.type.serialize(value) == b"":
+        raise Invalid("Key may not be empty")
+
+
+def _put(cells: dict[str, Cell], column: Column, value: object, options: WriteOptions) -> None:
+    """Write one cell; null (or an empty multi-cell collection) deletes it."""
+    existing = cells.get(column.name)
+    if existing is not None and existing.timestamp > options.timestamp:
+        return
+    if value is None or (is_multi_cell(column.type) and value == []):
+        cells.pop(column.name, None)
+    else:
+        cells[column.name] = options.cell(value)
+
+
+def _applied(
+    table: Table, applied: bool, existing: list[tuple[Column, object]] | None = None
+) -> RowsResult:
+    """The result of a conditional (IF [NOT] EXISTS) write."""
+    specs = [ColumnSpec(table.keyspace, table.name, "[applied]", BOOLEAN)]
+    row: list[bytes | None] = [BOOLEAN.serialize(applied)]
+    for column, value in existing or []:
+        specs.append(ColumnSpec(table.keyspace, table.name, column.name, column.type))
+        row.append(None if value is None else column.type.serialize(value))
+    return RowsResult(specs, [row], None)
+
+
+def _row_values(
+    table: Table, partition: Partition, row: Row, now: float
+) -> list[tuple[Column, object]]:
+    values: list[tuple[Column, object]] = []
+    for column in table.select_order():
+        if column.kind == "partition_key":
+            value = partition.key[column.position]
+        elif column.kind == "clustering":
+            value = row.clustering[column.position]
+        else:
+            cells = partition.static if column.kind == "static" else row.cells
+            cell = cells.get(column.name)
+            value = cell.value if cell is not None and cell.alive(now) else None
+        values.append((column, value))
+    return values
+
+
+def insert(
+    statement: ast.Insert, table: Table, data: TableData, context: Context, options: WriteOptions
+) -> RowsResult | None:
+    if any(c.type == COUNTER for c in table.columns):
+        raise Invalid("INSERT statements are not allowed on counter tables, use UPDATE instead")
+    if len(statement.columns) != len(statement.values):
+        raise Invalid("Unmatched column names/values")
+    values: dict[str, tuple[Column, object]] = {}
+    for name, term in zip(statement.columns, statement.values, strict=True):
+        column = column_of(table, name)
+        if name in values:
+            raise Invalid(f"Multiple definitions found for column {name}")
+        values[name] = (column, evaluate(term, column.type, context, name))
+    for kind, columns in (
+        ("partition key parts", table.partition_key),
+        ("clustering keys", table.clustering),
+    ):
+        missing = [c.name for c in columns if c.name not in values]
+        if missing:
+            raise Invalid(f"Some {kind} are missing: {', '.join(missing)}")
+    for column in (*table.partition_key, *table.clustering):
+        _check_key_value(column, values[column.name][1])
+    key = tuple(values[c.name][1] for c in table.partition_key)
+    clustering = tuple(values[c.name][1] for c in table.clustering)
+    sort_key = data.clustering_key(clustering)
+    if statement.if_not_exists:
+        found = data.get(key)
+        row = found.get_row(sort_key) if found else None
+        if found is not None and row is not None and row.alive(options.now):
+            return _applied(table, False, _row_values(table, found, row, options.now))
+    partition = data.partition(key)
+    row = partition.row(clustering, sort_key)
+    if row.marker is None or row.marker.timestamp <= options.timestamp:
+        row.marker = options.cell(None)
+    for column, value in values.values():
+        if column.kind == "regular":
+            _put(row.cells, column, value, options)
+        elif column.kind == "static":
+            _put(partition.static, column, value, options)
+    return _applied(table, True) if statement.if_not_exists else None
+
+
+def update(
+    statement: ast.Update,
+    table: Table,
+    data: TableData,
+    restrictions: Restrictions,
+    context: Context,
+    options: WriteOptions,
+) -> RowsResult | None:
+    assigned = [column_of(table, a.column) for a in statement.assignments]
+    for column in assigned:
+        if column.kind in ("partition_key", "clustering"):
+            raise Invalid(f"PRIMARY KEY part {column.name} found in SET part")
+    static_only = all(c.kind == "static" for c in assigned)
+    partition_keys, clusterings, _ = write_keys(
+        table, restrictions, "update", static_only=static_only
+    )
+    for key in partition_keys:
+        for column in table.partition_key:
+            _check_key_value(column, key[column.position])
+    if statement.if_exists:
+        exists = any(_exists(table, data, key, clusterings, options.now) for key in partition_keys)
+        if not exists:
+            return _applied(table, False)
+    for key in partition_keys:
+        partition = data.partition(key)
+        targets: list[dict[str, Cell]] = []
+        if clusterings is None:
+            targets.append(partition.static)
+        else:
+            for clustering in clusterings:
+                for column in table.clustering:
+                    _check_key_value(column, clustering[column.position])
+                row = partition.row(clustering, data.clustering_key(clustering))
+                targets.append(row.cells)
+        for assignment, column in zip(statement.assignments, assigned, strict=True):
+            if column.kind == "static":
+                _assign(partition.static, column, assignment, context, options)
+            else:
+                for cells in targets:
+                    _assign(cells, column, assignment, context, options)
+        _forget_empty(data, partition)
+    return _applied(table, True) if statement.if_exists else None
+
+
+def _exists(
+    table: Table, data: TableData, key: tuple[object, ...],
+    clusterings: list[tuple[object, ...]] | None, now: float,
+) -> bool:  # fmt: skip
+    partition = data.get(key)
+    if partition is None:
+        return False
+    if clusterings is None:
+        return partition.alive(now)
+    for clustering in clusterings:
+        row = partition.get_row(data.clustering_key(clustering))
+        if row is not None and row.alive(now):
+            return True
+    return False
+
+
+def _assign(
+    cells: dict[str, Cell], column: Column, assignment: ast.Assignment,
+    context: Context, options: WriteOptions,
+) -> None:  # fmt: skip
+    cql_type = column.type
+    existing = cells.get(column.name)
+    current = existing.value if existing is not None and existing.alive(options.now) else None
+    if cql_type == COUNTER:
+        if assignment.op not in ("+", "-"):
+            raise Invalid(
+                f"Cannot set the value of counter column {column.name} "
+                f"(counters can only be incremented/decremented, not set)"
+            )
+        delta = evaluate(assignment.value, COUNTER, context, column.name)
+        if delta is None:
+            raise Invalid("Invalid null value for counter increment")
+        assert isinstance(delta, int) and isinstance(current, int | None)
+        total = (current or 0) + (delta if assignment.op == "+" else -delta)
+        cells[column.name] = Cell(total, options.timestamp)
+        return
+    if assignment.op == "=":
+        _put(cells, column, evaluate(assignment.value, cql_type, context, column.name), options)
+        return
+    if not isinstance(cql_type, CollectionType) or cql_type.frozen:
+        raise Invalid(
+            f"Invalid operation ({assignment.column} = {assignment.column} {assignment.op} ?) for non counter column {column.name}"
+        )
+    items = list(current) if isinstance(current, list) else []
+    if assignment.op == "index":
+        _assign_element(cells, column, cql_type, items, assignment, context, options)
+        return
+    operand_type: CQLType = cql_type
+    if assignment.op == "-" and isinstance(cql_type, MapType):
+        operand_type = SetType(cql_type.key, frozen=True)
+    operand = evaluate(assignment.value, operand_type, context, column.name)
+    operand_items = list(operand) if isinstance(operand, list) else []
+    if isinstance(cql_type, ListType):
+        if assignment.op == "+":
+            items = items + operand_items
+        elif assignment.op == "prepend":
+            items = operand_items + items
+        else:
+            removed = {cql_type.element.serialize(v) for v in operand_items}
+            items = [v for v in items if cql_type.element.serialize(v) not in removed]
+    elif isinstance(cql_type, SetType):
+        if assignment.op == "prepend":
+            raise Invalid(f"Invalid operation (prepend) for set column {column.name}")
+        if assignment.op == "+":
+            items = cql_type.normalize(items + operand_items)
+        else:
+            removed = {cql_type.element.serialize(v) for v in operand_items}
+            items = [v for v in items if cql_type.element.serialize(v) not in removed]
+    else:
+        assert isinstance(cql_type, MapType)
+        if assignment.op == "prepend":
+            raise Invalid(f"Invalid operation (prepend) for map column {column.name}")
+        if assignment.op == "+":
+            items = cql_type.normalize(items + operand_items)
+        else:
+            removed = {cql_type.key.serialize(k) for k in operand_items}
+            items = [(k, v) for k, v in items if cql_type.key.serialize(k) not in removed]
+    _put(cells, column, items or None, options)
+
+
+def _assign_element(
+    cells: dict[str, Cell], column: Column, cql_type: CollectionType, items: list[object],
+    assignment: ast.Assignment, context: Context, options: WriteOptions,
+) -> None:  # fmt: skip
+    assert assignment.key is not None
+    if isinstance(cql_type, ListType):
+        index = evaluate(assignment.key, INT, context)
+        if not isinstance(index, int) or not 0 <= index < len(items):
+            raise Invalid(f"List index {index} out of bound, list has size {len(items)}")
+        value = evaluate(assignment.value, cql_type.element, context)
+        if value is None:
+            del items[index]
+        else:
+            items[index] = value
+    elif isinstance(cql_type, MapType):
+        key = evaluate(assignment.key, cql_type.key, context)
+        if key is None:
+            raise Invalid("Invalid null map key")
+        value = evaluate(assignment.value, cql_type.value, context)
+        raw = cql_type.key.serialize(key)
+        kept = [(k, v) for k, v in items if cql_type.key.serialize(k) != raw]  # type: ignore[misc]
+        items = cql_type.normalize(kept + ([(key, value)] if value is not None else []))
+    else:
+        raise Invalid(f"Invalid operation ({column.name}[?] = ?) for set column {column.name}")
+    _put(cells, column, items or None, options)
+
+
+def delete(
+    statement: ast.Delete,
+    table: Table,
+    data: TableData,
+    restrictions: Restrictions,
+    context: Context,
+    options: WriteOptions,
+) -> RowsResult | None:
+    if statement.using.ttl is not None:
+        raise Invalid("Cannot provide custom TTL for DELETE statements")
+    targets = [(column_of(table, t.column), t) for t in statement.targets]
+    for column, _ in targets:
+        if column.kind in ("partition_key", "clustering"):
+            raise Invalid(
+                f"Invalid identifier {column.name} for deletion (should not be a PRIMARY KEY part)"
+            )
+    static_only = bool(targets) and all(c.kind == "static" for c, _ in targets)
+    purpose = "update" if targets and not static_only else "delete"
+    partition_keys, clusterings, ranges = write_keys(
+        table, restrictions, purpose, static_only=static_only
+    )
+    if statement.if_exists:
+        if not any(_exists(table, data, key, clusterings, options.now) for key in partition_keys):
+            return _applied(table, False)
+    for key in partition_keys:
+        partition = data.get(key)
+        if partition is None:
+            continue
+        if targets:
+            rows: list[Row] = []
+            if clusterings is not None:
+                for clustering in clusterings:
+                    row = partition.get_row(data.clustering_key(clustering))
+                    if row is not None:
+                        rows.append(row)
+            for column, target in targets:
+                for cells in (
+                    [partition.static] if column.kind == "static" else [r.cells for r in rows]
+                ):
+                    _delete_cell(cells, column, target, context, options)
+        else:
+            _delete_rows(table, partition, clusterings, ranges, options)
+        _forget_empty(data, partition)
+    return _applied(table, True) if statement.if_exists else None
+
+
+def _delete_cell(
+    cells: dict[str, Cell], column: Column, target: ast.DeleteTarget,
+    context: Context, options: WriteOptions,
+) -> None:  # fmt: skip
+    existing = cells.get(column.name)
+    if existing is None or existing.timestamp > options.timestamp:
+        return
+    if target.key is None:
+        del cells[column.name]
+        return
+    cql_type = column.type
+    if not isinstance(cql_type, ListType | MapType) or cql_type.frozen:
+        raise Invalid(f"Invalid element deletion on column {column.name} of type {cql_type.name}")
+    items = list(existing.value) if isinstance(existing.value, list) else []
+    if isinstance(cql_type, ListType):
+        index = evaluate(target.key, INT, context)
+        if not isinstance(index, int) or not 0 <= index < len(items):
+            raise Invalid(f"List index {index} out of bound, list has size {len(items)}")
+        del items[index]
+    else:
+        key = evaluate(target.key, cql_type.key, context)
+        raw = cql_type.key.serialize(key)
+        items = [(k, v) for k, v in items if cql_type.key.serialize(k) != raw]
+    if items:
+        existing.value = items
+    else:
+        del cells[column.name]
+
+
+def _delete_rows(
+    table: Table,
+    partition: Partition,
+    clusterings: list[tuple[object, ...]] | None,
+    ranges: list[object],
+    options: WriteOptions,
+) -> None:
+    """Delete whole rows: the named ones, a clustering range, or the whole partition."""
+    if clusterings is None and not ranges:
+        partition.static = {
+            name: cell
+            for name, cell in partition.static.items()
+            if cell.timestamp > options.timestamp
+        }
+    wanted = None
+    if clusterings is not None:
+        wanted = {
+            tuple(c.type.serialize(v) for c, v in zip(table.clustering, k, strict=True))
+            for k in clusterings
+        }
+    keep: list[bool] = []
+    for row in partition.rows:
+        if wanted is not None:
+            raw = tuple(
+                c.type.serialize(v) for c, v in zip(table.clustering, row.clustering, strict=True)
+            )
+            hit = raw in wanted
+        else:
+            hit = all(
+                condition_holds(cond, row.clustering[cond.column.position])  # type: ignore[attr-defined]
+                for cond in ranges
+            )
+        if hit:
+            _delete_row_cells(row, options.timestamp)
+        keep.append(not hit or bool(row.cells) or row.marker is not None)
+    partition.remove_rows(keep)
+
+
+def _delete_row_cells(row: Row, timestamp: int) -> None:
+    row.cells = {name: cell for name, cell in row.cells.items() if cell.timestamp > timestamp}
+    if row.marker is not None and row.marker.timestamp <= timestamp:
+        row.marker = None
+
+
+def _forget_empty(data: TableData, partition: Partition) -> None:
+    """Drop a partition that no longer holds anything, so scans stay short."""
+    if not partition.static and all(not r.cells and r.marker is None for r in partition.rows):
+        data.drop(partition)
