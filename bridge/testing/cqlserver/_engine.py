@@ -245,7 +245,7 @@ class Engine:
         names = [spec.name for spec in specs]
         return Prepared(
             statement_id, query, keyspace, specs, names,
-            pk_indexes if isinstance(statement, ast.Select | ast.Insert | ast.Update | ast.Delete) else [],
+            [] if isinstance(statement, ast.Batch) else pk_indexes,
             result, statement, frozenset(tables),
         )  # fmt: skip
 
@@ -665,7 +665,8 @@ def _build_table(keyspace: str, statement: ast.CreateTable) -> Table:
     for definition in statement.columns:
         if definition.name in names:
             raise Invalid(
-                f"Duplicate column '{definition.name}' declaration for table '{keyspace}.{statement.table.name}'"
+                f"Duplicate column '{definition.name}' declaration for table "
+                f"'{keyspace}.{statement.table.name}'"
             )
         names.add(definition.name)
     partition_key = list(statement.partition_key)
@@ -698,7 +699,8 @@ def _build_table(keyspace: str, statement: ast.CreateTable) -> Table:
                 raise Invalid(f"Static column {definition.name} cannot be part of the PRIMARY KEY")
             if isinstance(cql_type, CollectionType) and not cql_type.frozen:
                 raise Invalid(
-                    f"Invalid non-frozen collection type for PRIMARY KEY component {definition.name}"
+                    "Invalid non-frozen collection type for PRIMARY KEY component "
+                    f"{definition.name}"
                 )
             if cql_type.name == "counter":
                 raise Invalid(
@@ -707,7 +709,8 @@ def _build_table(keyspace: str, statement: ast.CreateTable) -> Table:
             continue
         if definition.static and not statement.clustering:
             raise Invalid(
-                "Static columns are only useful (and thus allowed) if the table has at least one clustering column"
+                "Static columns are only useful (and thus allowed) if the table has at least "
+                "one clustering column"
             )
         has_counter = has_counter or cql_type.name == "counter"
         triples.append(

@@ -244,7 +244,7 @@ class _Parser:
                 kind = "count"
                 if self._accept_symbol("*"):
                     column = None
-                elif self._peek.kind == "integer" and self._peek.text == "1":
+                elif self._ahead(0).kind == "integer" and self._ahead(0).text == "1":
                     self._advance()
                     column = None
                 else:
@@ -284,8 +284,7 @@ class _Parser:
             while self._accept_symbol(","):
                 columns.append(self._identifier("a column name"))
             self._expect_symbol(")")
-            op = self._comparison()
-            return ast.Relation(",".join(columns), op, self._term(), token=True)
+            return ast.Relation(",".join(columns), self._comparison(), self._term(), token=True)
         column = self._identifier("a column name")
         if self._accept_keyword("in"):
             if self._is_symbol("?") or self._is_symbol(":"):
@@ -585,7 +584,7 @@ class _Parser:
                 number = self._peek
                 if number.kind in ("integer", "float"):
                     self._advance()
-                    return ast.Constant(number.kind, "-" + number.text)  # type: ignore[arg-type]
+                    return ast.Constant(number.kind, "-" + number.text)
                 if self._is_keyword("nan") or self._is_keyword("infinity"):
                     self._advance()
                     return ast.Constant("float", "-" + self._tokens[self._index - 1].value)
@@ -599,7 +598,7 @@ class _Parser:
                 self._fail("a value (tuples are not supported)")
         if token.kind in ("string", "integer", "float", "hex", "uuid"):
             self._advance()
-            return ast.Constant(token.kind, token.value)  # type: ignore[arg-type]
+            return ast.Constant(token.kind, token.value)
         if token.kind == "ident":
             if token.value in ("true", "false"):
                 self._advance()

@@ -19,7 +19,7 @@ from ._murmur3 import murmur3_token
 from ._results import ColumnSpec, RowsResult
 from ._schema import Column, Table
 from ._storage import Cell, Partition, Row, TableData
-from ._types import BIGINT, INT
+from ._types import BIGINT, INT, CQLType
 from ._where import Condition, Restrictions, column_of, condition_holds
 
 _POSITION = 0  # paging state: resume after a (partition, clustering) position
@@ -47,6 +47,7 @@ def selection(table: Table, select: ast.Select) -> Selection:
     columns, specs = [], []
     for item in select.selectors:
         column = column_of(table, item.column) if item.column is not None else None
+        cql_type: CQLType
         if item.kind == "count":
             name, cql_type = "count", BIGINT
         elif item.kind == "writetime":
@@ -189,7 +190,8 @@ def _check_distinct(table: Table, chosen: Selection) -> None:
             or column.kind not in ("partition_key", "static")
         ):
             raise Invalid(
-                "SELECT DISTINCT queries must only request partition key columns and/or static columns"
+                "SELECT DISTINCT queries must only request partition key columns and/or "
+                "static columns"
             )
 
 

@@ -8,6 +8,7 @@ keys included, so token-aware routing works).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -73,7 +74,7 @@ def make_table(
     name: str,
     columns: list[tuple[str, str, str]],
     *,
-    clustering_order: dict[str, str] | None = None,
+    clustering_order: Mapping[str, str] | None = None,
     options: dict[str, object] | None = None,
     virtual: bool = False,
 ) -> Table:

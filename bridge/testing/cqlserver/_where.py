@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from . import _ast as ast
 from ._binding import Context, Receivers, evaluate
@@ -210,19 +210,20 @@ def resolve(table: Table, relations: tuple[ast.Relation, ...], context: Context)
     return Restrictions(equal, conditions, token)
 
 
-def _compare(left: object, op: str, right: object) -> bool:
+def _compare(left: Any, op: str, right: Any) -> bool:
+    """Compare two sort keys (or tokens) with a CQL operator."""
     if op == "=":
-        return left == right
+        return bool(left == right)
     if op == "!=":
-        return left != right
+        return bool(left != right)
     if op == "<":
-        return left < right  # type: ignore[operator]
+        return bool(left < right)
     if op == "<=":
-        return left <= right  # type: ignore[operator]
+        return bool(left <= right)
     if op == ">":
-        return left > right  # type: ignore[operator]
+        return bool(left > right)
     if op == ">=":
-        return left >= right  # type: ignore[operator]
+        return bool(left >= right)
     raise Invalid(f"Unsupported operator {op}")
 
 
@@ -287,7 +288,8 @@ def write_keys(
         missing = [c.name for c in table.clustering if c.name not in restrictions.equal]
         if ranges and purpose == "update":
             raise Invalid(
-                "Slice restrictions are not supported on the clustering columns in UPDATE statements"
+                "Slice restrictions are not supported on the clustering columns "
+                "in UPDATE statements"
             )
         raise Invalid(f"Some clustering keys are missing: {', '.join(missing)}")
     clustering_conditions = [c for c in restrictions.conditions if c.column.kind == "clustering"]

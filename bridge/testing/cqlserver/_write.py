@@ -15,7 +15,7 @@ from ._results import ColumnSpec, RowsResult
 from ._schema import Column, Table
 from ._storage import Cell, Partition, Row, TableData
 from ._types import BOOLEAN, COUNTER, INT, CollectionType, CQLType, ListType, MapType, SetType
-from ._where import Restrictions, column_of, condition_holds, write_keys
+from ._where import Condition, Purpose, Restrictions, column_of, condition_holds, write_keys
 
 MAX_TTL = 20 * 365 * 24 * 60 * 60
 
@@ -220,7 +220,8 @@ def _assign(
         return
     if not isinstance(cql_type, CollectionType) or cql_type.frozen:
         raise Invalid(
-            f"Invalid operation ({assignment.column} = {assignment.column} {assignment.op} ?) for non counter column {column.name}"
+            f"Invalid operation ({assignment.column} = {assignment.column} {assignment.op} ?) "
+            f"for non counter column {column.name}"
         )
     items = list(current) if isinstance(current, list) else []
     if assignment.op == "index":
@@ -279,7 +280,11 @@ def _assign_element(
             raise Invalid("Invalid null map key")
         value = evaluate(assignment.value, cql_type.value, context)
         raw = cql_type.key.serialize(key)
-        kept = [(k, v) for k, v in items if cql_type.key.serialize(k) != raw]  # type: ignore[misc]
+        kept: list[object] = [
+            pair
+            for pair in items
+            if cql_type.key.serialize(pair[0]) != raw  # type: ignore[index]
+        ]
         items = cql_type.normalize(kept + ([(key, value)] if value is not None else []))
     else:
         raise Invalid(f"Invalid operation ({column.name}[?] = ?) for set column {column.name}")
@@ -303,7 +308,7 @@ def delete(
                 f"Invalid identifier {column.name} for deletion (should not be a PRIMARY KEY part)"
             )
     static_only = bool(targets) and all(c.kind == "static" for c, _ in targets)
-    purpose = "update" if targets and not static_only else "delete"
+    purpose: Purpose = "update" if targets and not static_only else "delete"
     partition_keys, clusterings, ranges = write_keys(
         table, restrictions, purpose, static_only=static_only
     )
@@ -365,7 +370,7 @@ def _delete_rows(
     table: Table,
     partition: Partition,
     clusterings: list[tuple[object, ...]] | None,
-    ranges: list[object],
+    ranges: list[Condition],
     options: WriteOptions,
 ) -> None:
     """Delete whole rows: the named ones, a clustering range, or the whole partition."""
@@ -390,8 +395,7 @@ def _delete_rows(
             hit = raw in wanted
         else:
             hit = all(
-                condition_holds(cond, row.clustering[cond.column.position])  # type: ignore[attr-defined]
-                for cond in ranges
+                condition_holds(cond, row.clustering[cond.column.position]) for cond in ranges
             )
         if hit:
             _delete_row_cells(row, options.timestamp)
