@@ -7,7 +7,6 @@ receivers decode the values of an unprepared QUERY.
 
 from __future__ import annotations
 
-import datetime
 import random
 import uuid
 from collections.abc import Callable
@@ -221,11 +220,6 @@ def positive_int(term: ast.Term | None, context: Context, what: str) -> int | No
     if value <= 0:
         raise Invalid(f"{what.upper()} must be strictly positive")
     return value
-
-
-def describe_day(days: int) -> str:
-    """A date for messages."""
-    return (datetime.date(1970, 1, 1) + datetime.timedelta(days=days)).isoformat()
 
 
 def is_multi_cell(cql_type: CQLType) -> bool:

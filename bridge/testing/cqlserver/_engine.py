@@ -240,7 +240,7 @@ class Engine:
             ):
                 self._receive_using(statement, receivers)
         specs = receivers.ordered()
-        if len(specs) != _marker_count(query, statement, receivers):
+        if len(specs) != _count_markers(statement):
             raise Invalid("Bind markers are not supported in this position")
         names = [spec.name for spec in specs]
         return Prepared(
@@ -655,9 +655,23 @@ def _pk_indexes(part: ast.Select | ast.Insert | ast.Update | ast.Delete, table: 
     return [i for i in indexes if i is not None]
 
 
-def _marker_count(query: str, statement: ast.Statement, receivers: Receivers) -> int:
-    """How many markers the statement has (the receivers found all of them, or it is a bug)."""
-    return len(receivers.specs)
+def _count_markers(statement: ast.Statement) -> int:
+    """How many markers the parser numbered: the highest index seen, plus one."""
+    highest = -1
+
+    def visit(node: object) -> None:
+        nonlocal highest
+        if isinstance(node, ast.BindMarker):
+            highest = max(highest, node.index)
+        elif isinstance(node, tuple | list):
+            for item in node:
+                visit(item)
+        elif hasattr(node, "__dataclass_fields__"):
+            for name in node.__dataclass_fields__:
+                visit(getattr(node, name))
+
+    visit(statement)
+    return highest + 1
 
 
 def _build_table(keyspace: str, statement: ast.CreateTable) -> Table:
