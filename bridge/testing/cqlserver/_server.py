@@ -21,7 +21,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _frame as f
 from ._faults import ActivityLog, ErrorKind, Fault, FaultRegistry, Opcode
@@ -57,7 +57,7 @@ class Node:
         self.tokens = spread_tokens(n_nodes, index)
         self.connections: set[Connection] = set()
         self.prepared_ids: set[bytes] = set()  # what this node knows; cleared on restart
-        self._listener: asyncio.base_events.Server | None = None
+        self._listener: asyncio.AbstractServer | None = None
 
     @property
     def running(self) -> bool:
@@ -132,6 +132,9 @@ class CQLServer:
         self._started = False
         self._connection_ids = itertools.count(1)
         self._specs_cache: dict[bytes, tuple[int, bytes]] = {}
+        # Every statement id ever prepared, for the activity log of an
+        # EXECUTE the node has forgotten (never cleared; tests are short).
+        self._statement_texts: dict[bytes, str] = {}
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -359,8 +362,8 @@ class Connection(asyncio.Protocol):
     # -- transport callbacks ------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not subclass asyncio.Transport, hence the cast.
+        self.transport = transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -627,7 +630,8 @@ class Connection(asyncio.Protocol):
                 prepared = engine.get_prepared(statement_id)
             except _engine_module().CQLError:
                 prepared = None
-        self._record("EXECUTE", stream, prepared.query if prepared else None, params)
+        query = prepared.query if prepared else self.server._statement_texts.get(statement_id)
+        self._record("EXECUTE", stream, query, params)
         if prepared is None:
             self.write(
                 f.error(
@@ -751,6 +755,7 @@ class Connection(asyncio.Protocol):
             self.write(self._error_frame(stream, exc))
             return
         self.node.prepared_ids.add(prepared.id)
+        self.server._statement_texts[prepared.id] = query
         result = None if prepared.result is None else _metas(prepared.result)
         bind = [
             f.ColumnMeta(s.keyspace, s.table, name, s.type.option())

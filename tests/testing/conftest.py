@@ -1,0 +1,76 @@
+"""Fixtures for the CQL server tests: one server (in a thread) and one driver session per module."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+cassandra = pytest.importorskip("cassandra")
+from cassandra.cluster import Cluster, Session  # noqa: E402
+from cassandra.policies import HostStateListener  # noqa: E402
+
+from bridge.testing.cqlserver import CQLServer, ServerProcess, ServerThread  # noqa: E402
+
+
+def make_cluster(server: ServerThread | ServerProcess, **kwargs: Any) -> Cluster:
+    """A driver Cluster with default settings pointed at the server."""
+    with warnings.catch_warnings():
+        # The driver nags about a load-balancing policy when given contact
+        # points; the defaults are exactly what these tests want.
+        warnings.simplefilter("ignore")
+        return Cluster(server.contact_points, port=server.port, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def cql_server() -> Iterator[ServerThread]:
+    with CQLServer.start_in_thread() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def cluster(cql_server: ServerThread) -> Iterator[Cluster]:
+    c = make_cluster(cql_server)
+    try:
+        yield c
+    finally:
+        c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def session(cluster: Cluster) -> Session:
+    return cluster.connect()
+
+
+class HostEvents(HostStateListener):  # type: ignore[misc]
+    """Host up/down notifications from the driver, as events a test can wait on."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.up: dict[str, threading.Event] = {}
+        self.down: dict[str, threading.Event] = {}
+
+    def _event(self, table: dict[str, threading.Event], address: str) -> threading.Event:
+        with self.lock:
+            return table.setdefault(address, threading.Event())
+
+    def went_down(self, address: str) -> threading.Event:
+        return self._event(self.down, address)
+
+    def came_up(self, address: str) -> threading.Event:
+        return self._event(self.up, address)
+
+    def on_up(self, host: Any) -> None:
+        self.came_up(host.endpoint.address).set()
+
+    def on_down(self, host: Any) -> None:
+        self.went_down(host.endpoint.address).set()
+
+    def on_add(self, host: Any) -> None:
+        pass
+
+    def on_remove(self, host: Any) -> None:
+        pass
