@@ -53,21 +53,30 @@ class HostEvents(HostStateListener):  # type: ignore[misc]
         self.up: dict[str, threading.Event] = {}
         self.down: dict[str, threading.Event] = {}
 
-    def _event(self, table: dict[str, threading.Event], address: str) -> threading.Event:
+    def _expect(self, table: dict[str, threading.Event], address: str) -> threading.Event:
         with self.lock:
-            return table.setdefault(address, threading.Event())
+            table[address] = event = threading.Event()
+            return event
 
-    def went_down(self, address: str) -> threading.Event:
-        return self._event(self.down, address)
+    def expect_down(self, address: str) -> threading.Event:
+        """An event set by the next time the driver marks ``address`` down."""
+        return self._expect(self.down, address)
 
-    def came_up(self, address: str) -> threading.Event:
-        return self._event(self.up, address)
+    def expect_up(self, address: str) -> threading.Event:
+        """An event set by the next time the driver marks ``address`` up."""
+        return self._expect(self.up, address)
+
+    def _fire(self, table: dict[str, threading.Event], address: str) -> None:
+        with self.lock:
+            event = table.get(address)
+        if event is not None:
+            event.set()
 
     def on_up(self, host: Any) -> None:
-        self.came_up(host.endpoint.address).set()
+        self._fire(self.up, host.endpoint.address)
 
     def on_down(self, host: Any) -> None:
-        self.went_down(host.endpoint.address).set()
+        self._fire(self.down, host.endpoint.address)
 
     def on_add(self, host: Any) -> None:
         pass

@@ -18,6 +18,7 @@ import itertools
 import logging
 import re
 import socket
+import struct
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -34,6 +35,7 @@ log = logging.getLogger("bridge.testing.cqlserver")
 
 SUPPORTED_VERSIONS_TEXT = "4/v4"
 _EVENT_TYPES = frozenset({"TOPOLOGY_CHANGE", "STATUS_CHANGE", "SCHEMA_CHANGE"})
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 _PAUSE_AT = 8 * 1024 * 1024  # pause reading a client whose answers pile up unread
 
 
@@ -358,6 +360,7 @@ class Connection(asyncio.Protocol):
         self._pending = bytearray()
         self._need = f.HEADER_SIZE
         self._paused = False
+        self._out: list[bytes] | None = None
 
     # -- transport callbacks ------------------------------------------------
 
@@ -393,18 +396,41 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def write(self, data: bytes) -> None:
-        if not self.closed and self.transport is not None:
+        out = self._out
+        if out is not None:
+            out.append(data)  # sent with the rest of this read's answers
+        elif not self.closed and self.transport is not None:
             self.transport.write(data)
 
+    def _flush(self) -> None:
+        out, self._out = self._out, None
+        if out and not self.closed and self.transport is not None:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
     def abort(self) -> None:
+        """Drop the connection with a reset, so the client notices at once.
+
+        A plain close (FIN) leaves the driver's pool thinking the host is up
+        until its 30 s heartbeat; a reset makes it defunct the connection and
+        mark the host down, as when a node dies.
+        """
         self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
+        self._out = None
+        if self.transport is None:
+            return
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            except OSError:
+                pass
+        self.transport.abort()
 
     def _fatal(self, stream: int, message: str, version: int = f.RESPONSE_VERSION) -> None:
         """Answer a protocol error, then close this connection (and only it)."""
         if self.closed:
             return
+        self._flush()
         if version & 0x7F < 3:
             # v1/v2 headers have a one-byte stream id.
             body = f._INT.pack(f.PROTOCOL_ERROR) + f.enc_string(message)
@@ -428,6 +454,8 @@ class Connection(asyncio.Protocol):
         pos = 0
         size = len(data)
         header = f.HEADER
+        # Answers to every frame in this read go out in one write (one syscall).
+        self._out = []
         try:
             while size - pos >= f.HEADER_SIZE:
                 version, flags, stream, opcode, length = header.unpack_from(data, pos)
@@ -451,6 +479,8 @@ class Connection(asyncio.Protocol):
             log.exception("cqlserver: unexpected failure handling a frame")
             self._fatal(0, f"Unexpected server failure: {exc}")
             return
+        finally:
+            self._flush()
         if pos < size:
             self._pending += data[pos:]
 
