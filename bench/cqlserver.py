@@ -142,9 +142,9 @@ def main() -> None:
         [
             name,
             round(r["requests_per_s"]),
-            r["server_cpu_s_per_1k"],
-            r["client_cpu_s_per_1k"],
-            r["server_to_client_cpu"],
+            f"{r['server_cpu_s_per_1k']:.4f}",
+            f"{r['client_cpu_s_per_1k']:.4f}",
+            f"{r['server_to_client_cpu']:.2f}",
         ]
         for name, r in results.items()
     ]

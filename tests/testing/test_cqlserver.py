@@ -15,7 +15,9 @@ import pytest
 from cassandra import (
     InvalidRequest,
     OperationTimedOut,
+    ReadFailure,
     ReadTimeout,
+    WriteFailure,
     WriteTimeout,
 )
 from cassandra.cluster import NoHostAvailable, Session
@@ -310,6 +312,34 @@ def test_regex_faults_match_the_query_text(
     assert session.execute("SELECT v FROM faulty WHERE k = 1").one().v == 10
 
 
+@pytest.mark.parametrize(
+    ("kind", "exc_type"),
+    [
+        ("read_failure", ReadFailure),
+        ("write_failure", WriteFailure),
+        ("syntax_error", SyntaxException),
+        ("invalid", InvalidRequest),
+    ],
+)
+def test_primed_errors_raise_the_drivers_exception(
+    session: Session, cql_server: ServerThread, fault_table: str, kind: str, exc_type: type
+) -> None:
+    cql_server.prime("SELECT v FROM faulty", error=kind)  # type: ignore[arg-type]
+    with pytest.raises(exc_type):
+        session.execute("SELECT v FROM faulty WHERE k = 1")
+
+
+def test_primed_unprepared_makes_the_driver_reprepare(
+    session: Session, cql_server: ServerThread, fault_table: str
+) -> None:
+    select = session.prepare("SELECT v FROM faulty WHERE k = ?")
+    cql_server.prime("SELECT v FROM faulty", error="unprepared", times=1)
+    cql_server.clear_activity()
+    assert session.execute(select, [1]).one().v == 10
+    ops = [a.opcode for a in cql_server.activity(contains="SELECT v FROM faulty")]
+    assert ops == ["EXECUTE", "PREPARE", "EXECUTE"]
+
+
 def test_overloaded_and_server_error_exhaust_the_query_plan(
     session: Session, cql_server: ServerThread, fault_table: str
 ) -> None:
@@ -380,6 +410,24 @@ def test_activity_log_records_what_each_request_carried(
     assert entry.stream >= 0
     cql_server.clear_activity()
     assert cql_server.activity() == []
+
+
+def test_schema_changes_are_pushed_to_registered_connections(
+    session: Session, cql_server: ServerThread
+) -> None:
+    with socket.create_connection((cql_server.contact_points[0], cql_server.port), timeout=30) as s:
+        s.sendall(STARTUP)
+        assert f.HEADER.unpack(_recv_exact(s, 9))[3] == f.READY
+        body = f.enc_string_list(["SCHEMA_CHANGE"])
+        s.sendall(struct.pack(">BBhBi", 4, 0, 1, f.REGISTER, len(body)) + body)
+        assert f.HEADER.unpack(_recv_exact(s, 9))[3] == f.READY
+        session.execute("CREATE TABLE pushed (k int PRIMARY KEY)")
+        _version, _flags, stream, opcode, length = f.HEADER.unpack(_recv_exact(s, 9))
+        event = _recv_exact(s, length)
+    assert (stream, opcode) == (-1, f.EVENT)
+    assert event == b"".join(
+        f.enc_string(x) for x in ("SCHEMA_CHANGE", "CREATED", "TABLE", KS, "pushed")
+    )
 
 
 # -- bad input --------------------------------------------------------------
