@@ -52,6 +52,8 @@ class HostEvents(HostStateListener):  # type: ignore[misc]
         self.lock = threading.Lock()
         self.up: dict[str, threading.Event] = {}
         self.down: dict[str, threading.Event] = {}
+        self.added: dict[str, threading.Event] = {}
+        self.removed: dict[str, threading.Event] = {}
 
     def _expect(self, table: dict[str, threading.Event], address: str) -> threading.Event:
         with self.lock:
@@ -66,6 +68,12 @@ class HostEvents(HostStateListener):  # type: ignore[misc]
         """An event set by the next time the driver marks ``address`` up."""
         return self._expect(self.up, address)
 
+    def expect_added(self, address: str) -> threading.Event:
+        return self._expect(self.added, address)
+
+    def expect_removed(self, address: str) -> threading.Event:
+        return self._expect(self.removed, address)
+
     def _fire(self, table: dict[str, threading.Event], address: str) -> None:
         with self.lock:
             event = table.get(address)
@@ -79,7 +87,7 @@ class HostEvents(HostStateListener):  # type: ignore[misc]
         self._fire(self.down, host.endpoint.address)
 
     def on_add(self, host: Any) -> None:
-        pass
+        self._fire(self.added, host.endpoint.address)
 
     def on_remove(self, host: Any) -> None:
-        pass
+        self._fire(self.removed, host.endpoint.address)

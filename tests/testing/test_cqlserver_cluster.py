@@ -167,3 +167,30 @@ def test_prepared_statements_survive_a_node_restart(
     for k in range(12):
         session.execute(select, [k % 2 + 1])
     assert 1 in {a.node for a in cql_server.activity(opcode="EXECUTE")}
+
+
+def test_added_and_removed_nodes_reach_the_driver(cql_server: ServerThread) -> None:
+    events = HostEvents()
+    # Its own Cluster, reacting to topology events at once (the default
+    # waits a random 0-10 s so that a fleet of clients does not stampede).
+    watcher = make_cluster(cql_server, topology_event_refresh_window=0)
+    watcher.register_listener(events)
+    try:
+        session = watcher.connect()
+        added = events.expect_added("127.0.0.4")
+        index = cql_server.add_node()
+        assert added.wait(WAIT)
+        assert cql_server.server.nodes[-1].address == "127.0.0.4"
+        token_map = watcher.metadata.token_map
+        assert token_map is not None and len(token_map.ring) == 4
+        cql_server.clear_activity()
+        for _ in range(8):
+            session.execute("SELECT key FROM system.local")
+        assert 3 in {a.node for a in cql_server.activity(include_system=True, opcode="QUERY")}
+
+        removed = events.expect_removed("127.0.0.4")
+        cql_server.remove_node(index)
+        assert removed.wait(WAIT)
+        assert len(watcher.metadata.all_hosts()) == 3
+    finally:
+        watcher.shutdown()

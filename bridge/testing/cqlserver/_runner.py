@@ -127,6 +127,14 @@ class ServerThread:
     def start_node(self, node: int | str) -> None:
         self.run(self.server.start_node(node))
 
+    def add_node(self) -> int:
+        """Bootstrap a node on the next address; returns its index."""
+        return self.run(self.server.add_node()).index
+
+    def remove_node(self, node: int | str) -> None:
+        """Decommission a node (stopped and gone from the peers tables)."""
+        self.run(self.server.remove_node(node))
+
     def prime(
         self,
         pattern: str | re.Pattern[str],

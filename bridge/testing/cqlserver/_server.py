@@ -133,6 +133,8 @@ class CQLServer:
         self._engine_ready = False
         self._started = False
         self._connection_ids = itertools.count(1)
+        self._port = 0
+        self._first_address = first
         self._specs_cache: dict[bytes, tuple[int, bytes]] = {}
         # Every statement id ever prepared, for the activity log of an
         # EXECUTE the node has forgotten (never cleared; tests are short).
@@ -158,7 +160,7 @@ class CQLServer:
     @property
     def port(self) -> int:
         """The native transport port every node listens on."""
-        return self.nodes[0].port
+        return self._port or self.nodes[0].port
 
     @property
     def contact_points(self) -> list[str]:
@@ -185,6 +187,7 @@ class CQLServer:
                 port = 0  # another node's address had this port taken; pick again
                 continue
             break
+        self._port = port
         self._started = True
 
     async def close(self) -> None:
@@ -211,12 +214,33 @@ class CQLServer:
     # -- nodes --------------------------------------------------------------
 
     def _node(self, node: int | str) -> Node:
-        if isinstance(node, str):
-            for n in self.nodes:
-                if n.address == node:
-                    return n
-            raise ValueError(f"no node listens on {node!r}; nodes are {self.contact_points}")
-        return self.nodes[node]
+        for n in self.nodes:
+            if n.address == node or n.index == node:
+                return n
+        raise ValueError(f"no node {node!r}; nodes are {self.nodes}")
+
+    async def add_node(self) -> Node:
+        """Bootstrap a new node on the next address (others hear TOPOLOGY_CHANGE NEW_NODE).
+
+        Its token splits the widest gap of the ring; data is shared, so it
+        serves everything at once.
+        """
+        index = max(n.index for n in self.nodes) + 1 if self.nodes else 0
+        node = Node(self, index, str(self._first_address + index), 1)
+        node.tokens = [str(_split_widest_gap([int(t) for n in self.nodes for t in n.tokens]))]
+        await node.listen(self.port)
+        self.nodes.append(node)
+        self._push_node_event("TOPOLOGY_CHANGE", "NEW_NODE", node)
+        return node
+
+    async def remove_node(self, node: int | str) -> None:
+        """Decommission a node: it stops and leaves the peers tables (REMOVED_NODE)."""
+        target = self._node(node)
+        if len(self.nodes) == 1:
+            raise ValueError("cannot remove the last node of the cluster")
+        await target.close()
+        self.nodes.remove(target)
+        self._push_node_event("TOPOLOGY_CHANGE", "REMOVED_NODE", target)
 
     async def stop_node(self, node: int | str) -> None:
         """Stop a node: close its listener and drop its connections (others hear DOWN)."""
@@ -898,6 +922,19 @@ class Connection(asyncio.Protocol):
             asyncio.get_running_loop().call_later(fault.delay, act)
         else:
             act()
+
+
+def _split_widest_gap(tokens: list[int]) -> int:
+    """A token halfway across the widest gap of the Murmur3 ring."""
+    low, size = -(2**63), 2**64
+    if not tokens:
+        return low
+    ring = sorted(tokens)
+    gaps = [(b - a, a) for a, b in itertools.pairwise(ring)]
+    gaps.append((ring[0] + size - ring[-1], ring[-1]))  # the wrap-around gap
+    width, start = max(gaps)
+    middle = start + width // 2
+    return (middle - low) % size + low
 
 
 def _bind_names(prepared: Prepared) -> list[str]:
