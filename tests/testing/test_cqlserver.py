@@ -62,13 +62,14 @@ def test_driver_connects_with_defaults_on_protocol_v4(session: Session) -> None:
 
 
 def test_protocol_versions_above_v4_are_refused_like_cassandra(cql_server: ServerThread) -> None:
-    # What the driver sends first (DSE_V2 = 0x42): an OPTIONS frame in its version.
+    # What the driver sends first (DSE_V2 = 0x42): an OPTIONS frame in its
+    # version; the refusal comes back in that version, as Cassandra sends it.
     with socket.create_connection((cql_server.contact_points[0], cql_server.port), timeout=30) as s:
         s.sendall(struct.pack(">BBhBi", 0x42, 0, 3, f.OPTIONS, 0))
         version, _flags, stream, opcode, length = f.HEADER.unpack(_recv_exact(s, 9))
         body = _recv_exact(s, length)
         assert s.recv(1) == b""  # and the connection is closed
-    assert (version, stream, opcode) == (0x84, 3, f.ERROR)
+    assert (version, stream, opcode) == (0x80 | 0x42, 3, f.ERROR)
     code, n = struct.unpack_from(">iH", body)
     assert code == f.PROTOCOL_ERROR
     message = body[6 : 6 + n].decode()

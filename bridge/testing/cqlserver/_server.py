@@ -514,13 +514,10 @@ class Connection(asyncio.Protocol):
             stream = _stream_of(data, pos, version)
             self._fatal(stream, "Invalid frame: the response bit is set on a request")
             return
-        if 0 < version < f.PROTOCOL_VERSION:
-            # An older version we do not speak: answer in the client's own version.
-            answer = version
-        else:
-            # Too new (the driver starts at DSE_V2, then v5): answer as v4, the
-            # highest we support, as Cassandra does; the driver then steps down.
-            answer = f.PROTOCOL_VERSION
+        # Cassandra answers in the version the client asked for (the channel's
+        # version: there is no other yet), so the driver can read the error
+        # and step down: DSE_V2 -> DSE_V1 -> v5 -> v4.
+        answer = version if version > 0 else f.PROTOCOL_VERSION
         self._fatal(
             _stream_of(data, pos, version),
             f"Invalid or unsupported protocol version ({version}); "
