@@ -8,13 +8,19 @@ from bridge._exceptions import (
     NoEventLoopError,
 )
 from bridge._pool import PoolStatistics, default_pool
+from bridge.futures import to_future, wrap_future
+from bridge.iterate import AsyncIterator, iterate
 from bridge.limiter import Limiter, LimiterStatistics
+from bridge.portal import Portal, shared_portal, syncify
+from bridge.proxy import AsyncProxy, unwrap, wrap
 from bridge.runner import run
 from bridge.threads import DedicatedThread, asyncify, to_thread
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncIterator",
+    "AsyncProxy",
     "BlockingCallError",
     "BridgeError",
     "ClosedError",
@@ -24,8 +30,16 @@ __all__ = [
     "LimiterStatistics",
     "NoEventLoopError",
     "PoolStatistics",
+    "Portal",
     "asyncify",
     "default_pool",
+    "iterate",
     "run",
+    "shared_portal",
+    "syncify",
+    "to_future",
     "to_thread",
+    "unwrap",
+    "wrap",
+    "wrap_future",
 ]

@@ -9,12 +9,22 @@ no lock is needed on the hot path.
 from __future__ import annotations
 
 import contextvars
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bridge._waker import Waker
     from bridge.limiter import Limiter
+
+
+class _Origin(threading.local):
+    """Which loop sent the job this thread is running: where `syncify` sends async work back."""
+
+    waker: Waker | None = None
+
+
+origin = _Origin()
 
 
 class Executor:
@@ -88,11 +98,14 @@ class Job:
         """Run on a worker thread, unless the caller cancelled first."""
         if not self.claim():
             return  # cancelled before it started: dropped, its token already returned
+        outer = origin.waker  # a sync->async->sync chain can nest jobs on one thread
+        origin.waker = self.waker
         try:
             self.result = self.ctx.run(self.fn, *self.args, **self.kwargs)
         except BaseException as exc:
             self.error = exc
         finally:
+            origin.waker = outer
             self.fn = self.args = self.kwargs = None  # type: ignore[assignment]
         if self.limiter is not None:
             self.limiter._release()  # the token comes back when the thread is really done

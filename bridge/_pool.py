@@ -42,10 +42,6 @@ STALL_CHECK_INTERVAL = 0.001
 def _stall_window() -> float:
     return max(0.002, 2 * sys.getswitchinterval())
 
-# Marks threads that belong to bridge, so sync->async calls made from them know
-# which loop sent the work.
-worker_state = threading.local()
-
 
 @dataclass(frozen=True)
 class PoolStatistics:
@@ -162,7 +158,6 @@ class WorkerPool(Executor):
                 self._spawn(job)
 
     def _work(self, job: Job | None) -> None:
-        worker_state.in_pool = True
         me = _Worker()
         lock = self._lock
         idle = self._idle

@@ -20,7 +20,7 @@ import anyio
 
 from bridge._exceptions import ClosedError
 from bridge._job import Executor, Job
-from bridge._pool import default_pool, worker_state
+from bridge._pool import default_pool
 from bridge._waker import current_waker
 from bridge.limiter import Limiter
 
@@ -225,7 +225,6 @@ class DedicatedThread(Executor):
         return await _run_job(fn, args, kwargs, None, self, "DedicatedThread.run()")  # type: ignore[no-any-return]
 
     def _work(self) -> None:
-        worker_state.in_pool = True
         get = self._queue.get
         while True:
             job = get()

@@ -1,0 +1,126 @@
+"""Await callback-style futures without a thread, and hand awaitables to sync code as futures.
+
+`asyncio.wrap_future` chains a concurrent future into the loop with one
+`call_soon_threadsafe` per result, and it only knows `concurrent.futures`.
+Drivers have their own futures: cassandra's `ResponseFuture` takes
+`add_callbacks(callback, errback)` and may call them at once on the calling
+thread or later on its reactor thread. `wrap_future` accepts either style and
+delivers every outcome through the loop's one batching waker, so ten thousand
+futures finishing on a driver thread cost a handful of loop wake-ups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Awaitable
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from bridge._waker import Waker, current_waker
+from bridge.portal import _on_loop_thread, _spawn_on_origin, _submit, shared_portal
+
+T = TypeVar("T")
+
+
+@runtime_checkable
+class CallbackFuture(Protocol):
+    """cassandra's `ResponseFuture` style: success and error callbacks."""
+
+    def add_callbacks(self, callback: Any, errback: Any) -> Any: ...
+
+
+@runtime_checkable
+class DoneCallbackFuture(Protocol):
+    """`concurrent.futures.Future` style: one callback given the finished future."""
+
+    def add_done_callback(self, fn: Any, /) -> Any: ...
+
+    def result(self, timeout: float | None = None) -> Any: ...
+
+
+class _FutureWait:
+    """A task parked on a foreign future; callbacks may fire on any thread, even at once."""
+
+    __slots__ = ("error", "future", "handle", "result", "waker")
+
+    def __init__(self, future: Any, waker: Waker) -> None:
+        self.future = future
+        self.waker = waker
+        self.handle: Any = None
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        future = self.future
+        if isinstance(future, CallbackFuture):
+            future.add_callbacks(self._on_result, self._on_error)
+        else:
+            future.add_done_callback(self._on_done)
+
+    def _on_result(self, result: Any) -> None:
+        self.result = result
+        self.waker.deliver(self)
+
+    def _on_error(self, error: BaseException) -> None:
+        self.error = error
+        self.waker.deliver(self)
+
+    def _on_done(self, future: Any) -> None:
+        try:
+            self.result = future.result()
+        except BaseException as exc:
+            self.error = exc
+        self.waker.deliver(self)
+
+    def complete(self) -> None:
+        handle = self.handle
+        if handle is not None:
+            self.handle = None
+            error, self.error = self.error, None
+            self.waker.finish(handle, self.result, error)
+
+    def cancel(self) -> None:
+        self.handle = None  # a late outcome is dropped, never reported as unretrieved
+        cancel = getattr(self.future, "cancel", None)
+        if isinstance(self.future, concurrent.futures.Future) and cancel is not None:
+            cancel()  # a job that has not started yet will not start
+
+
+async def wrap_future(future: concurrent.futures.Future[T] | Any) -> T:
+    """Await a `concurrent.futures.Future` or a driver's callback-style future.
+
+    Accepts anything with `add_done_callback` (concurrent futures and look-alikes)
+    or with `add_callbacks(callback, errback)` (cassandra's `ResponseFuture`).
+    No thread is used: the future's own callbacks wake the loop.
+    """
+    if isinstance(future, asyncio.Future):
+        raise TypeError(
+            "wrap_future() got an asyncio future, which is already awaitable: await it directly "
+            "(or use asyncio.wrap_future to bring a concurrent future to asyncio)"
+        )
+    if isinstance(future, concurrent.futures.Future) and future.done():
+        return future.result()  # already settled: no need to park at all
+    if not isinstance(future, CallbackFuture | DoneCallbackFuture):
+        raise TypeError(
+            f"wrap_future() needs a future with add_done_callback() or add_callbacks(), "
+            f"got {future!r}. For a blocking call, use `await bridge.to_thread(fn)`."
+        )
+    waker = current_waker("wrap_future()")
+    return await waker.wait(_FutureWait(future, waker))  # type: ignore[no-any-return]
+
+
+async def _await(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+def to_future(awaitable: Awaitable[T]) -> concurrent.futures.Future[T]:
+    """Run an awaitable and return a `concurrent.futures.Future` for sync code.
+
+    On a loop thread it becomes a task of that loop; elsewhere it runs on the
+    shared portal. Cancelling the future cancels the task.
+    """
+    if not isinstance(awaitable, Awaitable):
+        raise TypeError(f"to_future() needs an awaitable (e.g. a coroutine), got {awaitable!r}")
+    if _on_loop_thread():
+        return _submit(current_waker("to_future()"), _spawn_on_origin, _await, (awaitable,), {})
+    return shared_portal().submit(_await, awaitable)

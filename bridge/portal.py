@@ -1,0 +1,412 @@
+"""Sync code calling async code: `syncify` and `Portal`.
+
+A sync caller needs a loop to run a coroutine on, and which loop is right
+depends on where the caller is:
+
+- On a bridge worker thread (a legacy function called through `to_thread`),
+  the loop that sent the work is waiting on this very thread, but it is not
+  blocked: it runs other tasks while the thread works. So the coroutine goes
+  back to *that* loop, through its waker, and the thread blocks until the
+  result comes back. The legacy code sees a plain function call; the async
+  code it reaches shares the loop, its connections and its locks.
+- On a thread with no loop of its own (a script, a Flask view, the REPL), the
+  coroutine goes to the shared portal: one background loop in a daemon thread,
+  started on first use.
+- On a thread that runs a loop, blocking would stop the very loop that has to
+  run the coroutine: a deadlock. That raises `DeadlockError` instead.
+
+contextvars flow both ways: the coroutine runs in a copy of the caller's
+context, and what it sets is copied back into the caller's when it returns, as
+if the call had been a plain sync one.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import contextvars
+import functools
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Literal, ParamSpec, TypeVar
+
+import anyio
+import sniffio
+
+from bridge._exceptions import ClosedError, DeadlockError
+from bridge._job import origin
+from bridge._waker import Waker, current_waker
+from bridge.runner import run
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_MISSING = object()
+
+
+def _on_loop_thread() -> bool:
+    if sniffio.thread_local.name is not None:
+        return True
+    try:
+        import asyncio
+
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+_DEADLOCK = (
+    "{what} was called on a thread that is running an event loop. It would block that "
+    "thread until the coroutine finishes, but the coroutine needs this same loop to run: "
+    "a deadlock. From async code, `await` the coroutine function directly. If sync code "
+    "in between is the problem, run that sync code with `await bridge.to_thread(...)`; "
+    "from there, {what} works."
+)
+
+
+class _Call:
+    """One coroutine call sent to a loop, and its outcome sent back to a blocked thread.
+
+    `complete` runs on the loop (the waker delivers it) and starts the task;
+    the task hands its outcome to `done`. The sync side waits on `signal`.
+    """
+
+    __slots__ = (
+        "args",
+        "cancelled",
+        "ctx",
+        "done",
+        "error",
+        "fn",
+        "kwargs",
+        "result",
+        "scope",
+        "signal",
+        "spawn",
+    )
+
+    def __init__(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        spawn: Callable[[_Call], None],
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.spawn = spawn
+        self.ctx = contextvars.copy_context()
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.scope: anyio.CancelScope | None = None
+        self.signal: threading.Lock | None = None
+        self.done: Callable[[_Call], None] | None = None
+        self.cancelled = False
+
+    def complete(self) -> None:
+        self.spawn(self)
+
+    async def run(self) -> None:
+        with anyio.CancelScope() as self.scope:
+            if self.cancelled:
+                self.scope.cancel()
+            try:
+                self.result = await self.fn(*self.args, **self.kwargs)
+            except anyio.get_cancelled_exc_class():
+                self.error = concurrent.futures.CancelledError()
+            except BaseException as exc:  # handed to the caller, whatever it is
+                self.error = exc
+        if self.scope.cancelled_caught and self.error is None:
+            self.error = concurrent.futures.CancelledError()
+        self.fn = self.args = self.kwargs = None  # type: ignore[assignment]
+        done = self.done
+        if done is not None:
+            done(self)
+
+    def wait(self) -> Any:
+        """Block this (non-loop) thread until the task is done; then act as the call did."""
+        assert self.signal is not None
+        self.signal.acquire()
+        for var, value in self.ctx.items():  # what the coroutine set flows back out
+            if var.get(_MISSING) is not value:
+                var.set(value)
+        error = self.error
+        if error is not None:
+            self.error = None
+            raise error
+        return self.result
+
+
+def _release(call: _Call) -> None:
+    assert call.signal is not None
+    call.signal.release()
+
+
+def _blocking_call(
+    waker: Waker, spawn: Callable[[_Call], None], fn: Callable[..., Any], args: Any, kwargs: Any
+) -> Any:
+    call = _Call(fn, args, kwargs, spawn)
+    call.signal = threading.Lock()
+    call.signal.acquire()
+    call.done = _release
+    waker.deliver(call)
+    if waker.closed:
+        raise ClosedError(
+            "the event loop this call was sent to has closed, so the coroutine cannot run. "
+            "Keep the loop running until the sync code that calls back into it has returned."
+        )
+    return call.wait()
+
+
+# -- spawning on a loop that is not ours --------------------------------------
+
+
+def _spawn_on_origin(call: _Call, tasks: set[Any] | None = None) -> None:
+    """Start `call` as a new task of the loop running here; the waker calls this on the loop.
+
+    It runs as a plain callback, outside any task, so it uses the loops' own
+    spawning (anyio's task groups need a current task to find their backend).
+    """
+    if sniffio.thread_local.name == "trio":
+        import trio
+
+        trio.lowlevel.spawn_system_task(call.run, context=call.ctx)
+    else:
+        import asyncio
+
+        task = asyncio.get_running_loop().create_task(call.run(), context=call.ctx)
+        running = _running_tasks if tasks is None else tasks
+        running.add(task)  # tasks must be referenced until done, or the GC may take them
+        task.add_done_callback(running.discard)
+
+
+_running_tasks: set[Any] = set()
+
+
+# -- syncify ------------------------------------------------------------------
+
+
+def syncify(async_fn: Callable[P, Awaitable[T]]) -> Callable[P, T]:
+    """Turn an async function into a sync one that sync code can call anywhere.
+
+    From a bridge worker thread it runs on the loop that sent the work there;
+    from plain sync code, on the shared portal; on a loop thread it raises
+    `DeadlockError`.
+
+    >>> import bridge
+    >>> async def double(x: int) -> int:
+    ...     return 2 * x
+    >>> bridge.syncify(double)(21)
+    42
+    """
+    if isinstance(async_fn, Coroutine):
+        async_fn.close()
+        raise TypeError(
+            "syncify() takes the async function itself, not a coroutine: "
+            "write syncify(fetch)(args), not syncify(fetch(args))"
+        )
+    if not callable(async_fn):
+        raise TypeError(f"syncify() needs an async function, got {async_fn!r}")
+    name = getattr(async_fn, "__qualname__", "async function")
+    what = f"syncify({name})"
+
+    @functools.wraps(async_fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        if _on_loop_thread():
+            raise DeadlockError(_DEADLOCK.format(what=what))
+        waker = origin.waker
+        if waker is not None and not waker.closed:
+            return _blocking_call(waker, _spawn_on_origin, async_fn, args, kwargs)  # type: ignore[no-any-return]
+        return shared_portal().call(async_fn, *args, **kwargs)
+
+    return call
+
+
+# -- Portal -------------------------------------------------------------------
+
+
+class Portal:
+    """A background event loop in a thread, for sync code and the REPL.
+
+    >>> import bridge, anyio
+    >>> async def add(a: int, b: int) -> int:
+    ...     await anyio.sleep(0)
+    ...     return a + b
+    >>> with bridge.Portal() as portal:
+    ...     portal.call(add, 1, 2)
+    3
+    """
+
+    def __init__(
+        self, *, backend: Literal["asyncio", "trio"] = "asyncio", use_uvloop: bool | None = None
+    ) -> None:
+        self.backend = backend
+        self._started = threading.Event()
+        self._closed = False
+        self._waker: Waker | None = None
+        self._tasks: set[Any] = set()
+        self._stop: anyio.Event | None = None
+        self._failure: BaseException | None = None
+        options: dict[str, Any] = {"backend": backend}
+        if backend == "asyncio":
+            options["use_uvloop"] = use_uvloop
+        self._thread = threading.Thread(
+            target=self._serve, kwargs=options, name=f"bridge-portal-{backend}", daemon=True
+        )
+        self._thread.start()
+        self._started.wait()
+        if self._failure is not None:
+            raise RuntimeError(f"the portal's event loop failed to start: {self._failure!r}")
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "running"
+        return f"<Portal {self.backend} {state}>"
+
+    def _serve(self, **options: Any) -> None:
+        try:
+            run(self._main, **options)
+        except BaseException as exc:
+            self._failure = exc
+        finally:
+            self._closed = True
+            self._started.set()
+
+    async def _main(self) -> None:
+        self._waker = current_waker()
+        self._stop = anyio.Event()
+        self._started.set()
+        await self._stop.wait()
+        # Cancel what still runs; its callers get CancelledError. (On trio the
+        # run cancels its system tasks itself when this main task returns.)
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await task
+                except BaseException:  # its caller has the outcome
+                    pass
+
+    def _spawn(self, call: _Call) -> None:
+        if self._stop is not None and self._stop.is_set():
+            call.error = concurrent.futures.CancelledError()
+            if call.done is not None:
+                call.done(call)
+            return
+        _spawn_on_origin(call, self._tasks)
+
+    def _check(self, what: str) -> Waker:
+        if self._closed or self._waker is None:
+            raise ClosedError(f"{self!r} is closed; start a new Portal to run {what}")
+        if threading.get_ident() == self._waker.thread_id:
+            raise DeadlockError(_DEADLOCK.format(what=f"Portal.{what}"))
+        return self._waker
+
+    def call(self, async_fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `async_fn(*args, **kwargs)` on the portal's loop and block until it returns."""
+        waker = self._check("call()")
+        return _blocking_call(waker, self._spawn, async_fn, args, kwargs)  # type: ignore[no-any-return]
+
+    def submit(
+        self, async_fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> concurrent.futures.Future[T]:
+        """Start `async_fn(*args, **kwargs)` on the loop; cancelling the future cancels it."""
+        waker = self._check("submit()")
+        return _submit(waker, self._spawn, async_fn, args, kwargs)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Cancel what still runs, stop the loop and join its thread. Idempotent."""
+        waker = self._waker
+        if not self._closed and waker is not None:
+            if threading.get_ident() == waker.thread_id:
+                raise DeadlockError(_DEADLOCK.format(what="Portal.stop()"))
+            waker.deliver(_Stop(self))
+        self._thread.join(timeout)
+
+    def __enter__(self) -> Portal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _submit(
+    waker: Waker,
+    spawn: Callable[[_Call], None],
+    fn: Callable[..., Awaitable[Any]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> concurrent.futures.Future[Any]:
+    """Start a call on the waker's loop; its outcome settles a concurrent future."""
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    call = _Call(fn, args, kwargs, spawn)
+
+    def done(call: _Call) -> None:
+        _settle(future, call.result, call.error)
+
+    def cancelled(f: concurrent.futures.Future[Any]) -> None:
+        if f.cancelled():
+            waker.deliver(_Cancel(call))
+
+    call.done = done
+    future.add_done_callback(cancelled)
+    waker.deliver(call)
+    return future
+
+
+def _settle(
+    future: concurrent.futures.Future[Any], result: Any, error: BaseException | None
+) -> None:
+    try:
+        if isinstance(error, concurrent.futures.CancelledError):
+            future.cancel()
+        elif error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except concurrent.futures.InvalidStateError:
+        pass  # the caller cancelled it meanwhile; nobody wants the outcome
+
+
+class _Cancel:
+    __slots__ = ("call",)
+
+    def __init__(self, call: _Call) -> None:
+        self.call = call
+
+    def complete(self) -> None:
+        call = self.call
+        call.cancelled = True  # if its task has not started yet, it starts cancelled
+        if call.scope is not None:
+            call.scope.cancel()
+
+
+class _Stop:
+    __slots__ = ("portal",)
+
+    def __init__(self, portal: Portal) -> None:
+        self.portal = portal
+
+    def complete(self) -> None:
+        assert self.portal._stop is not None
+        self.portal._stop.set()
+
+
+_shared: Portal | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_portal() -> Portal:
+    """The process-wide portal `syncify` uses from plain sync code; started on first use."""
+    global _shared
+    portal = _shared
+    if portal is None or portal._closed:
+        with _shared_lock:
+            if _shared is None or _shared._closed:
+                _shared = Portal()
+                atexit.register(_shared.stop, 5)
+            portal = _shared
+    return portal
