@@ -7,14 +7,16 @@ default settings::
         cluster = Cluster(server.contact_points, port=server.port)
         session = cluster.connect()
 
-Every node shares one in-memory engine (full replication); nodes can be
-stopped and started, and faults (latency, errors, silence, dropped
-connections) primed per query pattern. ``python -m bridge.testing.cqlserver``
-runs it as a program.
+Every node shares one in-memory engine (full replication). Nodes can be
+stopped, started, added and removed; faults (latency, errors, silence,
+dropped connections) are primed per query pattern; every request is logged
+(``server.activity()``). ``python -m bridge.testing.cqlserver --nodes 3`` runs
+it as a program; ``CQLServer(engine=Engine())`` shares a prepared engine.
 """
 
 from __future__ import annotations
 
+from ._engine import CQLError, Engine
 from ._faults import Activity, ActivityLog, ErrorKind, Fault, FaultRegistry, parse_fault_spec
 from ._runner import ServerProcess, ServerThread
 from ._server import CQLServer, Node
@@ -22,7 +24,9 @@ from ._server import CQLServer, Node
 __all__ = [
     "Activity",
     "ActivityLog",
+    "CQLError",
     "CQLServer",
+    "Engine",
     "ErrorKind",
     "Fault",
     "FaultRegistry",

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from . import _engine as eng
 from . import _frame as f
 from ._faults import ActivityLog, ErrorKind, Fault, FaultRegistry, Opcode
 from ._system import register_system_tables, spread_tokens
@@ -37,14 +38,6 @@ SUPPORTED_VERSIONS_TEXT = "4/v4"
 _EVENT_TYPES = frozenset({"TOPOLOGY_CHANGE", "STATUS_CHANGE", "SCHEMA_CHANGE"})
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 _PAUSE_AT = 8 * 1024 * 1024  # pause reading a client whose answers pile up unread
-
-
-def _engine_module() -> Any:
-    # Imported late so the network side imports (and its codec tests run)
-    # independently of the engine module.
-    from . import _engine
-
-    return _engine
 
 
 class Node:
@@ -146,7 +139,7 @@ class CQLServer:
     def engine(self) -> Engine:
         """The shared CQL engine (tables, schema, prepared statements)."""
         if self._engine is None:
-            self._engine = _engine_module().Engine()
+            self._engine = eng.Engine()
         if not self._engine_ready:
             self._engine_ready = True
             register_system_tables(self._engine, self, generation=int(time.time()))
@@ -267,7 +260,7 @@ class CQLServer:
                 if kind in conn.events:
                     conn.write(event)
 
-    def _on_schema_change(self, change: Any) -> None:
+    def _on_schema_change(self, change: eng.SchemaChangeResult) -> None:
         self.schema_version = uuid.uuid4()
         self._specs_cache.clear()
         event = f.event_schema_change(
@@ -679,7 +672,7 @@ class Connection(asyncio.Protocol):
         if statement_id in self.node.prepared_ids:
             try:
                 prepared = engine.get_prepared(statement_id)
-            except _engine_module().CQLError:
+            except eng.CQLError:
                 prepared = None
         query = prepared.query if prepared else self.server._statement_texts.get(statement_id)
         self._record("EXECUTE", stream, query, params)
@@ -733,10 +726,9 @@ class Connection(asyncio.Protocol):
         self.write(self._result_frame(stream, result, params.skip_metadata, key))
 
     def _result_frame(
-        self, stream: int, result: Any, skip_metadata: bool, key: bytes | None = None
+        self, stream: int, result: object, skip_metadata: bool, key: bytes | None = None
     ) -> bytes:
-        rows = getattr(result, "rows", None)
-        if rows is not None:  # RowsResult, the hot path
+        if isinstance(result, eng.RowsResult):  # the hot path
             columns = result.columns
             if skip_metadata:
                 meta = f.rows_metadata(len(columns), None, result.paging_state)
@@ -749,22 +741,20 @@ class Connection(asyncio.Protocol):
                     if key is not None:
                         cache[key] = specs
                 meta = f.rows_metadata_from_specs(len(columns), *specs, result.paging_state)
-            return f.result_rows(stream, meta, rows)
-        kind = type(result).__name__
-        if kind == "VoidResult":
+            return f.result_rows(stream, meta, result.rows)
+        if isinstance(result, eng.VoidResult):
             return f.result_void(stream)
-        if kind == "SetKeyspaceResult":
-            self.keyspace = result.keyspace
+        if isinstance(result, eng.SetKeyspaceResult):
+            self.keyspace = result.keyspace  # USE: this connection's keyspace from now on
             return f.result_set_keyspace(stream, result.keyspace)
-        if kind == "SchemaChangeResult":
+        if isinstance(result, eng.SchemaChangeResult):
             return f.result_schema_change(
                 stream, result.change_type, result.target, result.keyspace, result.name
             )
         log.error("cqlserver: the engine returned an unknown result %r", result)
-        return f.error(stream, f.SERVER_ERROR, f"Unknown result type {kind}")
+        return f.error(stream, f.SERVER_ERROR, f"Unknown result type {type(result).__name__}")
 
     def _error_frame(self, stream: int, exc: Exception) -> bytes:
-        eng = _engine_module()
         if isinstance(exc, eng.CQLError):
             code = exc.code
             extra = b""
@@ -831,7 +821,7 @@ class Connection(asyncio.Protocol):
             if target in self.node.prepared_ids:
                 try:
                     prepared = engine.get_prepared(target)
-                except _engine_module().CQLError:
+                except eng.CQLError:
                     prepared = None
             if prepared is None:
                 unknown = unknown or target
