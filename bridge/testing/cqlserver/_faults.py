@@ -183,7 +183,6 @@ class ActivityLog:
     """What each node received, newest last, bounded to ``maxlen`` entries."""
 
     def __init__(self, maxlen: int = 100_000) -> None:
-        self._lock = threading.Lock()
         self._entries: deque[Activity] = deque(maxlen=maxlen)
         self.enabled = True
 
@@ -199,23 +198,23 @@ class ActivityLog:
         has_paging_state: bool = False,
         consistency: int | None = None,
     ) -> None:
-        if not self.enabled:
-            return
-        entry = Activity(
-            node,
-            address,
-            connection,
-            opcode,
-            stream,
-            query,
-            page_size,
-            has_paging_state,
-            consistency,
-            time.monotonic(),
-        )
-        # deque.append is atomic; the lock only orders it against clear/snapshot.
-        with self._lock:
-            self._entries.append(entry)
+        if self.enabled:
+            # No lock: deque.append, clear and list(deque) each run under the
+            # GIL in one C call, so readers in other threads see whole entries.
+            self._entries.append(
+                Activity(
+                    node,
+                    address,
+                    connection,
+                    opcode,
+                    stream,
+                    query,
+                    page_size,
+                    has_paging_state,
+                    consistency,
+                    _monotonic(),
+                )
+            )
 
     def entries(
         self,
@@ -226,8 +225,7 @@ class ActivityLog:
         include_system: bool = False,
     ) -> list[Activity]:
         """A snapshot, filtered; driver housekeeping on system tables is left out unless asked."""
-        with self._lock:
-            items = list(self._entries)
+        items = list(self._entries)
         out = []
         for a in items:
             if node is not None and a.node != node:
@@ -242,9 +240,10 @@ class ActivityLog:
         return out
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._entries.clear()
 
+
+_monotonic = time.monotonic
 
 _SYSTEM_RE = re.compile(r"\bFROM\s+(system|system_schema|system_virtual_schema)\.", re.IGNORECASE)
 

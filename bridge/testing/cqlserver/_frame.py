@@ -295,14 +295,14 @@ class BodyReader:
         if flags & Q_SKIP_METADATA:
             params.skip_metadata = True
         if flags & Q_PAGE_SIZE:
-            size = self.read_int()
+            (size,) = _INT.unpack_from(self.data, self._take(4))
             params.page_size = size if size > 0 else None
         if flags & Q_PAGING_STATE:
             params.paging_state = self.read_bytes()
         if flags & Q_SERIAL_CONSISTENCY:
             params.serial_consistency = self.read_short()
         if flags & Q_DEFAULT_TIMESTAMP:
-            params.timestamp = self.read_long()
+            (params.timestamp,) = _LONG.unpack_from(self.data, self._take(8))
         return params
 
     def read_batch(self) -> BatchRequest:
