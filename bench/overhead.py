@@ -16,7 +16,6 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -84,21 +83,14 @@ async def in_flight(call: Caller, calls: int, width: int = 100) -> float:
     return (time.perf_counter() - start) / (per_task * width) * 1e6
 
 
-async def measure(peers: dict[str, Callable[[], Caller]], calls: int, rounds: int) -> dict[str, Any]:
-    # Same thread counts for the executors that size themselves from the CPU count.
-    asyncio_loop = None
-    try:
-        asyncio_loop = asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    if asyncio_loop is not None:
-        asyncio_loop.set_default_executor(ThreadPoolExecutor())
+async def measure(
+    peers: dict[str, Callable[[], Caller]], calls: int, rounds: int
+) -> dict[str, Any]:
     samples: dict[str, dict[str, list[float]]] = {
         name: {"sequential": [], "in_flight": []} for name in peers
     }
-    for name, make in peers.items():  # warm up: threads started, imports done
-        call = make()
-        await in_flight(call, 2000)
+    for make in peers.values():  # warm up: threads started, imports done
+        await in_flight(make(), 2000)
     for _ in range(rounds):
         for name, make in peers.items():
             call = make()

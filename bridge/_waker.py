@@ -23,6 +23,8 @@ import sniffio
 
 from bridge._exceptions import NoEventLoopError
 
+DRAIN_BATCH = 64
+
 _sniffio_local = sniffio.thread_local
 _get_running_loop = asyncio.get_running_loop
 
@@ -75,8 +77,14 @@ class Waker:
         self._scheduled = False
         pending = self._pending
         popleft = pending.popleft
-        while pending:
+        # A bounded batch: each completion wakes a task, and the loop runs every
+        # task woken in one turn before it looks at timers again. Unbounded, a
+        # burst of thousands of results would make the whole loop late.
+        for _ in range(min(len(pending), DRAIN_BATCH)):
             popleft().complete()
+        if pending and not self._scheduled:
+            self._scheduled = True
+            self._schedule(self._drain)  # on the loop thread: a plain call_soon
 
     def _schedule(self, fn: Callable[[], None]) -> None:
         raise NotImplementedError
