@@ -21,14 +21,18 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# bench/ holds modules named like the standard library's (http.py), so it goes
+# to the end of the path, not the front where Python puts a script's folder.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.append(str(_HERE))
+sys.path.insert(0, str(_HERE.parent))
 
-from _report import save, table
-from cassandra.cluster import Cluster, Session
-from cassandra.query import PreparedStatement
+from _report import save, table  # noqa: E402
+from cassandra.cluster import Cluster, Session  # noqa: E402
+from cassandra.query import PreparedStatement  # noqa: E402
 
-from bridge.testing.cqlserver import CQLServer
+from bridge.testing.cqlserver import CQLServer  # noqa: E402
 
 
 def client_cpu() -> float:

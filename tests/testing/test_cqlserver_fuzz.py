@@ -70,7 +70,7 @@ def frames(draw: st.DrawFn) -> bytes:
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(payload=st.lists(frames(), min_size=1, max_size=3))
 def test_garbage_never_breaks_the_server(
