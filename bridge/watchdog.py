@@ -277,22 +277,22 @@ class LoopWatchdog:
     def attach(self, loop: Any) -> Iterator[LoopWatchdog]:
         """Watch an asyncio or uvloop loop for the duration of a `with` block.
 
-        The loop may be started inside the block; the watchdog arms itself when
-        the loop first runs and ignores the time the loop is not running.
+        The loop may be started inside the block, on this thread or another;
+        time the loop spends not running is not counted as blocked.
         """
-        self._start(_AsyncioTarget(loop), None)
+        self._start(_AsyncioTarget(loop), threading.get_ident())
         try:
             yield self
         finally:
             self.stop()
 
-    def _start(self, target: _Target, loop_thread: int | None) -> None:
+    def _start(self, target: _Target, loop_thread: int) -> None:
         if self._thread is not None:
             raise RuntimeError("this LoopWatchdog is already watching a loop; make a new one")
         self._target = target
+        # A guess until the loop answers a ping (a loop may run on another thread).
         self._loop_thread = loop_thread
-        if loop_thread is not None:
-            self._loop_thread_name = threading.current_thread().name
+        self._loop_thread_name = threading.current_thread().name
         self._thread = threading.Thread(
             target=self._watch, name=f"bridge-watchdog-{target.backend}", daemon=True
         )
@@ -315,8 +315,9 @@ class LoopWatchdog:
 
     def _beat(self) -> None:
         """Runs on the loop: the loop is alive."""
-        if self._loop_thread is None:
-            self._loop_thread = threading.get_ident()
+        thread = threading.get_ident()
+        if thread != self._loop_thread:
+            self._loop_thread = thread
             self._loop_thread_name = threading.current_thread().name
         self._answered_at = time.monotonic()
         self._answered.set()
@@ -324,22 +325,34 @@ class LoopWatchdog:
     def _watch(self) -> None:
         target = self._target
         assert target is not None
-        armed = self._loop_thread is not None
         while not self._stopping:
             self._answered.clear()
             sent = time.monotonic()
             if not target.post(self._beat):
                 return
-            if not armed:
-                # A loop not yet running is not a blocked loop.
-                self._answered.wait()
-                armed = True
-            elif not self._answered.wait(self.threshold) and not self._stopping:
-                if target.is_running():
-                    self._episode(sent, target.backend)
-                else:
-                    self._answered.wait()
+            if self._answered.wait(self.threshold) or self._stopping:
+                pass
+            elif target.is_running():
+                self._episode(sent, target.backend)
+            else:
+                self._await_start(target)
             self._stop.wait(self._interval)
+
+    def _await_start(self, target: _Target) -> None:
+        """The loop is not running (not started, or between runs): not blocked. Wait for it.
+
+        If it starts and still does not answer within `threshold`, its first
+        callbacks block it: that is an episode like any other.
+        """
+        running_since: float | None = None
+        while not self._answered.wait(self._interval) and not self._stopping:
+            if not target.is_running():
+                running_since = None
+            elif running_since is None:
+                running_since = time.monotonic()
+            elif time.monotonic() - running_since > self.threshold:
+                self._episode(running_since, target.backend)
+                return
 
     def _episode(self, sent: float, backend: str) -> None:
         frame = sys._current_frames().get(self._loop_thread or 0)
