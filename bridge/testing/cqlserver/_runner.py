@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._faults import Activity, ErrorKind, Fault, Opcode
 
 if TYPE_CHECKING:
+    from ._results import Result
     from ._server import CQLServer
 
 T = TypeVar("T")
@@ -186,9 +187,10 @@ class ServerThread:
 
     def execute(
         self, query: str, values: list[bytes | None] | None = None, keyspace: str | None = None
-    ) -> Any:
+    ) -> Result:
         """Run CQL on the engine directly (seeding data without a driver)."""
-        return self.call(self.server.execute, query, values, keyspace)
+        result: Result = self.call(self.server.execute, query, values, keyspace)
+        return result
 
     def close(self) -> None:
         """Stop the server and its thread."""

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from . import _engine as eng
 from . import _frame as f
-from ._faults import ActivityLog, ErrorKind, Fault, FaultRegistry, Opcode
+from ._faults import Activity, ActivityLog, ErrorKind, Fault, FaultRegistry, Opcode
+from ._results import Result
 from ._system import register_system_tables, spread_tokens
 
 if TYPE_CHECKING:
@@ -311,7 +312,7 @@ class CQLServer:
         opcode: str | None = None,
         contains: str | None = None,
         include_system: bool = False,
-    ) -> list[Any]:
+    ) -> list[Activity]:
         """Requests the nodes received, oldest first (driver housekeeping left out)."""
         return self.activity_log.entries(
             node=node, opcode=opcode, contains=contains, include_system=include_system
@@ -329,7 +330,7 @@ class CQLServer:
 
     def execute(
         self, query: str, values: list[bytes | None] | None = None, keyspace: str | None = None
-    ) -> Any:
+    ) -> Result:
         """Run CQL directly on the engine (for seeding data); loop thread only."""
         return self.engine.execute(query, values, keyspace=keyspace)
 
