@@ -17,7 +17,6 @@ import resource
 import sys
 import threading
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +89,7 @@ def main() -> None:
     opts = parser.parse_args()
 
     with CQLServer.start_in_subprocess() as server:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cluster = Cluster(server.contact_points, port=server.port)
+        cluster = Cluster(server.contact_points, port=server.port)
         try:
             session = cluster.connect()
             session.execute(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,12 +16,12 @@ from bridge.testing.cqlserver import CQLServer, ServerProcess, ServerThread  # n
 
 
 def make_cluster(server: ServerThread | ServerProcess, **kwargs: Any) -> Cluster:
-    """A driver Cluster with default settings pointed at the server."""
-    with warnings.catch_warnings():
-        # The driver nags about a load-balancing policy when given contact
-        # points; the defaults are exactly what these tests want.
-        warnings.simplefilter("ignore")
-        return Cluster(server.contact_points, port=server.port, **kwargs)
+    """A driver Cluster with default settings pointed at the server.
+
+    (The driver logs a nag about a missing load-balancing policy when given
+    contact points; its defaults are exactly what these tests want.)
+    """
+    return Cluster(server.contact_points, port=server.port, **kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -169,6 +169,14 @@ def test_every_type_round_trips_through_simple_statements(
     _check_types_row(session.execute(f"SELECT * FROM {types_table} WHERE k = %s", [2]).one())
 
 
+def test_counters_count_through_prepared_and_simple_updates(session: Session) -> None:
+    session.execute("CREATE TABLE IF NOT EXISTS hits (page text PRIMARY KEY, n counter)")
+    bump = session.prepare("UPDATE hits SET n = n + ? WHERE page = ?")
+    session.execute(bump, [5, "home"])
+    session.execute("UPDATE hits SET n = n + %s WHERE page = %s", [-2, "home"])
+    assert session.execute("SELECT n FROM hits WHERE page = 'home'").one().n == 3
+
+
 def test_nulls_round_trip(session: Session, types_table: str) -> None:
     session.execute(f"INSERT INTO {types_table} (k, t, n) VALUES (3, null, null)")
     row = session.execute(f"SELECT t, n, li FROM {types_table} WHERE k = 3").one()
