@@ -14,22 +14,20 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections.abc import Awaitable
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar
 
 from bridge._waker import Waker, current_waker
-from bridge.portal import _on_loop_thread, _spawn_on_origin, _submit, shared_portal
+from bridge.portal import _on_loop_thread, _spawn_tracked, _submit, shared_portal
 
 T = TypeVar("T")
 
 
-@runtime_checkable
 class CallbackFuture(Protocol):
     """cassandra's `ResponseFuture` style: success and error callbacks."""
 
     def add_callbacks(self, callback: Any, errback: Any) -> Any: ...
 
 
-@runtime_checkable
 class DoneCallbackFuture(Protocol):
     """`concurrent.futures.Future` style: one callback given the finished future."""
 
@@ -52,7 +50,8 @@ class _FutureWait:
 
     def start(self) -> None:
         future = self.future
-        if isinstance(future, CallbackFuture):
+        # hasattr, not isinstance with the runtime protocols: those cost microseconds.
+        if hasattr(future, "add_callbacks"):
             future.add_callbacks(self._on_result, self._on_error)
         else:
             future.add_done_callback(self._on_done)
@@ -86,21 +85,24 @@ class _FutureWait:
             cancel()  # a job that has not started yet will not start
 
 
-async def wrap_future(future: concurrent.futures.Future[T] | Any) -> T:
+async def wrap_future(
+    future: concurrent.futures.Future[T] | CallbackFuture | DoneCallbackFuture,
+) -> T:
     """Await a `concurrent.futures.Future` or a driver's callback-style future.
 
     Accepts anything with `add_done_callback` (concurrent futures and look-alikes)
     or with `add_callbacks(callback, errback)` (cassandra's `ResponseFuture`).
     No thread is used: the future's own callbacks wake the loop.
     """
-    if isinstance(future, asyncio.Future):
+    if isinstance(future, concurrent.futures.Future):
+        if future.done():
+            return future.result()  # already settled: no need to park at all
+    elif isinstance(future, asyncio.Future):
         raise TypeError(
             "wrap_future() got an asyncio future, which is already awaitable: await it directly "
             "(or use asyncio.wrap_future to bring a concurrent future to asyncio)"
         )
-    if isinstance(future, concurrent.futures.Future) and future.done():
-        return future.result()  # already settled: no need to park at all
-    if not isinstance(future, CallbackFuture | DoneCallbackFuture):
+    elif not (hasattr(future, "add_callbacks") or hasattr(future, "add_done_callback")):
         raise TypeError(
             f"wrap_future() needs a future with add_done_callback() or add_callbacks(), "
             f"got {future!r}. For a blocking call, use `await bridge.to_thread(fn)`."
@@ -122,5 +124,5 @@ def to_future(awaitable: Awaitable[T]) -> concurrent.futures.Future[T]:
     if not isinstance(awaitable, Awaitable):
         raise TypeError(f"to_future() needs an awaitable (e.g. a coroutine), got {awaitable!r}")
     if _on_loop_thread():
-        return _submit(current_waker("to_future()"), _spawn_on_origin, _await, (awaitable,), {})
+        return _submit(current_waker("to_future()"), _spawn_tracked, _await, (awaitable,), {})
     return shared_portal().submit(_await, awaitable)

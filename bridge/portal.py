@@ -22,6 +22,7 @@ if the call had been a plain sync one.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import concurrent.futures
 import contextvars
@@ -48,8 +49,6 @@ def _on_loop_thread() -> bool:
     if sniffio.thread_local.name is not None:
         return True
     try:
-        import asyncio
-
         asyncio.get_running_loop()
     except RuntimeError:
         return False
@@ -81,9 +80,9 @@ class _Call:
         "fn",
         "kwargs",
         "result",
-        "scope",
         "signal",
         "spawn",
+        "task",
     )
 
     def __init__(
@@ -100,7 +99,7 @@ class _Call:
         self.ctx = contextvars.copy_context()
         self.result: Any = None
         self.error: BaseException | None = None
-        self.scope: anyio.CancelScope | None = None
+        self.task: Any = None  # asyncio: the Task; trio: the CancelScope around the call
         self.signal: threading.Lock | None = None
         self.done: Callable[[_Call], None] | None = None
         self.cancelled = False
@@ -108,22 +107,42 @@ class _Call:
     def complete(self) -> None:
         self.spawn(self)
 
-    async def run(self) -> None:
-        with anyio.CancelScope() as self.scope:
+    async def run_asyncio(self) -> None:
+        # No cancel scope here: cancelling the task is enough, and anyio's scope
+        # would cost more than the rest of the round trip.
+        try:
+            self.result = await self.fn(*self.args, **self.kwargs)
+        except asyncio.CancelledError:
+            self.error = concurrent.futures.CancelledError()
+        except BaseException as exc:  # handed to the caller, whatever it is
+            self.error = exc
+        self._finish()
+
+    async def run_trio(self) -> None:
+        import trio
+
+        with trio.CancelScope() as self.task:
             if self.cancelled:
-                self.scope.cancel()
+                self.task.cancel()
             try:
                 self.result = await self.fn(*self.args, **self.kwargs)
-            except anyio.get_cancelled_exc_class():
+            except trio.Cancelled:
                 self.error = concurrent.futures.CancelledError()
             except BaseException as exc:  # handed to the caller, whatever it is
                 self.error = exc
-        if self.scope.cancelled_caught and self.error is None:
-            self.error = concurrent.futures.CancelledError()
+        self._finish()
+
+    def _finish(self) -> None:
         self.fn = self.args = self.kwargs = None  # type: ignore[assignment]
-        done = self.done
+        done, self.done = self.done, None
         if done is not None:
             done(self)
+
+    def _cancelled_before_start(self, task: Any) -> None:
+        """asyncio: a task cancelled before its first step never runs `run_asyncio`."""
+        if task.cancelled() and self.done is not None:
+            self.error = concurrent.futures.CancelledError()
+            self._finish()
 
     def wait(self) -> Any:
         """Block this (non-loop) thread until the task is done; then act as the call did."""
@@ -163,7 +182,7 @@ def _blocking_call(
 # -- spawning on a loop that is not ours --------------------------------------
 
 
-def _spawn_on_origin(call: _Call, tasks: set[Any] | None = None) -> None:
+def _spawn(call: _Call, tasks: set[Any] | None) -> None:
     """Start `call` as a new task of the loop running here; the waker calls this on the loop.
 
     It runs as a plain callback, outside any task, so it uses the loops' own
@@ -172,14 +191,24 @@ def _spawn_on_origin(call: _Call, tasks: set[Any] | None = None) -> None:
     if sniffio.thread_local.name == "trio":
         import trio
 
-        trio.lowlevel.spawn_system_task(call.run, context=call.ctx)
+        trio.lowlevel.spawn_system_task(call.run_trio, context=call.ctx)
     else:
-        import asyncio
+        call.task = task = asyncio.get_running_loop().create_task(
+            call.run_asyncio(), context=call.ctx
+        )
+        if tasks is not None:
+            tasks.add(task)  # a task must be referenced until done, or the GC may take it
+            task.add_done_callback(tasks.discard)
 
-        task = asyncio.get_running_loop().create_task(call.run(), context=call.ctx)
-        running = _running_tasks if tasks is None else tasks
-        running.add(task)  # tasks must be referenced until done, or the GC may take them
-        task.add_done_callback(running.discard)
+
+def _spawn_held(call: _Call) -> None:
+    """For a caller that blocks on the call: it holds the call, the call holds the task."""
+    _spawn(call, None)
+
+
+def _spawn_tracked(call: _Call) -> None:
+    """For a call nobody blocks on (a future handed out): the module holds the task."""
+    _spawn(call, _running_tasks)
 
 
 _running_tasks: set[Any] = set()
@@ -218,7 +247,7 @@ def syncify(async_fn: Callable[P, Awaitable[T]]) -> Callable[P, T]:
             raise DeadlockError(_DEADLOCK.format(what=what))
         waker = origin.waker
         if waker is not None and not waker.closed:
-            return _blocking_call(waker, _spawn_on_origin, async_fn, args, kwargs)  # type: ignore[no-any-return]
+            return _blocking_call(waker, _spawn_held, async_fn, args, kwargs)  # type: ignore[no-any-return]
         return shared_portal().call(async_fn, *args, **kwargs)
 
     return call
@@ -296,7 +325,7 @@ class Portal:
             if call.done is not None:
                 call.done(call)
             return
-        _spawn_on_origin(call, self._tasks)
+        _spawn(call, self._tasks)
 
     def _check(self, what: str) -> Waker:
         if self._closed or self._waker is None:
@@ -379,9 +408,13 @@ class _Cancel:
 
     def complete(self) -> None:
         call = self.call
-        call.cancelled = True  # if its task has not started yet, it starts cancelled
-        if call.scope is not None:
-            call.scope.cancel()
+        call.cancelled = True  # trio: if its task has not started yet, it starts cancelled
+        task = call.task
+        if task is None:
+            return
+        task.cancel()
+        if isinstance(task, asyncio.Task):
+            task.add_done_callback(call._cancelled_before_start)
 
 
 class _Stop:
