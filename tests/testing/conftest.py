@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,7 +11,24 @@ cassandra = pytest.importorskip("cassandra")
 from cassandra.cluster import Cluster, Session  # noqa: E402
 from cassandra.policies import HostStateListener  # noqa: E402
 
-from bridge.testing.cqlserver import CQLServer, ServerProcess, ServerThread  # noqa: E402
+from bridge.testing.cqlserver import ServerProcess, ServerThread  # noqa: E402
+
+# The package's own fixtures, shared with any project that opts in to them.
+from bridge.testing.cqlserver.fixtures import (  # noqa: E402
+    cql_cluster,
+    cql_server,
+    cql_server_factory,
+    cql_session,
+)
+
+__all__ = [
+    "HostEvents",
+    "cql_cluster",
+    "cql_server",
+    "cql_server_factory",
+    "cql_session",
+    "make_cluster",
+]
 
 
 def make_cluster(server: ServerThread | ServerProcess, **kwargs: Any) -> Cluster:
@@ -25,23 +41,13 @@ def make_cluster(server: ServerThread | ServerProcess, **kwargs: Any) -> Cluster
 
 
 @pytest.fixture(scope="module")
-def cql_server() -> Iterator[ServerThread]:
-    with CQLServer.start_in_thread() as server:
-        yield server
+def cluster(cql_cluster: Cluster) -> Cluster:
+    return cql_cluster
 
 
 @pytest.fixture(scope="module")
-def cluster(cql_server: ServerThread) -> Iterator[Cluster]:
-    c = make_cluster(cql_server)
-    try:
-        yield c
-    finally:
-        c.shutdown()
-
-
-@pytest.fixture(scope="module")
-def session(cluster: Cluster) -> Session:
-    return cluster.connect()
+def session(cql_session: Session) -> Session:
+    return cql_session
 
 
 class HostEvents(HostStateListener):  # type: ignore[misc]

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from cassandra.cluster import Cluster, Session
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.testing.cqlserver import CQLServer, ServerThread
+from bridge.testing.cqlserver import ServerThread
 from bridge.testing.cqlserver import _frame as f
 
 from .conftest import make_cluster
 
 
 @pytest.fixture(scope="module")
-def cql_server() -> Iterator[ServerThread]:
-    with CQLServer.start_in_thread() as server:
-        yield server
+def cql_server(cql_server_factory: Callable[..., ServerThread]) -> ServerThread:
+    return cql_server_factory()  # its own server: garbage must not disturb other modules
 
 
 @pytest.fixture(scope="module")
