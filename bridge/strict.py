@@ -3,7 +3,7 @@
 The watchdog finds a block after `threshold` seconds; strict mode finds it on
 the first call, however short, and names the fix. While strict mode is on,
 these calls raise when made on a thread that is running an asyncio/uvloop
-loop or a trio run (worker threads run no loop, so they are never affected):
+loop or a trio task (worker threads run no loop, so they are never affected):
 
 - `requests.Session.send`, `urllib3` pool `urlopen`
 - `time.sleep` (with a positive delay)
@@ -255,11 +255,16 @@ def _pop(config: _Config) -> None:
 
 
 def _on_loop_thread() -> bool:
-    """Is an asyncio/uvloop loop or a trio run running on this thread?"""
+    """Is an asyncio/uvloop loop running on this thread, or a trio task?
+
+    For trio the question is "is a task running", not "is a run active":
+    in guest mode the host loop's own wait (a `queue.Queue.get` in anyio's
+    test runner, say) happens on the same thread between trio's ticks.
+    """
     if _get_running_loop() is not None:
         return True
     trio_run = sys.modules.get("trio._core._run")
-    return trio_run is not None and hasattr(trio_run.GLOBAL_RUN_CONTEXT, "runner")
+    return trio_run is not None and hasattr(trio_run.GLOBAL_RUN_CONTEXT, "task")
 
 
 def _running_backend() -> str:
