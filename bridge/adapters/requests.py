@@ -652,7 +652,7 @@ class AsyncResponse:
         waker = current_waker("AsyncResponse.aiter_content()")
         read = self._read_ahead(chunks, waker)
         while True:
-            chunk = await read.result()
+            chunk = await read.value()
             if chunk is _END:
                 self._consumed = True
                 return
@@ -733,55 +733,40 @@ class AsyncResponse:
         return read
 
 
-class _Read:
+class _Read(Job):
     """One chunk being read in a thread, started now and awaited later: the read-ahead.
 
     `_run_job` parks the caller at once; a read-ahead must run while the
-    caller is busy with the previous chunk. So the thread work is a plain
-    core `Job` nobody parks on, and this object is what the waker delivers
-    and what the consumer parks on if the chunk is not there yet.
+    caller is busy with the previous chunk. So this job starts when it is
+    made, comes back through the waker like any other, and is parked on only
+    if the consumer gets to it before the chunk does.
     """
 
-    __slots__ = ("done", "error", "flight", "handle", "job", "value", "waker")
+    __slots__ = ("done", "flight")
 
     def __init__(
         self, fn: Callable[[], Any], waker: Waker, session: AsyncSession, flight: _Flight
     ) -> None:
-        self.waker = waker
+        super().__init__(fn, (), {}, waker, session._pool, session._limiter)
         self.flight = flight
-        self.handle: Any = None
         self.done = False  # set on the loop only, so checking it there is race-free
-        self.value: Any = None
-        self.error: BaseException | None = None
-        self.job = Job(self._run, (fn,), {}, waker, session._pool, session._limiter)
-        self.job.start()
+        Job.start(self)
 
-    def _run(self, fn: Callable[[], Any]) -> None:
-        try:
-            self.value = fn()
-        except BaseException as exc:
-            self.error = exc
-        self.waker.deliver(self)
+    def start(self) -> None:
+        pass  # `waker.wait` calls this when the consumer parks; the job began at creation
 
     def complete(self) -> None:
         self.done = True
-        handle, self.handle = self.handle, None
-        if handle is not None:
-            error, self.error = self.error, None
-            self.waker.finish(handle, self.value, error)
-
-    def start(self) -> None:
-        pass  # the job started when the read-ahead was made
+        super().complete()
 
     def cancel(self) -> None:
-        self.handle = None
-        self.job.cancel()  # not started yet: never runs
+        super().cancel()  # not started yet: never runs
         self.flight.abort()  # running: its socket is cut and the thread returns
 
-    async def result(self) -> Any:
+    async def value(self) -> Any:
         if not self.done:
             return await self.waker.wait(self)
-        if self.error is not None:
-            error, self.error = self.error, None
+        error, self.error = self.error, None
+        if error is not None:
             raise error
-        return self.value
+        return self.result
