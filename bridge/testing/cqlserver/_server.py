@@ -28,7 +28,7 @@ from . import _engine as eng
 from . import _frame as f
 from ._faults import Activity, ActivityLog, ErrorKind, Fault, FaultRegistry, Opcode
 from ._results import Result
-from ._system import register_system_tables, spread_tokens
+from ._system import CQL_VERSION, register_system_tables, spread_tokens
 
 if TYPE_CHECKING:
     from ._engine import ColumnSpec, Engine, Prepared
@@ -426,11 +426,10 @@ class Connection(asyncio.Protocol):
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def abort(self) -> None:
-        """Drop the connection with a reset, so the client notices at once.
+        """Drop the connection with a reset (RST), as a crashed node would.
 
-        A plain close (FIN) leaves the driver's pool thinking the host is up
-        until its 30 s heartbeat; a reset makes it defunct the connection and
-        mark the host down, as when a node dies.
+        The driver then defuncts the connection at once (a FIN would be taken
+        as an orderly close) and marks the host down when it next uses it.
         """
         self.closed = True
         self._out = None
@@ -545,7 +544,7 @@ class Connection(asyncio.Protocol):
                     f.supported(
                         stream,
                         {
-                            "CQL_VERSION": ["3.4.5"],
+                            "CQL_VERSION": [CQL_VERSION],
                             "COMPRESSION": [],  # none offered: the driver uses none
                             "PROTOCOL_VERSIONS": [SUPPORTED_VERSIONS_TEXT],
                         },
