@@ -95,9 +95,18 @@ class Job:
         self.executor.submit(self)
 
     def run(self) -> None:
-        """Run on a worker thread, unless the caller cancelled first."""
+        """Run on a worker thread, unless the caller cancelled first, and deliver the outcome."""
+        if self.execute():
+            self.waker.deliver(self)
+
+    def execute(self) -> bool:
+        """Run on a worker thread unless the caller cancelled first; False if dropped.
+
+        The caller delivers the outcome (`waker.deliver(job)`) as the last thing
+        it does before it goes to sleep, so the loop it wakes finds the GIL free.
+        """
         if not self.claim():
-            return  # cancelled before it started: dropped, its token already returned
+            return False  # cancelled before it started: dropped, its token already returned
         outer = origin.waker  # a sync->async->sync chain can nest jobs on one thread
         origin.waker = self.waker
         try:
@@ -109,7 +118,7 @@ class Job:
             self.fn = self.args = self.kwargs = None  # type: ignore[assignment]
         if self.limiter is not None:
             self.limiter._release()  # the token comes back when the thread is really done
-        self.waker.deliver(self)
+        return True
 
     def complete(self) -> None:
         """On the loop, from the waker: wake the awaiting task unless it gave up."""

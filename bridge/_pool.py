@@ -129,7 +129,11 @@ class WorkerPool(Executor):
     def _watch_stalls(self) -> None:
         """While jobs are queued, add threads when the queue stops moving."""
         while True:
-            self._stall_check.wait()
+            if not self._stall_check.wait(self.idle_timeout):
+                with self._lock:
+                    if not self._stall_check.is_set():
+                        self._monitor = None  # idle: retire; the next backlog starts a new one
+                        return
             window = _stall_window()
             with self._lock:
                 taken = self._taken
@@ -163,14 +167,20 @@ class WorkerPool(Executor):
         idle = self._idle
         backlog = self._backlog
         while job is not None:
-            job.run()
+            done = job if job.execute() else None
             job = None
             with lock:
                 if backlog:
                     job = backlog.popleft()
                     self._taken += 1
-                    continue
-                idle.append(me)
+                else:
+                    idle.append(me)
+            if done is not None:
+                # Last before sleeping: the loop this wakes should find the GIL free.
+                done.waker.deliver(done)
+                done = None  # hold nothing while asleep: the job may own a closable iterator
+            if job is not None:
+                continue
             if not me.signal.acquire(timeout=self.idle_timeout):
                 with lock:
                     if me in idle:  # nobody handed us a job: retire

@@ -53,6 +53,26 @@ def test_idle_threads_retire() -> None:
     assert not [t for t in threading.enumerate() if t.name.startswith("bridge-worker-retire")]
 
 
+def test_stall_monitor_retires_when_the_pool_is_idle() -> None:
+    pool = WorkerPool(2, core=1, idle_timeout=0.01, name="bridge-worker-monitored")
+
+    async def main() -> None:
+        waker = bridge._waker.current_waker()
+        jobs = [bridge._job.Job(sum, ([i],), {}, waker, pool, None) for i in range(20)]
+        for job in jobs:
+            job.handle = asyncio.get_running_loop().create_future()
+            pool.submit(job)  # one core thread: the rest queue, and the monitor starts
+        assert await asyncio.gather(*(job.handle for job in jobs)) == list(range(20))
+
+    asyncio.run(main())
+
+    def monitors() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.endswith("bridge-worker-monitored")]
+
+    with anyio.from_thread.start_blocking_portal() as portal:
+        portal.call(eventually, lambda: not monitors() and pool._monitor is None)
+
+
 def test_loop_closing_with_work_running_leaks_no_thread_and_raises_nothing() -> None:
     started = threading.Event()
     release = threading.Event()
