@@ -62,6 +62,7 @@ def test_stall_monitor_retires_when_the_pool_is_idle() -> None:
         for job in jobs:
             job.handle = asyncio.get_running_loop().create_future()
             pool.submit(job)  # one core thread: the rest queue, and the monitor starts
+        assert pool._monitor is not None
         assert await asyncio.gather(*(job.handle for job in jobs)) == list(range(20))
 
     asyncio.run(main())
