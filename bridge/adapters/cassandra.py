@@ -168,7 +168,8 @@ class _Request:
     def _send(self) -> None:
         self.sent = True
         session = self.session
-        session._sent += 1
+        with session._counts_lock:
+            session._sent += 1
         try:
             future = session._execute_async(*self.args)
         except BaseException as exc:  # bad parameters, a closed driver session
@@ -181,12 +182,12 @@ class _Request:
 
     def _on_result(self, rows: Any) -> None:
         self.result = rows
-        self.session._limiter._release()
+        self.session._finish()
         self.waker.deliver(self)
 
     def _on_error(self, error: BaseException) -> None:
         self.error = error
-        self.session._limiter._release()
+        self.session._finish()
         self.waker.deliver(self)
 
     # -- the loop's side ----------------------------------------------------
@@ -196,7 +197,6 @@ class _Request:
             if not self.cancelled:
                 self._send()  # granted from another thread
             return
-        self.session._finished += 1
         owner = self.owner
         if owner is not None:
             owner(self)
@@ -571,13 +571,18 @@ class RowStream:
                 return row
 
     async def aclose(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop: no more rows, no more fetching."""
+        self._rows = iter(())
         self.pages.close()
 
     async def __aenter__(self) -> RowStream:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self.pages.close()
+        self.close()
 
 
 class AsyncSession:
@@ -601,8 +606,17 @@ class AsyncSession:
         self._execute_async = session.execute_async
         self._limiter = Limiter(max_in_flight, name="cassandra in-flight")
         self._closed = False
+        # Counted under a lock: callbacks run on the reactor thread, on driver
+        # executor threads (retries, re-prepares) and, for early errors, here.
+        self._counts_lock = threading.Lock()
         self._sent = 0
         self._finished = 0
+
+    def _finish(self) -> None:
+        """The driver called back for a request: count it, then free its slot."""
+        with self._counts_lock:
+            self._finished += 1
+        self._limiter._release()
 
     def __repr__(self) -> str:
         state = "shut down" if self._closed else f"keyspace={self.session.keyspace!r}"
@@ -651,7 +665,7 @@ class AsyncSession:
         query: str | Statement,
         parameters: Sequence[Any] | dict[str, Any] | None = None,
         *,
-        timeout: float | None | object = _NOT_SET,
+        timeout: float | object | None = _NOT_SET,  # noqa: ASYNC109 - the driver's, per request
         execution_profile: object = EXEC_PROFILE_DEFAULT,
         paging_state: bytes | None = None,
         trace: bool = False,
@@ -687,7 +701,7 @@ class AsyncSession:
         *,
         concurrency: int = 100,
         raise_on_first_error: bool = True,
-        timeout: float | None | object = _NOT_SET,
+        timeout: float | object | None = _NOT_SET,  # noqa: ASYNC109 - the driver's, per request
         execution_profile: object = EXEC_PROFILE_DEFAULT,
     ) -> list[ExecutionResult]:
         """Run many queries, at most `concurrency` at once; results in input order.
@@ -717,7 +731,7 @@ class AsyncSession:
         *,
         fetch_size: int | None = None,
         prefetch: int = 1,
-        timeout: float | None | object = _NOT_SET,
+        timeout: float | object | None = _NOT_SET,
         execution_profile: object = EXEC_PROFILE_DEFAULT,
     ) -> PageStream:
         """Every page of a query as an async iterator, at most `prefetch` pages read ahead.
@@ -737,7 +751,7 @@ class AsyncSession:
         *,
         fetch_size: int | None = None,
         prefetch: int = 1,
-        timeout: float | None | object = _NOT_SET,
+        timeout: float | object | None = _NOT_SET,
         execution_profile: object = EXEC_PROFILE_DEFAULT,
     ) -> RowStream:
         """Every row of a query as an async iterator; pages read ahead as in `pages()`.
@@ -757,9 +771,12 @@ class AsyncSession:
         return RowStream(pages)
 
     async def prepare(
-        self, query: str, custom_payload: dict[str, bytes] | None = None, keyspace: str | None = None
+        self,
+        query: str,
+        custom_payload: dict[str, bytes] | None = None,
+        keyspace: str | None = None,
     ) -> PreparedStatement:
-        """Prepare a statement (in a worker thread: the driver blocks, and may prepare on every host)."""
+        """Prepare a statement (in a worker thread: the driver blocks, preparing on every host)."""
         self._check_open()
         return await to_thread(self.session.prepare, query, custom_payload, keyspace)
 
