@@ -421,3 +421,48 @@ def test_enable_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
         if strict_module._env_enabled is not None:
             strict_module._env_enabled.__exit__(None, None, None)
     assert not strict_module.is_enabled()
+
+
+# -- cassandra-driver against the project's CQL server ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cql_session() -> Iterator[Any]:
+    pytest.importorskip("cassandra")
+    from cassandra.cluster import Cluster
+
+    from bridge.testing.cqlserver import CQLServer
+
+    with CQLServer.start_in_thread() as server:
+        cluster = Cluster(server.contact_points, port=server.port)
+        try:
+            yield cluster.connect()
+        finally:
+            cluster.shutdown()
+
+
+async def test_cassandra_session_calls_raise_on_the_loop_thread(cql_session: Any) -> None:
+    query = "SELECT release_version FROM system.local"
+    with strict():
+        with pytest.raises(BlockingCallError, match=re.escape("Session.execute()")):
+            cql_session.execute(query)
+        with pytest.raises(BlockingCallError, match=re.escape("Session.prepare()")):
+            cql_session.prepare(query)
+        # In a worker thread all of them are fine.
+        rows = await anyio.to_thread.run_sync(lambda: list(cql_session.execute(query)))
+        assert len(rows) == 1
+
+
+async def test_cassandra_cluster_connect_raises_on_the_loop_thread(cql_session: Any) -> None:
+    from cassandra.cluster import Cluster
+
+    cluster = Cluster(
+        [host.endpoint.address for host in cql_session.cluster.metadata.all_hosts()],
+        port=cql_session.cluster.port,
+    )
+    try:
+        with strict():
+            with pytest.raises(BlockingCallError, match=re.escape("Cluster.connect()")):
+                cluster.connect()
+    finally:
+        await anyio.to_thread.run_sync(cluster.shutdown)
