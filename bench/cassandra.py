@@ -1,0 +1,362 @@
+"""How close does `bridge.adapters.cassandra` get to the driver's own callback chaining?
+
+One workload for everyone: 20,000 prepared single-row requests (INSERT and
+SELECT alternating) against the CQL server in another process, 120 in flight,
+measured as 120 long-lived tasks each awaiting one request at a time ("tasks")
+and as one task per request under a semaphore of 120 ("per-request"). A
+heartbeat task sleeping 1 ms records how late the loop wakes it.
+
+    python bench/cassandra.py [--requests 20000] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import cProfile
+import io
+import pstats
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+# Run as a script, this file's directory would come first on sys.path, and
+# this file would shadow the `cassandra` package it benchmarks.
+_here = str(Path(__file__).resolve().parent)
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(_here)]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import anyio  # noqa: E402
+import uvloop  # noqa: E402, F401 - fail early when missing
+from cassandra.cluster import Cluster, Session  # noqa: E402
+
+from bench._report import percentile, save, table  # noqa: E402
+from bridge.adapters.cassandra import AsyncSession  # noqa: E402
+from bridge.testing.cqlserver import ServerProcess  # noqa: E402
+
+IN_FLIGHT = 120
+KS = "bench"
+
+warnings.simplefilter("ignore")
+
+
+def connect(server: ServerProcess) -> tuple[Cluster, Session]:
+    cluster = Cluster(server.contact_points, port=server.port)
+    return cluster, cluster.connect()
+
+
+def request_args(i: int, insert: Any, select: Any) -> tuple[Any, tuple[Any, ...]]:
+    if i & 1:
+        return select, (i % 1000,)
+    return insert, (i % 1000, "value")
+
+
+# -- 1. the ceiling: the driver's callbacks, no event loop ----------------------------
+
+
+def run_ceiling(session: Session, insert: Any, select: Any, n: int) -> float:
+    done = threading.Event()
+    lock = threading.Lock()
+    state = {"next": 0, "finished": 0}
+
+    def launch() -> None:
+        with lock:
+            i = state["next"]
+            if i >= n:
+                return
+            state["next"] = i + 1
+        stmt, params = request_args(i, insert, select)
+        future = session.execute_async(stmt, params)
+        future.add_callbacks(on_done, on_error)
+
+    def on_done(_: Any) -> None:
+        with lock:
+            state["finished"] += 1
+            finished = state["finished"]
+        if finished == n:
+            done.set()
+        else:
+            launch()
+
+    def on_error(exc: BaseException) -> None:
+        print("error:", exc, file=sys.stderr)
+        on_done(None)
+
+    start = time.perf_counter()
+    for _ in range(IN_FLIGHT):
+        launch()
+    done.wait()
+    return time.perf_counter() - start
+
+
+# -- the async contestants ------------------------------------------------------------
+
+Execute = Callable[[Any, tuple[Any, ...]], Awaitable[Any]]
+
+
+async def drive(execute: Execute, insert: Any, select: Any, n: int, pattern: str) -> float:
+    """Run n requests with IN_FLIGHT in flight, in the given pattern; returns seconds."""
+    start = time.perf_counter()
+    if pattern == "tasks":
+        counter = iter(range(n))
+
+        async def worker() -> None:
+            for i in counter:
+                stmt, params = request_args(i, insert, select)
+                await execute(stmt, params)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(IN_FLIGHT):
+                tg.start_soon(worker)
+    else:
+        semaphore = anyio.Semaphore(IN_FLIGHT)
+
+        async def one(i: int) -> None:
+            async with semaphore:
+                stmt, params = request_args(i, insert, select)
+                await execute(stmt, params)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                await semaphore.acquire()  # don't create 20,000 idle tasks at once
+                semaphore.release()
+                tg.start_soon(one, i)
+    return time.perf_counter() - start
+
+
+async def with_heartbeat(run: Callable[[], Awaitable[float]]) -> tuple[float, float, int]:
+    """Run `run()` while a 1 ms heartbeat measures loop lateness; (seconds, p99 ms, beats)."""
+    lateness: list[float] = []
+    stop = anyio.Event()
+
+    async def heartbeat() -> None:
+        while not stop.is_set():
+            t = time.perf_counter()
+            await anyio.sleep(0.001)
+            lateness.append((time.perf_counter() - t - 0.001) * 1000)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(heartbeat)
+        seconds = await run()
+        stop.set()
+    return seconds, percentile(lateness, 99), len(lateness)
+
+
+def bridge_execute(session: Session) -> Execute:
+    async_session = AsyncSession(session)
+    return async_session.execute
+
+
+def naive_execute(session: Session) -> Execute:
+    """What aiocassandra and its successors do: one call_soon_threadsafe per result."""
+
+    async def execute(stmt: Any, params: tuple[Any, ...]) -> Any:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+
+        def on_result(rows: Any) -> None:
+            loop.call_soon_threadsafe(_set_result, fut, rows)
+
+        def on_error(exc: BaseException) -> None:
+            loop.call_soon_threadsafe(_set_exception, fut, exc)
+
+        session.execute_async(stmt, params).add_callbacks(on_result, on_error)
+        return await fut
+
+    return execute
+
+
+def _set_result(fut: asyncio.Future[Any], value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _set_exception(fut: asyncio.Future[Any], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+def executor_execute(session: Session, pool: concurrent.futures.ThreadPoolExecutor) -> Execute:
+    async def execute(stmt: Any, params: tuple[Any, ...]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(pool, session.execute, stmt, params)
+
+    return execute
+
+
+def cassandra_asyncio_execute(server: ServerProcess) -> tuple[Execute, Any]:
+    from cassandra_asyncio.cluster import Cluster as CACluster
+
+    cluster = CACluster(server.contact_points, port=server.port)
+    session = cluster.connect(KS)
+    return session.aexecute, cluster
+
+
+async def aiocassandra_execute(session: Session) -> Execute:
+    from aiocassandra import aiosession
+
+    patched = aiosession(session, loop=asyncio.get_running_loop())
+    return patched.execute_future  # type: ignore[no-any-return]
+
+
+def run_on(backend: str, coro_fn: Callable[[], Awaitable[Any]]) -> Any:
+    if backend == "trio":
+        return anyio.run(coro_fn, backend="trio")
+    return anyio.run(
+        coro_fn, backend="asyncio", backend_options={"use_uvloop": backend == "uvloop"}
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--profile", action="store_true", help="cProfile bridge on uvloop")
+    parser.add_argument("--only", default="", help="run contestants whose name contains this")
+    args = parser.parse_args()
+    n = args.requests
+
+    rows: list[list[Any]] = []
+    results: dict[str, Any] = {}
+    with ServerProcess() as server:
+        cluster, session = connect(server)
+        session.execute(
+            f"CREATE KEYSPACE IF NOT EXISTS {KS} WITH replication = "
+            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+        )
+        session.set_keyspace(KS)
+        session.execute("CREATE TABLE IF NOT EXISTS kv (k int PRIMARY KEY, v text)")
+        insert = session.prepare("INSERT INTO kv (k, v) VALUES (?, ?)")
+        select = session.prepare("SELECT k, v FROM kv WHERE k = ?")
+        run_ceiling(session, insert, select, 2000)  # warm up both sides
+
+        def record(name: str, backend: str, pattern: str, measure: Callable[[], Any]) -> None:
+            if args.only not in f"{name}/{backend}/{pattern}" and not name.startswith("driver"):
+                return
+            cpu0 = server.cpu_seconds()
+            try:
+                seconds, p99, beats = measure()
+            except Exception as exc:  # a published wrapper that no longer runs
+                print(f"{name} {backend} {pattern}: failed: {exc!r}", file=sys.stderr)
+                results[f"{name}/{backend}/{pattern}"] = {"error": repr(exc)}
+                rows.append([name, backend, pattern, "-", "-", "-", f"fails: {type(exc).__name__}"])
+                return
+            server_cpu = server.cpu_seconds() - cpu0
+            rate = n / seconds
+            results[f"{name}/{backend}/{pattern}"] = {
+                "seconds": seconds,
+                "requests_per_second": rate,
+                "heartbeat_p99_ms": p99,
+                "heartbeats": beats,
+                "server_cpu_share": server_cpu / seconds,
+            }
+            rows.append([name, backend, pattern, round(rate), p99, server_cpu / seconds, ""])
+            print(rows[-1], file=sys.stderr)
+
+        def ceiling() -> tuple[float, float, int]:
+            return run_ceiling(session, insert, select, n), 0.0, 0
+
+        record("driver callbacks (ceiling)", "none", "chains", ceiling)
+
+        def async_run(backend: str, make: Callable[[], Any], pattern: str) -> Callable[[], Any]:
+            async def go() -> tuple[float, float, int]:
+                execute = make()
+                if asyncio.iscoroutine(execute):
+                    execute = await execute
+                return await with_heartbeat(lambda: drive(execute, insert, select, n, pattern))
+
+            return lambda: run_on(backend, go)
+
+        pool = concurrent.futures.ThreadPoolExecutor(IN_FLIGHT)
+        ca_execute, ca_cluster = cassandra_asyncio_execute(server)
+        for pattern in ("tasks", "per-request"):
+            for backend in ("asyncio", "uvloop", "trio"):
+                record(
+                    "bridge",
+                    backend,
+                    pattern,
+                    async_run(backend, lambda: bridge_execute(session), pattern),
+                )
+            for backend in ("asyncio", "uvloop"):
+                record(
+                    "naive bridge",
+                    backend,
+                    pattern,
+                    async_run(backend, lambda: naive_execute(session), pattern),
+                )
+            for backend in ("asyncio", "uvloop"):
+                record(
+                    "run_in_executor (120 threads)",
+                    backend,
+                    pattern,
+                    async_run(backend, lambda: executor_execute(session, pool), pattern),
+                )
+            record(
+                "cassandra-asyncio-driver 1.0.1",
+                "uvloop",
+                pattern,
+                async_run("uvloop", lambda: ca_execute, pattern),
+            )
+            aio_session = cluster.connect(KS)
+            record(
+                "aiocassandra 2.0.1",
+                "uvloop",
+                pattern,
+                async_run("uvloop", lambda s=aio_session: aiocassandra_execute(s), pattern),
+            )
+        rows.append(
+            ["async-cassandra 0.0.1", "-", "-", "-", "-", "-", "no installable distribution"]
+        )
+        results["async-cassandra"] = {"error": "pip: no matching distribution for async-cassandra"}
+        pool.shutdown()
+        ca_cluster.shutdown()
+
+        if args.profile:
+            profile_bridge(session, insert, select, n)
+        cluster.shutdown()
+
+    ceiling_rate = results["driver callbacks (ceiling)/none/chains"]["requests_per_second"]
+    out = []
+    for row in rows:
+        ratio = row[3] / ceiling_rate if isinstance(row[3], int) else "-"
+        out.append([*row[:4], ratio, *row[4:]])
+    print(
+        table(
+            [
+                "contestant",
+                "loop",
+                "pattern",
+                "req/s",
+                "x ceiling",
+                "heartbeat p99 ms",
+                "server CPU share",
+                "note",
+            ],
+            out,
+        )
+    )
+    path = save("cassandra", {"requests": n, "in_flight": IN_FLIGHT, "results": results})
+    print(f"\nsaved {path}")
+
+
+def profile_bridge(session: Session, insert: Any, select: Any, n: int) -> None:
+    """cProfile of the loop thread running bridge on uvloop (the reactor thread is not seen)."""
+    profiler = cProfile.Profile()
+
+    async def go() -> None:
+        execute = bridge_execute(session)
+        profiler.enable()
+        await drive(execute, insert, select, n, "tasks")
+        profiler.disable()
+
+    run_on("uvloop", go)
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
+    print(out.getvalue(), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
