@@ -1,0 +1,199 @@
+"""Step 1: the drivers wrapped by bridge's adapters, and the first route's work moved to async.
+
+The same cassandra-driver `Session` is wrapped, not replaced: the sync routes
+keep using it, `AsyncSession(session)` sends the async code's queries through
+the driver's callbacks. `requests` gets an async twin, `bridge.adapters.
+requests.AsyncSession`. `Links.add` is now a coroutine; its Flask view calls
+it through `bridge.syncify`, which runs it on bridge's shared portal loop.
+
+    python examples/migrate/step1_wrap_drivers/app.py [--cassandra HOST[:PORT]] [--demo]
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from cassandra.cluster import Cluster, Session  # type: ignore[import-untyped]
+from flask import Flask, Response, jsonify, request
+
+import bridge
+from bridge.adapters.cassandra import AsyncSession as AsyncCassandra
+from bridge.adapters.requests import AsyncSession as AsyncHTTP
+
+FETCH_TIMEOUT = 5.0
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+SCHEMA = [
+    "CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = "
+    "{{'class': 'SimpleStrategy', 'replication_factor': 1}}",
+    "CREATE TABLE IF NOT EXISTS {keyspace}.links (id uuid PRIMARY KEY, url text, "
+    "status int, title text, error text, checked_at timestamp)",
+]
+
+
+@dataclass(frozen=True)
+class Check:
+    """What fetching a URL found: a status and title, or the error that stopped it."""
+
+    status: int | None
+    title: str | None
+    error: str | None
+    checked_at: datetime
+
+
+def now() -> datetime:
+    """UTC now, to the millisecond: what a Cassandra timestamp keeps."""
+    t = datetime.now(UTC)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000, tzinfo=None)
+
+
+def link_id(url: str) -> uuid.UUID:
+    """One id per URL, so adding a URL twice updates one link."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, url)
+
+
+def title_of(body: bytes) -> str | None:
+    match = _TITLE.search(body)
+    return html.unescape(match.group(1).decode("utf-8", "replace")).strip() if match else None
+
+
+def check_url(http: requests.Session, url: str) -> Check:
+    """Fetch `url`; a failure to connect is a result to store, not an error to raise."""
+    try:
+        response = http.get(url, timeout=FETCH_TIMEOUT)
+    except requests.RequestException as exc:
+        return Check(None, None, type(exc).__name__, now())
+    return Check(response.status_code, title_of(response.content), None, now())
+
+
+async def fetch(web: AsyncHTTP, url: str) -> Check:
+    """`check_url`, awaitable: the request runs in a thread of the adapter's own pool."""
+    try:
+        response = await web.get(url)
+    except requests.RequestException as exc:
+        return Check(None, None, type(exc).__name__, now())
+    return Check(response.status_code, title_of(response.content), None, now())
+
+
+def as_json(link_id: uuid.UUID, url: str, check: Check) -> dict[str, Any]:
+    fields = asdict(check)
+    fields["checked_at"] = check.checked_at.isoformat(timespec="milliseconds") + "Z"
+    return {"id": str(link_id), "url": url, **fields}
+
+
+class Links:
+    """The service: links in Cassandra, checked with `requests`; sync and async side by side."""
+
+    def __init__(self, session: Session, http: requests.Session, web: AsyncHTTP) -> None:
+        self.session = session
+        self.http = http
+        self.db = AsyncCassandra(session)  # the same connections, awaited
+        self.web = web
+        self.insert = session.prepare(
+            "INSERT INTO links (id, url, status, title, error, checked_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        self.select_one = session.prepare("SELECT url FROM links WHERE id = ?")
+
+    def save(self, id: uuid.UUID, url: str, check: Check) -> dict[str, Any]:
+        self.session.execute(
+            self.insert, (id, url, check.status, check.title, check.error, check.checked_at)
+        )
+        return as_json(id, url, check)
+
+    async def add(self, url: str) -> dict[str, Any]:
+        id, check = link_id(url), await fetch(self.web, url)
+        await self.db.execute(
+            self.insert, (id, url, check.status, check.title, check.error, check.checked_at)
+        )
+        return as_json(id, url, check)
+
+    def all(self) -> list[dict[str, Any]]:
+        rows = self.session.execute("SELECT id, url, status, title, error, checked_at FROM links")
+        links = [
+            as_json(r.id, r.url, Check(r.status, r.title, r.error, r.checked_at)) for r in rows
+        ]
+        return sorted(links, key=lambda link: link["url"])
+
+    def check(self, id: uuid.UUID) -> dict[str, Any] | None:
+        row = self.session.execute(self.select_one, (id,)).one()
+        if row is None:
+            return None
+        return self.save(id, row.url, check_url(self.http, row.url))
+
+
+def parse_url(body: Any) -> str | None:
+    """The "url" of a POST body, if it is an http(s) URL."""
+    url = body.get("url") if isinstance(body, dict) else None
+    if isinstance(url, str) and url.startswith(("http://", "https://")):
+        return url
+    return None
+
+
+def parse_id(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+def create_app(links: Links) -> Flask:
+    app = Flask(__name__)
+
+    @app.post("/links")
+    def add_link() -> tuple[Response, int]:
+        url = parse_url(request.get_json(silent=True))
+        if url is None:
+            return jsonify(error='POST a JSON object with an http(s) "url"'), 400
+        return jsonify(bridge.syncify(links.add)(url)), 201
+
+    @app.get("/links")
+    def list_links() -> Response:
+        return jsonify(links.all())
+
+    @app.get("/check/<text>")
+    def check_link(text: str) -> tuple[Response, int]:
+        id = parse_id(text)
+        link = links.check(id) if id is not None else None
+        if link is None:
+            return jsonify(error=f"no link {text}"), 404
+        return jsonify(link), 200
+
+    return app
+
+
+@contextmanager
+def open_app(contact_points: list[str], port: int, keyspace: str) -> Iterator[Flask]:
+    """Connect, create the schema if needed, and give the app; shut down after."""
+    cluster = Cluster(contact_points, port=port)
+    try:
+        session = cluster.connect()
+        for statement in SCHEMA:
+            session.execute(statement.format(keyspace=keyspace))
+        session.set_keyspace(keyspace)
+        web = AsyncHTTP(timeout=FETCH_TIMEOUT)
+        try:
+            with requests.Session() as http:
+                yield create_app(Links(session, http, web))
+        finally:
+            bridge.syncify(web.close)()
+    finally:
+        cluster.shutdown()
+
+
+if __name__ == "__main__":
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from launch import main
+
+    main(open_app)
