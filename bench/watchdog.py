@@ -21,7 +21,7 @@ import anyio
 from _report import save, table
 
 import bridge
-from bridge.strict import strict
+from bridge import strict
 from bridge.watchdog import LoopWatchdog
 
 CONFIGS = ["plain", "watchdog", "strict", "watchdog+strict"]

@@ -8,6 +8,7 @@ from bridge._exceptions import (
     NoEventLoopError,
 )
 from bridge._pool import PoolStatistics, default_pool
+from bridge._strict import strict
 from bridge.futures import to_future, wrap_future
 from bridge.iterate import AsyncIterator, iterate
 from bridge.limiter import Limiter, LimiterStatistics
@@ -15,12 +16,15 @@ from bridge.portal import Portal, shared_portal, syncify
 from bridge.proxy import AsyncProxy, unwrap, wrap
 from bridge.runner import run
 from bridge.threads import DedicatedThread, asyncify, to_thread
+from bridge.watchdog import BlockReport, BlockStatistics, LoopWatchdog
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AsyncIterator",
     "AsyncProxy",
+    "BlockReport",
+    "BlockStatistics",
     "BlockingCallError",
     "BridgeError",
     "ClosedError",
@@ -28,6 +32,7 @@ __all__ = [
     "DedicatedThread",
     "Limiter",
     "LimiterStatistics",
+    "LoopWatchdog",
     "NoEventLoopError",
     "PoolStatistics",
     "Portal",
@@ -36,6 +41,7 @@ __all__ = [
     "iterate",
     "run",
     "shared_portal",
+    "strict",
     "syncify",
     "to_future",
     "to_thread",

@@ -171,13 +171,10 @@ class TrioWaker(Waker):
         trio.lowlevel.reschedule(handle, result_or_error)
 
 
-# The waker of the last loop this thread asked about. Most threads run one
-# loop for their whole life, so this avoids a dictionary lookup per call.
-class _Cache(threading.local):
-    waker: Waker | None = None
-
-
-_cache = _Cache()
+# The last loop asked about and its waker, as one tuple (replaced atomically).
+# Most programs run one loop, so this answers nearly every call without a
+# dictionary lookup; it keeps at most that one loop object alive.
+_last: tuple[object, Waker | None] = (None, None)
 _wakers: weakref.WeakKeyDictionary[object, Waker] = weakref.WeakKeyDictionary()
 _wakers_lock = threading.Lock()
 
@@ -200,10 +197,12 @@ def current_waker(what: str = "this call") -> Waker:
             key = _get_running_loop()
         except RuntimeError:
             raise NoEventLoopError(NO_LOOP_MESSAGE.format(what=what)) from None
-    waker = _cache.waker
-    if waker is not None and waker.key() is key:
-        return waker
-    waker = _cache.waker = _lookup(key)
+    global _last
+    last = _last
+    if last[0] is key:
+        return last[1]  # type: ignore[return-value]
+    waker = _lookup(key)
+    _last = (key, waker)
     return waker
 
 

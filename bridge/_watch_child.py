@@ -23,7 +23,7 @@ from collections.abc import Callable
 from types import FrameType, ModuleType
 from typing import Any
 
-from bridge import strict
+from bridge import _strict as strict
 from bridge._import_hooks import when_imported
 from bridge.watchdog import BlockStatistics, LoopWatchdog
 

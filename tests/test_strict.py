@@ -25,9 +25,8 @@ import pytest
 import requests
 import urllib3
 
-import bridge.strict as strict_module
-from bridge import BlockingCallError
-from bridge.strict import strict
+import bridge._strict as strict_module
+from bridge import BlockingCallError, strict
 from bridge.testing.httpserver import HTTPTestServer
 
 pytestmark = pytest.mark.anyio

@@ -12,7 +12,7 @@ Loaded through the `pytest11` entry point whenever bridge is installed.
   that test (`gc.collect()` runs after async tests so that coroutines kept
   alive by reference cycles are found too); `@pytest.mark.allow_unawaited`
   exempts a test.
-- The `strict` fixture turns `bridge.strict.strict()` on for one test, and
+- The `strict` fixture turns `bridge.strict()` on for one test, and
   `BRIDGE_STRICT=1` turns it on for the whole session.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from bridge import strict as strict_module
+from bridge import _strict as strict_module
 from bridge.watchdog import BlockReport, LoopWatchdog
 
 DEFAULT_THRESHOLD = 0.1

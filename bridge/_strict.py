@@ -598,3 +598,11 @@ def _patch_sqlite3(module: ModuleType) -> None:
     dbapi2 = sys.modules.get("sqlite3.dbapi2")
     if dbapi2 is not None:
         setattr(dbapi2, "connect", connect)  # noqa: B010
+
+
+# The module's controls, reachable from the one public name: bridge.strict.enable(), ...
+strict.enable = staticmethod(enable)  # type: ignore[attr-defined]
+strict.enable_from_env = staticmethod(enable_from_env)  # type: ignore[attr-defined]
+strict.is_enabled = staticmethod(is_enabled)  # type: ignore[attr-defined]
+strict.violations = staticmethod(violations)  # type: ignore[attr-defined]
+strict.reset_violations = staticmethod(reset_violations)  # type: ignore[attr-defined]
