@@ -216,8 +216,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--profile", action="store_true", help="cProfile bridge on uvloop")
     parser.add_argument("--only", default="", help="run contestants whose name contains this")
+    parser.add_argument(
+        "--switch-interval", type=float, default=None, help="sys.setswitchinterval (s) for the run"
+    )
     args = parser.parse_args()
     n = args.requests
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
 
     rows: list[list[Any]] = []
     results: dict[str, Any] = {}
