@@ -217,6 +217,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile bridge on uvloop")
     parser.add_argument("--only", default="", help="run contestants whose name contains this")
     parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds over all contestants; best round kept"
+    )
+    parser.add_argument(
         "--switch-interval", type=float, default=None, help="sys.setswitchinterval (s) for the run"
     )
     args = parser.parse_args()
@@ -224,7 +227,7 @@ def main() -> None:
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
 
-    rows: list[list[Any]] = []
+    best: dict[str, list[Any]] = {}
     results: dict[str, Any] = {}
     with ServerProcess() as server:
         cluster, session = connect(server)
@@ -241,30 +244,31 @@ def main() -> None:
         def record(name: str, backend: str, pattern: str, measure: Callable[[], Any]) -> None:
             if args.only not in f"{name}/{backend}/{pattern}" and not name.startswith("driver"):
                 return
+            key = f"{name}/{backend}/{pattern}"
             cpu0 = server.cpu_seconds()
             try:
                 seconds, p99, beats = measure()
             except Exception as exc:  # a published wrapper that no longer runs
-                print(f"{name} {backend} {pattern}: failed: {exc!r}", file=sys.stderr)
-                results[f"{name}/{backend}/{pattern}"] = {"error": repr(exc)}
-                rows.append([name, backend, pattern, "-", "-", "-", f"fails: {type(exc).__name__}"])
+                print(f"{key}: failed: {exc!r}", file=sys.stderr)
+                results[key] = {"error": repr(exc)}
+                best[key] = [name, backend, pattern, "-", "-", "-", f"fails: {type(exc).__name__}"]
                 return
             server_cpu = server.cpu_seconds() - cpu0
             rate = n / seconds
-            results[f"{name}/{backend}/{pattern}"] = {
+            print(key, round(rate), round(p99, 2), file=sys.stderr)
+            if key in results and results[key].get("requests_per_second", 0) >= rate:
+                return  # the machine is shared: keep each contestant's best round
+            results[key] = {
                 "seconds": seconds,
                 "requests_per_second": rate,
                 "heartbeat_p99_ms": p99,
                 "heartbeats": beats,
                 "server_cpu_share": server_cpu / seconds,
             }
-            rows.append([name, backend, pattern, round(rate), p99, server_cpu / seconds, ""])
-            print(rows[-1], file=sys.stderr)
+            best[key] = [name, backend, pattern, round(rate), p99, server_cpu / seconds, ""]
 
         def ceiling() -> tuple[float, float, int]:
             return run_ceiling(session, insert, select, n), 0.0, 0
-
-        record("driver callbacks (ceiling)", "none", "chains", ceiling)
 
         def async_run(backend: str, make: Callable[[], Any], pattern: str) -> Callable[[], Any]:
             async def go() -> tuple[float, float, int]:
@@ -277,44 +281,46 @@ def main() -> None:
 
         pool = concurrent.futures.ThreadPoolExecutor(IN_FLIGHT)
         ca_execute, ca_cluster = cassandra_asyncio_execute(server)
-        for pattern in ("tasks", "per-request"):
-            for backend in ("asyncio", "uvloop", "trio"):
+        for _ in range(args.repeat):
+            record("driver callbacks (ceiling)", "none", "chains", ceiling)
+            for pattern in ("tasks", "per-request"):
+                for backend in ("asyncio", "uvloop", "trio"):
+                    record(
+                        "bridge",
+                        backend,
+                        pattern,
+                        async_run(backend, lambda: bridge_execute(session), pattern),
+                    )
+                for backend in ("asyncio", "uvloop"):
+                    record(
+                        "naive bridge",
+                        backend,
+                        pattern,
+                        async_run(backend, lambda: naive_execute(session), pattern),
+                    )
+                for backend in ("asyncio", "uvloop"):
+                    record(
+                        "run_in_executor (120 threads)",
+                        backend,
+                        pattern,
+                        async_run(backend, lambda: executor_execute(session, pool), pattern),
+                    )
                 record(
-                    "bridge",
-                    backend,
+                    "cassandra-asyncio-driver 1.0.1",
+                    "uvloop",
                     pattern,
-                    async_run(backend, lambda: bridge_execute(session), pattern),
+                    async_run("uvloop", lambda: ca_execute, pattern),
                 )
-            for backend in ("asyncio", "uvloop"):
+                aio_session = cluster.connect(KS)
                 record(
-                    "naive bridge",
-                    backend,
+                    "aiocassandra 2.0.1",
+                    "uvloop",
                     pattern,
-                    async_run(backend, lambda: naive_execute(session), pattern),
+                    async_run("uvloop", lambda s=aio_session: aiocassandra_execute(s), pattern),
                 )
-            for backend in ("asyncio", "uvloop"):
-                record(
-                    "run_in_executor (120 threads)",
-                    backend,
-                    pattern,
-                    async_run(backend, lambda: executor_execute(session, pool), pattern),
-                )
-            record(
-                "cassandra-asyncio-driver 1.0.1",
-                "uvloop",
-                pattern,
-                async_run("uvloop", lambda: ca_execute, pattern),
-            )
-            aio_session = cluster.connect(KS)
-            record(
-                "aiocassandra 2.0.1",
-                "uvloop",
-                pattern,
-                async_run("uvloop", lambda s=aio_session: aiocassandra_execute(s), pattern),
-            )
-        rows.append(
-            ["async-cassandra 0.0.1", "-", "-", "-", "-", "-", "no installable distribution"]
-        )
+        best["async-cassandra"] = [
+            *("async-cassandra 0.0.1", "-", "-", "-", "-", "-", "no installable distribution")
+        ]
         results["async-cassandra"] = {"error": "pip: no matching distribution for async-cassandra"}
         pool.shutdown()
         ca_cluster.shutdown()
@@ -325,7 +331,7 @@ def main() -> None:
 
     ceiling_rate = results["driver callbacks (ceiling)/none/chains"]["requests_per_second"]
     out = []
-    for row in rows:
+    for row in best.values():
         ratio = row[3] / ceiling_rate if isinstance(row[3], int) else "-"
         out.append([*row[:4], ratio, *row[4:]])
     print(
@@ -343,7 +349,8 @@ def main() -> None:
             out,
         )
     )
-    path = save("cassandra", {"requests": n, "in_flight": IN_FLIGHT, "results": results})
+    meta = {"requests": n, "in_flight": IN_FLIGHT, "rounds": args.repeat, "kept": "best round"}
+    path = save("cassandra", {**meta, "results": results})
     print(f"\nsaved {path}")
 
 

@@ -70,6 +70,8 @@ __all__ = [
     "default_max_in_flight",
 ]
 
+_get_ident = threading.get_ident
+
 _V2_MAX_REQUEST_ID: Final = 127  # protocol v1/v2 stream ids are one signed byte
 _V3_MAX_REQUEST_ID: Final = 2**15 - 1
 
@@ -158,7 +160,9 @@ class _Request:
         self.starting = False
 
     def grant(self) -> None:
-        if self.starting:
+        # `starting` alone is not enough: a token released on the reactor
+        # thread can reach a request queued a moment ago, before `start` returns.
+        if self.starting and _get_ident() == self.waker.thread_id:
             self._send()  # a free token, on the loop thread: send at once
         else:
             # Released by another request's callback, maybe on the reactor
