@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from website import Website
+
+from examples.migrate.website import Website
 
 OpenApp = Callable[[list[str], int, str], AbstractContextManager[Any]]
 CQL_PORT = 9042

@@ -190,10 +190,10 @@ def open_app(contact_points: list[str], port: int, keyspace: str) -> Iterator[Fl
 
 
 if __name__ == "__main__":
-    import os
     import sys
+    from pathlib import Path
 
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from launch import main
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository, for examples.
+    from examples.migrate.launch import main
 
     main(open_app)

@@ -1,0 +1,1 @@
+"""examples/migrate/step0_sync: see README.md; run app.py."""

@@ -1,0 +1,1 @@
+"""examples/migrate/step2_async_routes: see README.md; run app.py."""

@@ -1,0 +1,1 @@
+"""examples/migrate/step3_verified: see README.md; run app.py."""
