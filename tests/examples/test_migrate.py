@@ -216,7 +216,7 @@ def test_bridge_watch_names_the_forgotten_requests_get_of_step2(tmp_path: Path) 
     lines = app.read_text().splitlines()
     lineno = next(n for n, line in enumerate(lines, 1) if "= http.get(url" in line)
     report, stderr = watch("step2_async_routes", tmp_path)
-    [site] = report["sites"]
+    site = report["sites"][0]  # ranked worst first; a loaded machine may add small ones
     assert (Path(site["filename"]), site["lineno"]) == (app, lineno)
     assert site["worst"] >= 0.05
     [call] = report["strict"]
