@@ -28,6 +28,7 @@ lint: $(VENV)/.dev
 
 demo: $(VENV)/.dev
 	$(PY) examples/popular_words.py
+	$(PY) examples/uptime_monitor --duration 20 --port 0
 
 bench: $(VENV)/.bench
 	@for script in bench/*.py; do \
