@@ -156,7 +156,7 @@ async def test_every_check_is_stored_in_the_cql_server_with_a_ttl() -> None:
 
         # Read it back with the real driver, as anyone with cqlsh would.
         def query_back() -> tuple[dict[Any, Any], list[Any]]:
-            from cassandra.cluster import Cluster
+            from cassandra.cluster import Cluster  # type: ignore[import-untyped]
 
             cluster = Cluster(service.contact_points, port=service.port)
             try:
