@@ -15,12 +15,14 @@ import argparse
 import inspect
 import json
 import logging
+import signal
 import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 import requests
@@ -154,7 +156,13 @@ def main(open_app: OpenApp, argv: Sequence[str] | None = None) -> None:
             f"""-d '{{"url": "{site.url("/slow")}"}}' {server.url}/links"""
         )
         print(f"  curl {server.url}/links", flush=True)
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _interrupt)  # `kill` shuts down cleanly, like Ctrl-C
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
             print("stopping", file=sys.stderr)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
