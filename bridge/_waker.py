@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -23,8 +24,13 @@ import sniffio
 
 from bridge._exceptions import NoEventLoopError
 
-DRAIN_BATCH = 64
+# How many completions one drain hands out: adapted so that the tasks they wake
+# take about one TURN_BUDGET of loop time (see Waker._drain).
+TURN_BUDGET = 0.001
+MIN_BATCH = 8
+MAX_BATCH = 256
 
+_perf_counter = time.perf_counter
 _sniffio_local = sniffio.thread_local
 _get_running_loop = asyncio.get_running_loop
 
@@ -48,13 +54,15 @@ class Parked(Completion, Protocol):
 class Waker:
     """Delivers completions from any thread to one loop, many per wake-up."""
 
-    __slots__ = ("_pending", "_scheduled", "closed", "key", "thread_id")
+    __slots__ = ("_batch", "_last_end", "_pending", "_scheduled", "closed", "key", "thread_id")
 
     def __init__(self, key: object) -> None:
         # Weak, so that a waker never keeps a finished loop (and its sockets) alive.
         self.key = weakref.ref(key)
         self._pending: deque[Any] = deque()
         self._scheduled = False
+        self._batch = MIN_BATCH
+        self._last_end = 0.0
         self.closed = False
         self.thread_id = threading.get_ident()
 
@@ -75,16 +83,27 @@ class Waker:
 
     def _drain(self) -> None:
         self._scheduled = False
-        pending = self._pending
-        popleft = pending.popleft
         # A bounded batch: each completion wakes a task, and the loop runs every
         # task woken in one turn before it looks at timers again. Unbounded, a
-        # burst of thousands of results would make the whole loop late.
-        for _ in range(min(len(pending), DRAIN_BATCH)):
+        # burst of thousands of results would make the whole loop late; too
+        # small, and each result pays for a turn of its own. So the batch adapts:
+        # the time since the last drain ended is mostly the tasks it woke
+        # running; over budget halves the batch, under it grows it a little.
+        start = _perf_counter()
+        batch = self._batch
+        if start - self._last_end > TURN_BUDGET:
+            batch = max(MIN_BATCH, batch >> 1)
+        elif batch < MAX_BATCH:
+            batch += MIN_BATCH
+        self._batch = batch
+        pending = self._pending
+        popleft = pending.popleft
+        for _ in range(min(len(pending), batch)):
             popleft().complete()
         if pending and not self._scheduled:
             self._scheduled = True
             self._schedule(self._drain)  # on the loop thread: a plain call_soon
+        self._last_end = _perf_counter()
 
     def _schedule(self, fn: Callable[[], None]) -> None:
         raise NotImplementedError
