@@ -29,6 +29,7 @@ from ._types import (
     ListType,
     MapType,
     SetType,
+    is_empty_null,
 )
 
 # 100ns intervals between the UUID epoch (1582-10-15) and the Unix epoch.
@@ -94,6 +95,36 @@ def _has_marker(term: ast.Term) -> bool:
     if isinstance(term, ast.MapTerm):
         return any(_has_marker(k) or _has_marker(v) for k, v in term.items)
     return False
+
+
+# A bind value's spec, its type's decoder and whether empty bytes mean null for it.
+Decoder = tuple[ColumnSpec, Callable[[bytes], object], bool]
+
+
+def bind_decoders(specs: list[ColumnSpec]) -> list[Decoder]:
+    """How to decode each bind value; a prepared statement's plan keeps these."""
+    return [(spec, spec.type.deserialize, is_empty_null(spec.type, b"")) for spec in specs]
+
+
+def decode_values(decoders: list[Decoder], values: list[bytes | None]) -> list[object]:
+    """Bind values as wire bytes -> their Python values (None for null), in marker order."""
+    if len(values) != len(decoders):
+        raise Invalid(
+            f"There were {len(decoders)} markers(?) in CQL but {len(values)} bound variables"
+        )
+    decoded: list[object] = []
+    append = decoded.append
+    for (spec, deserialize, empty_is_null), raw in zip(decoders, values, strict=True):
+        if raw is None or (empty_is_null and not raw):
+            append(None)
+            continue
+        try:
+            append(deserialize(raw))
+        except Invalid as error:
+            raise Invalid(
+                f"Invalid value for {spec.name} of type {spec.type.name}: {error.message}"
+            ) from None
+    return decoded
 
 
 @dataclass

@@ -11,12 +11,13 @@ import hashlib
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from . import _ast as ast
-from ._binding import Context, Receivers, evaluate
+from ._binding import Context, Receivers, bind_decoders, decode_values, evaluate
 from ._errors import AlreadyExists, CQLError, CQLSyntaxError, Invalid, ServerError, Unprepared
 from ._parser import parse
-from ._read import run_select, selection
+from ._read import SelectPlan, run_select, selection
 from ._results import (
     ColumnSpec,
     Prepared,
@@ -48,11 +49,10 @@ from ._types import (
     ListType,
     MapType,
     SetType,
-    is_empty_null,
     parse_type,
 )
 from ._where import check_select, column_of, receive, resolve
-from ._write import WriteOptions, delete, insert, ttl_of, update
+from ._write import InsertPlan, WriteOptions, delete, insert, ttl_of, update
 
 __all__ = [
     "AlreadyExists",
@@ -102,6 +102,7 @@ class Engine:
         self._virtual_rows: dict[tuple[str, str], VirtualRows] = {}
         self._data: dict[tuple[str, str], TableData] = {}
         self._prepared: dict[bytes, Prepared] = {}
+        self._plans: dict[bytes, _PlanEntry] = {}
         self._listeners: list[Callable[[SchemaChangeResult], None]] = []
         self._last_timestamp = 0
         self._register_schema_tables()
@@ -152,6 +153,7 @@ class Engine:
     def forget_prepared(self) -> None:
         """Drop every prepared statement, so clients must prepare again."""
         self._prepared.clear()
+        self._plans.clear()
 
     def execute(
         self,
@@ -166,6 +168,15 @@ class Engine:
     ) -> Result:
         """Run one statement; values are wire bytes, decoded by the marker's column type."""
         try:
+            if isinstance(query, Prepared) and type(values) is list:
+                plan = self._plan(query)
+                if type(plan) is InsertPlan:
+                    plan.run(values, timestamp, self._next_timestamp, self.clock)
+                    return VoidResult()
+                if type(plan) is SelectPlan and paging_state is None:
+                    rows = plan.run(values, page_size, self.clock)
+                    if rows is not None:
+                        return rows
             prepared = query if isinstance(query, Prepared) else self._prepare(b"", query, keyspace)
             assert prepared.statement is not None
             ctx = Context(self._decode(prepared, values), self.clock)
@@ -306,22 +317,44 @@ class Engine:
                     raise Invalid(f"Missing value for bind variable {spec.name}")
                 ordered.append(values.get(spec.name, lowered.get(spec.name.lower())))
             values = ordered
-        if len(values) != len(specs):
-            raise Invalid(
-                f"There were {len(specs)} markers(?) in CQL but {len(values)} bound variables"
-            )
-        decoded: list[object] = []
-        for spec, raw in zip(specs, values, strict=True):
-            if raw is None or is_empty_null(spec.type, raw):
-                decoded.append(None)
-                continue
-            try:
-                decoded.append(spec.type.deserialize(raw))
-            except Invalid as error:
-                raise Invalid(
-                    f"Invalid value for {spec.name} of type {spec.type.name}: {error.message}"
-                ) from None
-        return decoded
+        return decode_values(bind_decoders(specs), values)
+
+    # --- plans -------------------------------------------------------------------------
+
+    def _plan(self, prepared: Prepared) -> InsertPlan | SelectPlan | None:
+        """The prepared statement's plan, made again if its table was dropped and re-created."""
+        entry = self._plans.get(prepared.id)
+        if (
+            entry is not None
+            and entry.prepared is prepared
+            and (entry.key is None or self._data.get(entry.key) is entry.data)
+        ):
+            return entry.plan
+        statement = prepared.statement
+        if not prepared.id:
+            return None
+        if not isinstance(statement, ast.Insert | ast.Select):
+            self._plans[prepared.id] = _PlanEntry(prepared, None, None, None)
+            return None
+        try:
+            table = self._table(statement.table, prepared.keyspace)
+        except CQLError:
+            return None  # the general path says what is wrong
+        key = (table.keyspace, table.name)
+        data = self._data.get(key)
+        if data is None or table.virtual or table.keyspace in self._system:
+            self._plans[prepared.id] = _PlanEntry(prepared, None, None, None)
+            return None
+        plan: InsertPlan | SelectPlan | None
+        try:
+            if isinstance(statement, ast.Insert):
+                plan = InsertPlan.build(statement, table, data, prepared.bind)
+            else:
+                plan = SelectPlan.build(statement, table, data, prepared.bind)
+        except CQLError:
+            plan = None
+        self._plans[prepared.id] = _PlanEntry(prepared, key, data, plan)
+        return plan
 
     # --- running -----------------------------------------------------------------------
 
@@ -559,6 +592,7 @@ class Engine:
         self._data.pop((table.keyspace, table.name), None)
         key = (table.keyspace, table.name)
         self._prepared = {i: p for i, p in self._prepared.items() if key not in p.tables}
+        self._plans = {i: e for i, e in self._plans.items() if e.key != key}
 
     def _register_schema_tables(self) -> None:
         def user_and_system() -> list[Keyspace]:
@@ -585,6 +619,16 @@ class Engine:
         }  # fmt: skip
         for name, produce in virtual_producers.items():
             self._virtual_rows[("system_virtual_schema", name)] = _ignore_context(produce)
+
+
+@dataclass(frozen=True, slots=True)
+class _PlanEntry:
+    """A plan, good while its statement and its table's data are the ones it was made for."""
+
+    prepared: Prepared
+    key: tuple[str, str] | None  # None: a statement no plan is made for, whatever the schema
+    data: TableData | None
+    plan: InsertPlan | SelectPlan | None
 
 
 def _ignore_context(produce: Callable[[], list[dict[str, object]]]) -> VirtualRows:

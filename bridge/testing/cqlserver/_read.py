@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from . import _ast as ast
-from ._binding import Context, positive_int
+from ._binding import Context, Decoder, bind_decoders, decode_values, positive_int
 from ._errors import Invalid
 from ._murmur3 import murmur3_token
 from ._results import ColumnSpec, RowsResult
 from ._schema import Column, Table
-from ._storage import Cell, Partition, Row, TableData
+from ._storage import Cell, Partition, Row, TableData, bound_key_bytes
 from ._types import BIGINT, INT, CQLType
 from ._where import Condition, Restrictions, column_of, condition_holds
 
@@ -162,7 +162,7 @@ def run_select(
     for partition, row, count in rows:
         if remaining is not None and remaining <= 0:
             break
-        page.append(_output(plan, chosen, partition, row))
+        page.append(_output(plan.now, chosen, partition, row))
         last = (partition, row, count)
         if remaining is not None:
             remaining -= 1
@@ -180,6 +180,90 @@ def run_select(
         partition, row, count = last
         next_state = _encode_position(table, partition, row, remaining, count)
     return RowsResult(chosen.specs, page, next_state)
+
+
+@dataclass(frozen=True, slots=True)
+class SelectPlan:
+    """A prepared ``SELECT ... WHERE <every partition key column> = ?`` worked out once.
+
+    ``run`` returns what ``run_select`` would, without resolving the WHERE clause or the
+    selection again: the partition is found by the key's bytes as they were bound (key
+    types are canonical). A result that would need paging is left to ``run_select``.
+    """
+
+    data: TableData
+    decoders: list[Decoder]
+    chosen: Selection
+    # (column, bind index) in WHERE order, for the null checks ``resolve`` makes.
+    key_markers: tuple[tuple[Column, int], ...]
+    partition_indexes: tuple[int, ...]  # bind indexes in partition key order
+    limit: ast.Term | None
+    per_partition_limit: ast.Term | None
+
+    @classmethod
+    def build(
+        cls, select: ast.Select, table: Table, data: TableData, specs: list[ColumnSpec]
+    ) -> SelectPlan | None:
+        """The plan, or None when ``run_select`` must run (it also raises what is wrong)."""
+        if select.distinct or select.order_by or table.virtual:
+            return None
+        markers: dict[str, tuple[Column, int]] = {}
+        for relation in select.where:
+            column = table.column(relation.column)
+            value = relation.value
+            if (
+                relation.token or relation.op != "=" or not isinstance(value, ast.BindMarker)
+                or column is None or column.kind != "partition_key" or column.name in markers
+                or not column.type.canonical or specs[value.index].type != column.type
+            ):  # fmt: skip
+                return None
+            markers[column.name] = (column, value.index)
+        if len(markers) != len(table.partition_key):
+            return None
+        chosen = selection(table, select)
+        if chosen.aggregate:
+            return None
+        return cls(
+            data,
+            bind_decoders(specs),
+            chosen,
+            tuple(markers.values()),
+            tuple(markers[c.name][1] for c in table.partition_key),
+            select.limit,
+            select.per_partition_limit,
+        )
+
+    def run(
+        self, values: list[bytes | None], page_size: int | None, clock: Callable[[], float]
+    ) -> RowsResult | None:
+        """The rows, or None when the result needs a paging state (``run_select``'s job)."""
+        decoded = decode_values(self.decoders, values)
+        for column, index in self.key_markers:
+            if decoded[index] is None:
+                raise Invalid(f"Invalid null value in condition for column {column.name}")
+        cap: int | None = None
+        if self.limit is not None or self.per_partition_limit is not None:
+            context = Context(decoded, clock)
+            limit = positive_int(self.limit, context, "limit")
+            per_partition = positive_int(self.per_partition_limit, context, "per partition limit")
+            caps = [c for c in (limit, per_partition) if c is not None]
+            cap = min(caps) if caps else None
+        now = clock()
+        partition = self.data.get_by_bytes(bound_key_bytes(values, self.partition_indexes))
+        chosen = self.chosen
+        if partition is None:
+            return RowsResult(chosen.specs, [], None)
+        if page_size and len(partition.rows) >= page_size:
+            return None
+        page: list[list[bytes | None]] = []
+        for row in partition.rows:
+            if cap is not None and len(page) >= cap:
+                break
+            if row.alive(now):
+                page.append(_output(now, chosen, partition, row))
+        if not page and any(cell.alive(now) for cell in partition.static.values()):
+            page.append(_output(now, chosen, partition, None))  # only static values
+        return RowsResult(chosen.specs, page, None)
 
 
 def _check_distinct(table: Table, chosen: Selection) -> None:
@@ -300,7 +384,7 @@ def _limited(
 
 
 def _output(
-    plan: _Plan, chosen: Selection, partition: Partition, row: Row | None
+    now: float, chosen: Selection, partition: Partition, row: Row | None
 ) -> list[bytes | None]:
     values: list[bytes | None] = []
     for item, column, spec in zip(chosen.items, chosen.columns, chosen.specs, strict=True):
@@ -314,14 +398,14 @@ def _output(
         else:
             cells = partition.static if column.kind == "static" else (row.cells if row else {})
             cell = cells.get(column.name)
-            if cell is not None and not cell.alive(plan.now):
+            if cell is not None and not cell.alive(now):
                 cell = None
             value = cell.value if cell is not None else None
         if item.kind == "writetime":
             value = cell.timestamp if cell is not None else None
         elif item.kind == "ttl":
             expires = cell.expires if cell is not None else None
-            value = max(0, math.ceil(expires - plan.now)) if expires is not None else None
+            value = max(0, math.ceil(expires - now)) if expires is not None else None
         values.append(None if value is None else spec.type.serialize(value))
     return values
 
@@ -346,7 +430,7 @@ def _aggregate(plan: _Plan, chosen: Selection, per_partition: int | None) -> Row
                     [chosen.specs[index]],
                     False,
                 )
-                if _output(plan, single, partition, row)[0] is not None:
+                if _output(plan.now, single, partition, row)[0] is not None:
                     counts[index] += 1
     plain_items = [i for i, item in enumerate(chosen.items) if item.kind != "count"]
     plain_values: list[bytes | None] = [None] * len(chosen.items)
@@ -357,7 +441,7 @@ def _aggregate(plan: _Plan, chosen: Selection, per_partition: int | None) -> Row
             [chosen.specs[i] for i in plain_items],
             False,
         )
-        for index, value in zip(plain_items, _output(plan, plain, *first), strict=True):
+        for index, value in zip(plain_items, _output(plan.now, plain, *first), strict=True):
             plain_values[index] = value
     output: list[bytes | None] = [
         BIGINT.serialize(counts[index]) if item.kind == "count" else plain_values[index]
@@ -389,7 +473,7 @@ def _sorted_page(
             raise Invalid("Invalid value for the paging state")
         offset = state[3] or 0
     end = len(found) if not page_size else min(len(found), offset + page_size)
-    rows = [_output(plan, chosen, p, r) for p, r in found[offset:end]]
+    rows = [_output(plan.now, chosen, p, r) for p, r in found[offset:end]]
     next_state = struct.pack(">Bi", _OFFSET, end) if end < len(found) else None
     return RowsResult(chosen.specs, rows, next_state)
 

@@ -116,6 +116,18 @@ class Partition:
         return any(row.alive(now) for row in self.rows)
 
 
+def bound_key_bytes(values: list[bytes | None], indexes: tuple[int, ...]) -> bytes:
+    """A partition key's bytes from its bound values, which are already its serialized parts.
+
+    Only for canonical key types (see ``CQLType.canonical``): then these are the bytes
+    ``TableData.key_bytes`` would make from the decoded values.
+    """
+    if len(indexes) == 1:
+        raw = values[indexes[0]] or b""
+        return raw if type(raw) is bytes else bytes(raw)
+    return partition_key_bytes([bytes(values[i] or b"") for i in indexes])
+
+
 class TableData:
     """The partitions of one table, kept in token order as a Murmur3 ring orders them."""
 
@@ -139,7 +151,10 @@ class TableData:
 
     def partition(self, key: tuple[object, ...]) -> Partition:
         """The partition with this key, created if missing."""
-        raw = self.key_bytes(key)
+        return self.partition_by_bytes(self.key_bytes(key), key)
+
+    def partition_by_bytes(self, raw: bytes, key: tuple[object, ...]) -> Partition:
+        """The partition whose serialized key is ``raw`` (``key`` decoded), created if missing."""
         found = self._partitions.get(raw)
         if found is None:
             found = Partition(key, raw, murmur3_token(raw))

@@ -34,6 +34,9 @@ class CQLType(ABC):
     type_id: int
     name: str
     is_collection: ClassVar[bool] = False
+    # Whether every value has exactly one encoding, so bound bytes that decode fine can
+    # stand for the value as they came (a prepared write keys its partition by them).
+    canonical: ClassVar[bool] = False
 
     def option(self) -> bytes:
         """The ``[option]`` that describes this type in result and bind metadata."""
@@ -75,6 +78,8 @@ class CQLType(ABC):
 
 
 class _Text(CQLType):
+    canonical = True
+
     def __init__(self, name: str, type_id: int, ascii_only: bool) -> None:
         self.name = name
         self.type_id = type_id
@@ -105,6 +110,8 @@ class _Text(CQLType):
 
 
 class _Integer(CQLType):
+    canonical = True
+
     def __init__(self, name: str, type_id: int, size: int) -> None:
         self.name = name
         self.type_id = type_id
@@ -246,6 +253,8 @@ class _Decimal(CQLType):
 
 
 class _Uuid(CQLType):
+    canonical = True
+
     def __init__(self, name: str, type_id: int, time_based: bool) -> None:
         self.name = name
         self.type_id = type_id
@@ -316,6 +325,7 @@ def parse_timestamp(text: str) -> int:
 class _Timestamp(CQLType):
     type_id = 0x000B
     name = "timestamp"
+    canonical = True
 
     def serialize(self, value: object) -> bytes:
         if not isinstance(value, int) or isinstance(value, bool):
@@ -341,6 +351,7 @@ class _Timestamp(CQLType):
 class _Date(CQLType):
     type_id = 0x0011
     name = "date"
+    canonical = True
 
     def serialize(self, value: object) -> bytes:
         if not isinstance(value, int) or isinstance(value, bool):
@@ -377,6 +388,7 @@ _TIME_RE = re.compile(r"(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?")
 class _Time(CQLType):
     type_id = 0x0012
     name = "time"
+    canonical = True
 
     def serialize(self, value: object) -> bytes:
         if not isinstance(value, int) or isinstance(value, bool):
@@ -412,6 +424,8 @@ class _Time(CQLType):
 
 
 class _Blob(CQLType):
+    canonical = True
+
     type_id = 0x0003
     name = "blob"
 

@@ -6,14 +6,15 @@ as in Cassandra; a TTL makes a cell expire on the engine's clock.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import _ast as ast
-from ._binding import Context, evaluate, is_multi_cell
+from ._binding import Context, Decoder, bind_decoders, decode_values, evaluate, is_multi_cell
 from ._errors import Invalid
 from ._results import ColumnSpec, RowsResult
 from ._schema import Column, Table
-from ._storage import Cell, Partition, Row, TableData
+from ._storage import Cell, Partition, Row, TableData, bound_key_bytes
 from ._types import BOOLEAN, COUNTER, INT, CollectionType, CQLType, ListType, MapType, SetType
 from ._where import Condition, Purpose, Restrictions, column_of, condition_holds, write_keys
 
@@ -33,9 +34,12 @@ class WriteOptions:
 
 def ttl_of(using: ast.Using, table: Table, context: Context) -> int | None:
     if using.ttl is None:
-        default = table.options.get("default_time_to_live", 0)
-        return int(default) if isinstance(default, int) and default > 0 else None
-    ttl = evaluate(using.ttl, INT, context)
+        return _default_ttl(table)
+    return _checked_ttl(evaluate(using.ttl, INT, context))
+
+
+def _checked_ttl(ttl: object) -> int | None:
+    """A bound or literal TTL in seconds; 0 and null mean none."""
     if ttl is None:
         return None
     assert isinstance(ttl, int)
@@ -133,6 +137,113 @@ def insert(
         elif column.kind == "static":
             _put(partition.static, column, value, options)
     return _applied(table, True) if statement.if_not_exists else None
+
+
+def _default_ttl(table: Table) -> int | None:
+    default = table.options.get("default_time_to_live", 0)
+    return int(default) if isinstance(default, int) and default > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class InsertPlan:
+    """A prepared ``INSERT ... VALUES (?, ...)`` worked out once against its table.
+
+    ``run`` does what ``insert`` does with the same results and errors, but the column
+    checks are done, the partition is found by the key's bytes as they were bound (key
+    types are canonical, so they are the bytes ``insert`` would serialize), and no value
+    is decoded only to be encoded again.
+    """
+
+    data: TableData
+    decoders: list[Decoder]
+    timestamp_index: int | None
+    ttl_index: int | None
+    default_ttl: int | None
+    # (column, bind index, is a partition key part), partition key then clustering.
+    key_checks: tuple[tuple[Column, int, bool], ...]
+    partition_indexes: tuple[int, ...]
+    clustering_indexes: tuple[int, ...]
+    # (column, bind index, is static) of the non-key columns, in statement order.
+    cells: tuple[tuple[Column, int, bool], ...]
+
+    @classmethod
+    def build(
+        cls, statement: ast.Insert, table: Table, data: TableData, specs: list[ColumnSpec]
+    ) -> InsertPlan | None:
+        """The plan, or None when ``insert`` must run (it also raises what is wrong)."""
+        if statement.if_not_exists or len(statement.columns) != len(statement.values):
+            return None
+        if any(c.type == COUNTER for c in table.columns):
+            return None
+        using = statement.using
+        markers: dict[str, tuple[Column, int]] = {}
+        for name, term in zip(statement.columns, statement.values, strict=True):
+            column = table.column(name)
+            if column is None or name in markers or not isinstance(term, ast.BindMarker):
+                return None
+            if specs[term.index].type != column.type:
+                return None  # prepared against an older table of the same name
+            markers[name] = (column, term.index)
+        keys = (*table.partition_key, *table.clustering)
+        if any(c.name not in markers for c in keys):
+            return None
+        if any(not c.type.canonical for c in table.partition_key):
+            return None
+        indexes: list[int | None] = []
+        for given in (using.timestamp, using.ttl):
+            if given is not None and not isinstance(given, ast.BindMarker):
+                return None
+            indexes.append(given.index if given is not None else None)
+        return cls(
+            data,
+            bind_decoders(specs),
+            indexes[0],
+            indexes[1],
+            _default_ttl(table),
+            tuple((c, markers[c.name][1], c.kind == "partition_key") for c in keys),
+            tuple(markers[c.name][1] for c in table.partition_key),
+            tuple(markers[c.name][1] for c in table.clustering),
+            tuple(
+                (column, index, column.kind == "static")
+                for column, index in markers.values()
+                if column.kind in ("regular", "static")
+            ),
+        )
+
+    def run(
+        self,
+        values: list[bytes | None],
+        timestamp: int | None,
+        next_timestamp: Callable[[], int],
+        clock: Callable[[], float],
+    ) -> None:
+        decoded = decode_values(self.decoders, values)
+        stamp = timestamp
+        if self.timestamp_index is not None:
+            given = decoded[self.timestamp_index]
+            if not isinstance(given, int):
+                raise Invalid("Invalid null value of timestamp")
+            stamp = given
+        if stamp is None:
+            stamp = next_timestamp()
+        ttl = self.default_ttl if self.ttl_index is None else _checked_ttl(decoded[self.ttl_index])
+        options = WriteOptions(stamp, ttl, clock())
+        for column, index, partition_part in self.key_checks:
+            if decoded[index] is None:
+                raise Invalid(f"Invalid null value in condition for column {column.name}")
+            if partition_part and values[index] == b"":
+                raise Invalid("Key may not be empty")
+        parts = self.partition_indexes
+        data = self.data
+        partition = data.partition_by_bytes(
+            bound_key_bytes(values, parts), tuple([decoded[i] for i in parts])
+        )
+        clustering = tuple([decoded[i] for i in self.clustering_indexes])
+        row = partition.row(clustering, data.clustering_key(clustering))
+        if row.marker is None or row.marker.timestamp <= stamp:
+            row.marker = options.cell(None)
+        for column, index, static in self.cells:
+            _put(partition.static if static else row.cells, column, decoded[index], options)
 
 
 def update(
