@@ -23,6 +23,7 @@ can never cut a connection another request is using.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import socket
 import threading
@@ -44,6 +45,12 @@ from bridge._pool import PoolStatistics, WorkerPool, default_pool
 from bridge._waker import Waker, current_waker
 from bridge.limiter import Limiter
 from bridge.threads import _run_job
+
+# anyio loads a backend's module on its first use; here that first use would be
+# on the loop (a ~70 ms import, which the watchdog rightly reports), so load the
+# asyncio one now, at import time.
+with contextlib.suppress(ImportError):
+    import anyio._backends._asyncio
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
