@@ -31,9 +31,9 @@ demo: $(VENV)/.dev
 	$(PY) examples/uptime_monitor --duration 20 --port 0
 
 bench: $(VENV)/.bench
-	@for script in bench/*.py; do \
+	@for script in bench/[!_]*.py; do \
 		echo "== $$script"; \
-		$(PY) $$script || exit 1; \
+		$(PY) -m bench.$$(basename $$script .py) || exit 1; \
 	done
 
 clean:

@@ -6,7 +6,7 @@ measured as 120 long-lived tasks each awaiting one request at a time ("tasks")
 and as one task per request under a semaphore of 120 ("per-request"). A
 heartbeat task sleeping 1 ms records how late the loop wakes it.
 
-    python bench/cassandra.py [--requests 20000] [--profile]
+    python -m bench.cassandra [--requests 20000] [--profile]
 """
 
 from __future__ import annotations
@@ -22,22 +22,15 @@ import threading
 import time
 import warnings
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-# Run as a script, this file's directory would come first on sys.path, and
-# this file would shadow the `cassandra` package it benchmarks.
-_here = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(_here)]
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import anyio
+import uvloop  # noqa: F401 - fail early when missing
+from cassandra.cluster import Cluster, Session
 
-import anyio  # noqa: E402
-import uvloop  # noqa: E402, F401 - fail early when missing
-from cassandra.cluster import Cluster, Session  # noqa: E402
-
-from bench._report import percentile, save, table  # noqa: E402
-from bridge.adapters.cassandra import AsyncSession  # noqa: E402
-from bridge.testing.cqlserver import ServerProcess  # noqa: E402
+from bench._report import percentile, save, table
+from bridge.adapters.cassandra import AsyncSession
+from bridge.testing.cqlserver import ServerProcess
 
 IN_FLIGHT = 120
 KS = "bench"

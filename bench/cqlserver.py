@@ -6,7 +6,7 @@ and SELECTs with many in flight (``execute_async`` callback chains). The target
 is a server that spends at most half the CPU per request that the client does,
 so a test or benchmark using it measures the client, not the fake.
 
-    python bench/cqlserver.py [--requests 20000] [--concurrency 128]
+    python -m bench.cqlserver [--requests 20000] [--concurrency 128]
 """
 
 from __future__ import annotations
@@ -14,24 +14,15 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-# bench/ holds modules named like the standard library's (http.py), so it goes
-# to the end of the path, not the front where Python puts a script's folder.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.append(str(_HERE))
-sys.path.insert(0, str(_HERE.parent))
+from cassandra.cluster import Cluster, Session
+from cassandra.query import PreparedStatement
 
-from _report import save, table  # noqa: E402
-from cassandra.cluster import Cluster, Session  # noqa: E402
-from cassandra.query import PreparedStatement  # noqa: E402
-
-from bridge.testing.cqlserver import CQLServer  # noqa: E402
+from bench._report import save, table
+from bridge.testing.cqlserver import CQLServer
 
 
 def client_cpu() -> float:

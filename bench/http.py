@@ -12,24 +12,20 @@ Each client first runs the whole load once untimed (connections open,
 threads started, as in a long-lived service), then once timed. Each figure is
 the median of interleaved rounds; ratios are to the tuned thread pool.
 
-    python bench/http.py [--requests 2000] [--width 100] [--delay-ms 20] [--rounds 3]
+    python -m bench.http [--requests 2000] [--width 100] [--delay-ms 20] [--rounds 3]
 """
 
 from __future__ import annotations
-
-import sys
-
-# This script is named like the stdlib's `http` package: search its own
-# directory (for `_report`) only after the standard library.
-sys.path.append(sys.path.pop(0))
 
 import argparse
 import asyncio
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -37,11 +33,11 @@ import anyio
 import httpx
 import requests
 import uvloop
-from _report import percentile, save, table
 from aiohttp import web
 from requests.adapters import HTTPAdapter
 
 import bridge
+from bench._report import percentile, save, table
 from bridge.adapters.requests import AsyncSession
 
 BASELINE = "requests + ThreadPoolExecutor (pool 100)"
@@ -71,7 +67,8 @@ def serve(delay: float) -> None:
 
 def start_server(delay_ms: float) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, __file__, "--serve", "--delay-ms", str(delay_ms)],
+        [sys.executable, "-m", "bench.http", "--serve", "--delay-ms", str(delay_ms)],
+        cwd=Path(__file__).resolve().parents[1],
         stdout=subprocess.PIPE,
         text=True,
     )

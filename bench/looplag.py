@@ -6,28 +6,24 @@ sleep) in flight through `bridge.to_thread`, five calls per task; for comparison
 `asyncio.to_thread` (trio: `trio.to_thread.run_sync`). Target: p99 lateness
 ≤ 2 ms with bridge.
 
-    python bench/looplag.py [--calls 10000]
+    python -m bench.looplag [--calls 10000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 import anyio
 import anyio.lowlevel
 import trio
 import uvloop
-from _report import percentile, save, table
 
 import bridge
+from bench._report import percentile, save, table
 
 ROUNDS = 5
 
@@ -85,18 +81,36 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10_000)
     args = parser.parse_args()
     cases: list[tuple[str, str, Callable[[], dict[str, float]]]] = [
-        ("asyncio", "bridge.to_thread",
-         lambda: asyncio.run(run_with_heartbeat(bridge.to_thread, args.calls))),
-        ("asyncio", "asyncio.to_thread",
-         lambda: asyncio.run(run_with_heartbeat(asyncio.to_thread, args.calls))),
-        ("uvloop", "bridge.to_thread",
-         lambda: uvloop.run(run_with_heartbeat(bridge.to_thread, args.calls))),
-        ("uvloop", "asyncio.to_thread",
-         lambda: uvloop.run(run_with_heartbeat(asyncio.to_thread, args.calls))),
-        ("trio", "bridge.to_thread",
-         lambda: trio.run(run_with_heartbeat, bridge.to_thread, args.calls)),
-        ("trio", "trio.to_thread.run_sync",
-         lambda: trio.run(run_with_heartbeat, trio.to_thread.run_sync, args.calls)),
+        (
+            "asyncio",
+            "bridge.to_thread",
+            lambda: asyncio.run(run_with_heartbeat(bridge.to_thread, args.calls)),
+        ),
+        (
+            "asyncio",
+            "asyncio.to_thread",
+            lambda: asyncio.run(run_with_heartbeat(asyncio.to_thread, args.calls)),
+        ),
+        (
+            "uvloop",
+            "bridge.to_thread",
+            lambda: uvloop.run(run_with_heartbeat(bridge.to_thread, args.calls)),
+        ),
+        (
+            "uvloop",
+            "asyncio.to_thread",
+            lambda: uvloop.run(run_with_heartbeat(asyncio.to_thread, args.calls)),
+        ),
+        (
+            "trio",
+            "bridge.to_thread",
+            lambda: trio.run(run_with_heartbeat, bridge.to_thread, args.calls),
+        ),
+        (
+            "trio",
+            "trio.to_thread.run_sync",
+            lambda: trio.run(run_with_heartbeat, trio.to_thread.run_sync, args.calls),
+        ),
     ]
     results = []
     for loop, name, run in cases:

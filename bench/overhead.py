@@ -4,7 +4,7 @@ Sequential (one call at a time) and 100 in flight, on asyncio, uvloop and trio,
 all in one run. Each figure is the median of several interleaved rounds, in µs
 per call; ratios are to `asyncio.to_thread` (to `trio.to_thread.run_sync` on trio).
 
-    python bench/overhead.py [--calls 20000] [--rounds 5]
+    python -m bench.overhead [--calls 20000] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -13,21 +13,17 @@ import argparse
 import asyncio
 import functools
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 import anyio
 import anyio.to_thread
 import trio
 import uvloop
-from _report import save, table
 
 import bridge
+from bench._report import save, table
 
 Caller = Callable[[Callable[[], Any]], Awaitable[Any]]
 
@@ -136,8 +132,10 @@ def main() -> None:
     rows += report("trio", results["trio"], "trio.to_thread.run_sync")
     headers = ["loop", "call", "sequential µs", "ratio", "100 in flight µs", "ratio"]
     print(table(headers, rows))
-    print(f"\nratios: to asyncio.to_thread (trio: to trio.to_thread.run_sync); "
-          f"{args.calls} calls, median of {args.rounds} rounds")
+    print(
+        f"\nratios: to asyncio.to_thread (trio: to trio.to_thread.run_sync); "
+        f"{args.calls} calls, median of {args.rounds} rounds"
+    )
     save("overhead", {"calls": args.calls, "rounds": args.rounds, "results": results})
 
 

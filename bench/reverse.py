@@ -9,7 +9,7 @@
 3. Awaiting 10,000 concurrent futures completed on other threads:
    `bridge.wrap_future` against `asyncio.wrap_future`. Target: ≤ 0.5x.
 
-    python bench/reverse.py [--calls 5000]
+    python -m bench.reverse [--calls 5000]
 """
 
 from __future__ import annotations
@@ -18,24 +18,20 @@ import argparse
 import asyncio
 import concurrent.futures
 import statistics
-import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 import uvloop
-from _report import save, table
 from asgiref.sync import async_to_sync, sync_to_async
 
 import bridge
+from bench._report import save, table
 
 
 async def nothing() -> None:

@@ -7,7 +7,7 @@ uvloop and trio. Rounds are interleaved and each figure is the median of the
 rounds, in microseconds per call; ratios are to "plain" on the same backend.
 Targets: watchdog <= 1.03, strict <= 1.10.
 
-    python bench/watchdog.py [--calls 20000] [--width 64] [--rounds 7]
+    python -m bench.watchdog [--calls 20000] [--width 64] [--rounds 7]
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import time
 from typing import Any
 
 import anyio
-from _report import save, table
 
 import bridge
+from bench._report import save, table
 from bridge import strict
 from bridge.watchdog import LoopWatchdog
 

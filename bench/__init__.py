@@ -1,0 +1,1 @@
+"""Benchmarks, one module per question: run each with `python -m bench.<name>`."""
