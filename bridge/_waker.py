@@ -121,6 +121,34 @@ class Waker:
         raise NotImplementedError
 
 
+class Slot:
+    """A task parked until code on the loop wakes it: a buffer's consumer waiting for an item.
+
+    Whatever produces the item runs already (a fetch, a page request), so
+    `start` does nothing; the producer's completion calls `complete()` on the
+    loop. Cancelling the wait leaves the producer alone: its item still lands
+    where the next wait will find it.
+    """
+
+    __slots__ = ("handle", "waker")
+
+    def __init__(self, waker: Waker) -> None:
+        self.waker = waker
+        self.handle: Any = None
+
+    def start(self) -> None:
+        return None
+
+    def complete(self) -> None:
+        handle = self.handle
+        if handle is not None:
+            self.handle = None
+            self.waker.finish(handle, None, None)
+
+    def cancel(self) -> None:
+        self.handle = None
+
+
 class AsyncioWaker(Waker):
     """asyncio and uvloop: one `call_soon_threadsafe` per batch."""
 

@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 from bridge._exceptions import ClosedError
 from bridge._job import Executor, Job
 from bridge._pool import default_pool
-from bridge._waker import Waker, current_waker
+from bridge._waker import Slot, Waker, current_waker
 from bridge.limiter import Limiter
 
 T = TypeVar("T")
@@ -36,28 +36,6 @@ class _FetchJob(Job):
     def complete(self) -> None:
         error, self.error = self.error, None
         self.on_done(self.result, error)
-
-
-class _Slot:
-    """What a consumer parks on while its item is being fetched."""
-
-    __slots__ = ("handle", "waker")
-
-    def __init__(self, waker: Waker) -> None:
-        self.waker = waker
-        self.handle: Any = None
-
-    def start(self) -> None:
-        return None  # the fetch is already running
-
-    def complete(self) -> None:
-        handle = self.handle
-        if handle is not None:
-            self.handle = None
-            self.waker.finish(handle, None, None)
-
-    def cancel(self) -> None:
-        self.handle = None  # the fetch goes on; its item waits in the buffer
 
 
 class AsyncIterator(Generic[T]):
@@ -88,7 +66,7 @@ class AsyncIterator(Generic[T]):
         self._closing = False
         self._closed = False
         self._waker: Waker | None = None
-        self._waiter: _Slot | None = None
+        self._waiter: Slot | None = None
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self
@@ -101,7 +79,7 @@ class AsyncIterator(Generic[T]):
                 raise StopAsyncIteration
             if not self._fetching:
                 self._fetch(waker)
-            slot = self._waiter = _Slot(waker)
+            slot = self._waiter = Slot(waker)
             try:
                 await waker.wait(slot)
             finally:
@@ -161,7 +139,7 @@ class AsyncIterator(Generic[T]):
         self._buffer.clear()
         waker = current_waker("AsyncIterator.aclose()")
         if self._fetching:
-            slot = self._waiter = _Slot(waker)
+            slot = self._waiter = Slot(waker)
             try:
                 await waker.wait(slot)  # a generator cannot be closed while it runs
             finally:

@@ -56,7 +56,7 @@ from cassandra.query import (  # type: ignore[import-untyped]
 )
 
 from bridge._exceptions import ClosedError
-from bridge._waker import Waker, current_waker
+from bridge._waker import Slot, Waker, current_waker
 from bridge.limiter import Limiter
 from bridge.threads import to_thread
 
@@ -406,28 +406,6 @@ class _Concurrent:
         self._stop(None, None)
 
 
-class _Slot:
-    """What a page stream's consumer parks on until the page it waits for arrives."""
-
-    __slots__ = ("handle", "waker")
-
-    def __init__(self, waker: Waker) -> None:
-        self.waker = waker
-        self.handle: Any = None
-
-    def start(self) -> None:
-        return None  # the fetch is already under way
-
-    def complete(self) -> None:
-        handle = self.handle
-        if handle is not None:
-            self.handle = None
-            self.waker.finish(handle, None, None)
-
-    def cancel(self) -> None:
-        self.handle = None  # the page still arrives and waits in the buffer
-
-
 class PageStream:
     """Every page of a query, read ahead in the background by at most `prefetch` pages.
 
@@ -451,7 +429,7 @@ class PageStream:
         self._exhausted = False
         self._closed = False
         self._waker: Waker | None = None
-        self._waiter: _Slot | None = None
+        self._waiter: Slot | None = None
         self.requested = 0  #: pages requested so far
         self.delivered = 0  #: pages handed to the consumer so far
 
@@ -471,7 +449,7 @@ class PageStream:
                 raise StopAsyncIteration
             if self._fetching is None:
                 self._fetch(waker)
-            slot = self._waiter = _Slot(waker)
+            slot = self._waiter = Slot(waker)
             try:
                 await waker.wait(slot)
             finally:
