@@ -8,7 +8,10 @@ the thread's work has really ended, even if the task that asked for it was
 cancelled long before.
 
 Tokens are handed over in FIFO order and never barged: a released token goes
-to the oldest waiter, so no caller starves.
+to the oldest waiter, so no caller starves. A grant runs on whichever thread
+released the token (a worker, a driver's reactor), possibly before `_enter`
+has even returned on the loop: an entry's `grant()` must be safe from any
+thread, as `Job.grant` (a submit) and `Waker.deliver` are.
 """
 
 from __future__ import annotations
