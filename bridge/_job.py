@@ -40,6 +40,7 @@ class Job:
     __slots__ = (
         "_claim",
         "args",
+        "cleanup",
         "ctx",
         "dropped",
         "error",
@@ -74,6 +75,7 @@ class Job:
         self.error: BaseException | None = None
         self.has_token = False  # holds one of `limiter`'s tokens
         self.dropped = False  # cancelled while waiting for a token
+        self.cleanup = False  # runs even if the caller is cancelled: a close, an __exit__
         self._claim = [True]
 
     def claim(self) -> bool:
@@ -91,8 +93,21 @@ class Job:
             self.limiter._enter(self)
 
     def grant(self) -> None:
-        """The limiter gave this job a token: send it to its thread."""
-        self.executor.submit(self)
+        """The limiter gave this job a token: send it to its thread.
+
+        This may run on any thread (whichever returned the token). If the job
+        cannot be sent (its DedicatedThread was closed), the token goes back
+        and the caller gets the error; nothing else may fail with it.
+        """
+        try:
+            self.executor.submit(self)
+        except BaseException as exc:
+            if self.claim():
+                self.error = exc
+                self.fn = self.args = self.kwargs = None  # type: ignore[assignment]
+                assert self.limiter is not None
+                self.limiter._release()
+                self.waker.deliver(self)
 
     def run(self) -> None:
         """Run on a worker thread, unless the caller cancelled first, and deliver the outcome."""
@@ -131,6 +146,9 @@ class Job:
 
     def cancel(self) -> None:
         """The awaiting task gave up: drop the job if it has not started, else let it finish."""
+        if self.cleanup:
+            self.handle = None  # cleanup (a close, an __exit__) runs even when nobody waits
+            return
         if self.claim():
             self.fn = self.args = self.kwargs = None  # type: ignore[assignment]
             if self.limiter is not None:

@@ -13,6 +13,7 @@ library is backend-neutral and only calls `current_waker()` and `Waker.wait`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import weakref
@@ -76,10 +77,23 @@ class Waker:
             try:
                 self._schedule(self._drain)
             except RuntimeError:
-                # The loop is gone (closed or the trio run ended). Nobody can
-                # await these results any more; drop them quietly.
-                self.closed = True
-                self._pending.clear()
+                self.close()  # the loop is gone (closed, or the trio run ended)
+        if self.closed:
+            self.close()  # appended after the loop went: fail it too, never leave it waiting
+
+    def close(self) -> None:
+        """The loop is gone: nobody awaits these results any more, so drop them,
+        except that blocked sync callers (`syncify`, `Portal.call`) are told, not left hanging."""
+        self.closed = True
+        pending = self._pending
+        while pending:
+            try:
+                item = pending.popleft()
+            except IndexError:
+                break
+            fail = getattr(item, "fail_closed", None)
+            if fail is not None:
+                fail()
 
     def _drain(self) -> None:
         self._scheduled = False
@@ -99,7 +113,11 @@ class Waker:
         pending = self._pending
         popleft = pending.popleft
         for _ in range(min(len(pending), batch)):
-            popleft().complete()
+            item = popleft()
+            try:
+                item.complete()
+            except Exception as exc:  # one broken completion must not strand the rest
+                _report_failed_completion(item, exc)
         if pending and not self._scheduled:
             self._scheduled = True
             self._schedule(self._drain)  # on the loop thread: a plain call_soon
@@ -119,6 +137,12 @@ class Waker:
     def finish(self, handle: Any, result: Any, error: BaseException | None) -> None:
         """On the loop: hand an outcome to the task parked on `handle`."""
         raise NotImplementedError
+
+
+def _report_failed_completion(item: object, exc: Exception) -> None:
+    logging.getLogger("bridge").error(
+        "bridge: delivering %r to its task failed", item, exc_info=exc
+    )
 
 
 class Slot:

@@ -79,11 +79,12 @@ class AsyncIterator(Generic[T]):
                 raise StopAsyncIteration
             if not self._fetching:
                 self._fetch(waker)
-            slot = self._waiter = Slot(waker)
-            try:
-                await waker.wait(slot)
-            finally:
-                self._waiter = None
+            if self._fetching:
+                slot = self._waiter = Slot(waker)
+                try:
+                    await waker.wait(slot)
+                finally:
+                    self._waiter = None
             if not self._buffer:
                 raise StopAsyncIteration
         value, error = self._buffer.popleft()
@@ -106,7 +107,12 @@ class AsyncIterator(Generic[T]):
         self._fetching = True
         job = _FetchJob(self._next_item, (), {}, waker, self._executor, self._limiter)
         job.on_done = self._fetched
-        job.start()
+        try:
+            job.start()
+        except Exception as exc:  # e.g. its DedicatedThread was closed: the consumer gets it
+            self._fetching = False
+            self._exhausted = True
+            self._buffer.append((None, exc))
 
     def _next_item(self) -> Any:
         if self._iterator is None:
@@ -126,7 +132,10 @@ class AsyncIterator(Generic[T]):
         else:
             self._buffer.append((value, None))
         waker = self._waker
-        if waker is not None:
+        if self._closing:
+            if self._waiter is None and not self._closed:
+                self._close_in_background()  # the aclose() that waited for us was cancelled
+        elif waker is not None:
             self._read_ahead(waker)
         if self._waiter is not None:
             self._waiter.complete()
@@ -183,6 +192,7 @@ class _CloseJob(Job):
 
     def __init__(self, fn: Callable[[], None], waker: Waker, executor: Executor) -> None:
         super().__init__(fn, (), {}, waker, executor, None)
+        self.cleanup = True  # a cancelled aclose() still closes the iterator
 
 
 def iterate(iterable: Iterable[T], *, prefetch: int = 1) -> AsyncIterator[T]:

@@ -144,6 +144,15 @@ class _Call:
             self.error = concurrent.futures.CancelledError()
             self._finish()
 
+    def fail_closed(self) -> None:
+        """The loop went away before this call could run: its caller gets ClosedError."""
+        if self.done is not None:
+            self.error = ClosedError(
+                "the event loop this call was sent to has closed before running it; "
+                "keep the loop (or Portal) running until the sync code calling into it returns"
+            )
+            self._finish()
+
     def wait(self) -> Any:
         """Block this (non-loop) thread until the task is done; then act as the call did."""
         assert self.signal is not None
@@ -300,6 +309,8 @@ class Portal:
             self._failure = exc
         finally:
             self._closed = True
+            if self._waker is not None:
+                self._waker.close()  # calls that arrived as the loop stopped: fail, not hang
             self._started.set()
 
     async def _main(self) -> None:

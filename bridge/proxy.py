@@ -22,8 +22,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from bridge._job import Executor
+from bridge._job import Executor, Job
 from bridge._pool import default_pool
+from bridge._waker import current_waker
 from bridge.iterate import AsyncIterator
 from bridge.limiter import Limiter
 from bridge.threads import DedicatedThread, _check_sync, _run_job
@@ -114,7 +115,12 @@ class AsyncProxy(Generic[T]):
     async def __aexit__(self, *exc_info: Any) -> Any:
         target = self._bridge_target
         exit_ = type(target).__exit__
-        return await self._bridge_run(exit_, (target, *exc_info), {}, "__exit__()")
+        # Cleanup: if this task is cancelled (a timeout), __exit__ still runs in the background.
+        waker = current_waker("__aexit__()")
+        executor, limiter = self._bridge_executor, self._bridge_limiter
+        job = Job(exit_, (target, *exc_info), {}, waker, executor, limiter)
+        job.cleanup = True
+        return await waker.wait(job)
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return AsyncIterator(

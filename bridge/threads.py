@@ -193,6 +193,7 @@ class DedicatedThread(Executor):
         self.name = name or f"bridge-dedicated-{next(_thread_ids)}"
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
         self._thread.start()
 
@@ -210,12 +211,14 @@ class DedicatedThread(Executor):
         return self._closed
 
     def submit(self, job: Job) -> None:
-        if self._closed:
-            raise ClosedError(
-                f"{self!r} was closed; its thread has stopped. Create a new DedicatedThread "
-                "(and re-create the objects that lived on it) to run more calls."
-            )
-        self._queue.put(job)
+        with self._lock:  # nothing may land behind the stop marker, where it would never run
+            if not self._closed:
+                self._queue.put(job)
+                return
+        raise ClosedError(
+            f"{self!r} was closed; its thread has stopped. Create a new DedicatedThread "
+            "(and re-create the objects that lived on it) to run more calls."
+        )
 
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` on this thread, after every call made before it."""
@@ -234,9 +237,10 @@ class DedicatedThread(Executor):
 
     def close(self) -> None:
         """Stop the thread once the calls already queued have run. Idempotent."""
-        if not self._closed:
-            self._closed = True
-            self._queue.put(_STOP)
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(_STOP)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait (blocking) for the thread to end after `close()`; True if it did."""

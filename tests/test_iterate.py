@@ -98,3 +98,29 @@ def test_bad_arguments_are_refused() -> None:
         iterate([], prefetch=-1)
     with pytest.raises(TypeError, match="sync iterable"):
         iterate(42)  # type: ignore[arg-type]
+
+
+async def test_aclose_cancelled_by_a_timeout_still_closes_on_a_worker_thread() -> None:
+    closed_on: list[str] = []
+    started = threading.Event()
+    gate = threading.Event()
+
+    def slow_close() -> Iterator[int]:
+        try:
+            yield 1
+            started.set()
+            gate.wait(30)
+            yield 2
+        finally:
+            closed_on.append(threading.current_thread().name)
+
+    it = iterate(slow_close(), prefetch=1)
+    assert await it.__anext__() == 1  # read-ahead of item 2 now blocks on the gate
+    await eventually(started.is_set)
+    with anyio.move_on_after(0.01) as scope:
+        await it.aclose()  # waits for the fetch, and is cancelled meanwhile
+    assert scope.cancelled_caught
+    gate.set()
+    await eventually(lambda: bool(closed_on))
+    assert closed_on[0].startswith("bridge-worker-")
+    del it

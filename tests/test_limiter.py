@@ -108,3 +108,36 @@ def test_zero_tokens_is_refused_with_the_fix() -> None:
 def test_release_without_acquire_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="more often than acquire"):
         Limiter(1).release()
+
+
+async def test_a_job_for_a_closed_thread_gives_its_token_back() -> None:
+    from bridge import ClosedError, DedicatedThread
+
+    limiter = Limiter(1)
+    thread = DedicatedThread()
+    gate = threading.Event()
+    pinned = asyncify(limiter=limiter, thread=thread)(int)
+
+    @asyncify(limiter=limiter)
+    def holder() -> None:
+        gate.wait(30)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(holder)
+        await eventually(lambda: limiter.statistics().running == 1)
+        failures: list[BaseException] = []
+
+        async def pinned_call() -> None:
+            try:
+                await pinned()
+            except ClosedError as exc:
+                failures.append(exc)
+
+        tg.start_soon(pinned_call)
+        await eventually(lambda: limiter.statistics().waiting == 1)
+        thread.close()  # the token the holder returns goes to a job that cannot run
+        gate.set()
+    assert len(failures) == 1
+    stats = limiter.statistics()
+    assert (stats.running, stats.waiting) == (0, 0)
+    assert await asyncify(limiter=limiter)(int)("7") == 7  # the limiter still works

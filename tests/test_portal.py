@@ -163,3 +163,27 @@ def test_syncify_refuses_a_coroutine_object() -> None:
     coro = _double(1)
     with pytest.raises(TypeError, match="not a coroutine"):
         syncify(coro)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_calls_racing_a_stop_fail_cleanly_instead_of_hanging(backend: str) -> None:
+    for _ in range(20):
+        portal = Portal(backend=backend)  # type: ignore[arg-type]
+        outcomes: list[str] = []
+
+        def caller(portal: Portal = portal, outcomes: list[str] = outcomes) -> None:
+            for _ in range(50):
+                try:
+                    portal.call(_double, 1)
+                    outcomes.append("ok")
+                except (bridge.ClosedError, concurrent.futures.CancelledError):
+                    outcomes.append("closed")
+                    return
+
+        threads = [threading.Thread(target=caller) for _ in range(4)]
+        for t in threads:
+            t.start()
+        portal.stop()
+        for t in threads:
+            t.join(30)
+        assert not any(t.is_alive() for t in threads), "a caller hung on a stopped portal"

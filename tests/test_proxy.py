@@ -58,3 +58,27 @@ async def test_limiter_applies_to_every_call() -> None:
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(TypeError, match="DedicatedThread"):
         wrap(object(), thread=3)  # type: ignore[arg-type]
+
+
+async def test_exit_still_runs_when_the_task_is_cancelled() -> None:
+    import anyio
+
+    from tests.support import eventually
+
+    entered = threading.Event()
+    exited = threading.Event()
+
+    class Resource:
+        def __enter__(self) -> Resource:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            entered.wait(30)
+            exited.set()
+
+    with anyio.move_on_after(0.01) as scope:
+        async with wrap(Resource()):
+            await anyio.sleep_forever()
+    assert scope.cancelled_caught
+    entered.set()
+    await eventually(exited.is_set)
