@@ -57,6 +57,7 @@ async def test_abandoned_infinite_generator_is_closed() -> None:
 
 async def test_cancellation_mid_iteration_closes_the_generator() -> None:
     closed = threading.Event()
+    closed_on: list[str] = []
     gate = threading.Event()
     got: list[int] = []
 
@@ -66,10 +67,13 @@ async def test_cancellation_mid_iteration_closes_the_generator() -> None:
             gate.wait(30)  # the consumer is cancelled while this runs
             yield 2
         finally:
+            closed_on.append(threading.current_thread().name)
             closed.set()
 
+    it = iterate(slow())  # held here, so only bridge, not the GC, can close it
+
     async def consume() -> None:
-        async with iterate(slow()) as it:
+        async with it:
             async for x in it:
                 got.append(x)
 
@@ -79,6 +83,7 @@ async def test_cancellation_mid_iteration_closes_the_generator() -> None:
     assert got == [1]
     gate.set()
     await eventually(closed.is_set)
+    assert closed_on[0].startswith("bridge-worker-")
 
 
 async def test_errors_from_the_iterator_come_back() -> None:
