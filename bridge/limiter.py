@@ -19,9 +19,9 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from bridge._waker import Waker, current_waker
+from bridge._waker import Slot, Waker, current_waker
 
 
 @dataclass(frozen=True)
@@ -159,15 +159,14 @@ class Limiter:
         self.release()
 
 
-class _TokenRequest:
+class _TokenRequest(Slot):
     """A task waiting in a limiter's queue; granted by waking it through its loop's waker."""
 
-    __slots__ = ("dropped", "handle", "has_token", "limiter", "waker")
+    __slots__ = ("dropped", "has_token", "limiter")
 
     def __init__(self, limiter: Limiter, waker: Waker) -> None:
+        super().__init__(waker)
         self.limiter = limiter
-        self.waker = waker
-        self.handle: Any = None
         self.has_token = False
         self.dropped = False
 
@@ -175,13 +174,7 @@ class _TokenRequest:
         self.limiter._enter(self)
 
     def grant(self) -> None:
-        self.waker.deliver(self)
-
-    def complete(self) -> None:
-        handle = self.handle
-        if handle is not None:
-            self.handle = None
-            self.waker.finish(handle, None, None)
+        self.waker.deliver(self)  # Slot.complete then wakes the task on its loop
 
     def cancel(self) -> None:
         # Granted but not yet seen by the task, or still queued: either way the
