@@ -219,10 +219,7 @@ def _blocking_call(
     call.done = _release
     waker.deliver(call)
     if waker.closed:
-        raise ClosedError(
-            "the event loop this call was sent to has closed, so the coroutine cannot run. "
-            "Keep the loop running until the sync code that calls back into it has returned."
-        )
+        raise ClosedError(_LOOP_GONE)
     return call.wait(waker)
 
 

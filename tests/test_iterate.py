@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Iterator
 
@@ -127,3 +128,17 @@ async def test_aclose_cancelled_by_a_timeout_still_closes_on_a_worker_thread() -
     await eventually(lambda: bool(closed_on))
     assert closed_on[0].startswith("bridge-worker-")
     del it
+
+
+@pytest.mark.parametrize("prefetch", [0, 1, 3])
+async def test_break_closes_the_generator_without_the_garbage_collector(prefetch: int) -> None:
+    produced: list[int] = []
+    closed = threading.Event()
+    gc.disable()  # only reference counting may end the iterator
+    try:
+        async for x in iterate(_counting(produced, closed), prefetch=prefetch):
+            if x == 2:
+                break
+        await eventually(closed.is_set)
+    finally:
+        gc.enable()
