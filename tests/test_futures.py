@@ -126,7 +126,7 @@ def test_to_future_from_sync_code_runs_on_the_shared_portal() -> None:
 
 async def test_blocking_on_to_future_from_its_own_loop_raises_deadlock_error() -> None:
     async def later() -> int:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         return 1
 
     future = bridge.to_future(later())

@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import bridge
@@ -53,7 +54,7 @@ async def test_cancelled_wait_stops_the_request_and_drops_the_late_outcome() -> 
     assert scope.cancelled_caught
     assert stopped == [True]
     handles[0].set_result(1)  # late: nobody waits, nothing is reported
-    await anyio.sleep(0)
+    await anyio.lowlevel.checkpoint()
 
 
 async def test_limiter_token_is_held_until_the_driver_answers() -> None:
@@ -122,7 +123,14 @@ async def test_cleanup_job_runs_even_when_its_caller_is_cancelled() -> None:
     gate = threading.Event()
     with bridge.DedicatedThread() as thread:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(thread.run, gate.wait, 30)  # the thread is busy until the gate opens
+            holding = threading.Event()
+
+            def hold() -> None:
+                holding.set()
+                gate.wait(30)
+
+            tg.start_soon(thread.run, hold)
+            await eventually(holding.is_set)  # the thread is busy until the gate opens
             with anyio.move_on_after(0.01):  # both are queued behind the gate, never started
                 async with anyio.create_task_group() as inner:
                     inner.start_soon(
