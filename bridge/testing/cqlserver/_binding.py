@@ -18,6 +18,7 @@ from ._results import ColumnSpec
 from ._schema import Column, Table
 from ._types import (
     BIGINT,
+    BLOB,
     DATE,
     INT,
     TIME,
@@ -30,7 +31,9 @@ from ._types import (
     MapType,
     SetType,
     is_empty_null,
+    native_type,
 )
+from ._unset import UNSET
 
 # 100ns intervals between the UUID epoch (1582-10-15) and the Unix epoch.
 _UUID_EPOCH_OFFSET = 0x01B21DD213814000
@@ -115,9 +118,16 @@ def decode_values(decoders: list[Decoder], values: list[bytes | None]) -> list[o
     decoded: list[object] = []
     append = decoded.append
     for (spec, deserialize, empty_is_null), raw in zip(decoders, values, strict=True):
-        if raw is None or (empty_is_null and not raw):
+        if raw is None:
             append(None)
             continue
+        if not raw:
+            if raw is UNSET:
+                append(UNSET)  # the statement leaves this column alone
+                continue
+            if empty_is_null:
+                append(None)
+                continue
         try:
             append(deserialize(raw))
         except Invalid as error:
@@ -186,6 +196,8 @@ def _collection(
         value = evaluate(sub, sub_type, context)
         if value is None:
             raise Invalid("null is not supported inside collections")
+        if value is UNSET:
+            raise Invalid("unset value is not supported inside collections")
         return value
 
     if isinstance(cql_type, ListType) and isinstance(term, ast.ListTerm):
@@ -203,8 +215,43 @@ def _collection(
     raise Invalid(f"Invalid {kind} literal for value of type {cql_type.name}")
 
 
+def _convert(term: ast.FunctionCall, cql_type: CQLType, context: Context) -> object:
+    """``blobAsInt(0x...)`` and ``intAsBlob(3)``: a value re-read as another type's bytes."""
+    name = term.name
+    to_blob = name.endswith("asblob")
+    other = native_type(name[: -len("asblob")] if to_blob else name[len("blobas") :])
+    if other is None or other is BLOB:
+        raise Invalid(f"Unknown function '{name}'")
+    if len(term.args) != 1:
+        raise Invalid(
+            f"Invalid number of arguments in call to function system.{name}: "
+            f"1 required but {len(term.args)} provided"
+        )
+    source, result_type = (other, BLOB) if to_blob else (BLOB, other)
+    if result_type != cql_type:
+        raise Invalid(
+            f"Type error: cannot assign result of function system.{name} "
+            f"(type {result_type.name}) to a value of type {cql_type.name}"
+        )
+    argument = evaluate(term.args[0], source, context)
+    if argument is None:
+        return None
+    raw = source.serialize(argument)
+    if to_blob:
+        return raw
+    try:
+        return other.deserialize(raw)
+    except (Invalid, ValueError) as error:
+        raise Invalid(
+            f"In call to function system.{name}, value 0x{raw.hex()} is not a valid "
+            f"binary representation for type {other.name}"
+        ) from error
+
+
 def _call(term: ast.FunctionCall, cql_type: CQLType, context: Context) -> object:
     name = term.name
+    if name.startswith("blobas") or name.endswith("asblob"):
+        return _convert(term, cql_type, context)
     if term.args and name not in ("totimestamp", "todate", "tounixtimestamp"):
         raise Invalid(f"Invalid number of arguments in call to function system.{name}")
     now_ms = int(context.clock() * 1000)
@@ -245,6 +292,8 @@ def positive_int(term: ast.Term | None, context: Context, what: str) -> int | No
     if term is None:
         return None
     value = evaluate(term, INT, context)
+    if value is UNSET:
+        return None  # as Cassandra: an unset LIMIT is no limit
     if value is None:
         raise Invalid(f"Invalid null value of {what}")
     assert isinstance(value, int)

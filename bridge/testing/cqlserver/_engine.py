@@ -39,6 +39,7 @@ from ._schema import (
     keyspace_rows,
     make_table,
     normalize_replication,
+    normalize_table_options,
     table_rows,
 )
 from ._storage import TableData
@@ -51,7 +52,8 @@ from ._types import (
     SetType,
     parse_type,
 )
-from ._where import check_select, column_of, receive, resolve
+from ._unset import UNSET
+from ._where import check_select, check_write, column_of, receive, resolve
 from ._write import InsertPlan, WriteOptions, delete, insert, ttl_of, update
 
 __all__ = [
@@ -150,6 +152,10 @@ class Engine:
             raise Unprepared(statement_id)
         return prepared
 
+    def prepared_ids(self) -> frozenset[bytes]:
+        """The ids of every statement prepared and still valid."""
+        return frozenset(self._prepared)
+
     def forget_prepared(self) -> None:
         """Drop every prepared statement, so clients must prepare again."""
         self._prepared.clear()
@@ -240,7 +246,11 @@ class Engine:
             if isinstance(part, ast.Select | ast.Insert | ast.Update | ast.Delete):
                 table = self._table(part.table, keyspace)
                 tables.add((table.keyspace, table.name))
+                if isinstance(part, ast.Insert) and len(part.columns) != len(part.values):
+                    raise Invalid("Unmatched column names/values")
                 self._receive(part, table, receivers)
+                if not isinstance(part, ast.Select):
+                    check_write(table, part)
                 pk_indexes = _pk_indexes(part, table)
                 if isinstance(part, ast.Select):
                     result = selection(table, part).specs
@@ -421,6 +431,8 @@ class Engine:
         stamp = timestamp
         if statement.using.timestamp is not None:
             given = evaluate(statement.using.timestamp, BIGINT, ctx)
+            if given is UNSET:
+                given = self._next_timestamp()
             if not isinstance(given, int):
                 raise Invalid("Invalid null value of timestamp")
             stamp = given
@@ -777,7 +789,9 @@ def _build_table(keyspace: str, statement: ast.CreateTable) -> Table:
     regular = [t for t in triples if t[2] in ("regular", "static")]
     if has_counter and any(parse_type(t[1]).name != "counter" for t in regular):
         raise Invalid("Cannot mix counter and non counter columns in the same table")
-    options = {k: v for k, v in statement.options.items() if k in TABLE_OPTION_DEFAULTS}
+    options = normalize_table_options(
+        {k: v for k, v in statement.options.items() if k in TABLE_OPTION_DEFAULTS}
+    )
     table = make_table(
         keyspace, statement.table.name, triples, clustering_order=order, options=options
     )

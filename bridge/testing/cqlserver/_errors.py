@@ -36,6 +36,12 @@ class Invalid(CQLError):
     code = 0x2200
 
 
+class ConfigurationError(CQLError):
+    """A schema option Cassandra cannot configure (bad compression or compaction options)."""
+
+    code = 0x2300
+
+
 class AlreadyExists(CQLError):
     """CREATE of a keyspace or table that exists, without IF NOT EXISTS."""
 

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from ._unset import UNSET
+
 PROTOCOL_VERSION: Final = 4
 RESPONSE_VERSION: Final = 0x80 | PROTOCOL_VERSION
 HEADER: Final = struct.Struct(">BBhBi")
@@ -230,9 +232,7 @@ class BodyReader:
         if n == -1:
             return None
         if n == -2:
-            # "not set": the engine takes absent values as null, which for an
-            # upsert of a fresh row is the same thing.
-            return None
+            return UNSET  # "not set": the column is left alone, unlike null
         raise FrameError(f"Invalid value length {n} (must be >= -2)")
 
     def _read_values(self, count: int) -> list[bytes | None]:
@@ -254,8 +254,10 @@ class BodyReader:
                     raise FrameError("Not enough bytes to read the frame body (truncated message)")
                 append(data[pos:stop])
                 pos = stop
-            elif n == -1 or n == -2:
-                append(None)  # null, or "not set" (taken as null, see read_value)
+            elif n == -1:
+                append(None)
+            elif n == -2:
+                append(UNSET)
             else:
                 raise FrameError(f"Invalid value length {n} (must be >= -2)")
         self.pos = pos

@@ -530,7 +530,7 @@ class _Parser:
                 while True:
                     map_key = self._property_value()
                     self._expect_symbol(":")
-                    mapping[str(map_key)] = str(self._property_value())
+                    mapping[_option_text(map_key)] = _option_text(self._property_value())
                     if not self._accept_symbol(","):
                         break
                 self._expect_symbol("}")
@@ -648,3 +648,10 @@ class _Parser:
             items.append(self._term())
         self._expect_symbol("}")
         return ast.SetTerm(tuple(items))
+
+
+def _option_text(value: object) -> str:
+    """A map option's value as Cassandra stores it: text, booleans in lower case."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -20,6 +20,7 @@ from ._results import ColumnSpec, RowsResult
 from ._schema import Column, Table
 from ._storage import Cell, Partition, Row, TableData, bound_key_bytes
 from ._types import BIGINT, INT, CQLType
+from ._unset import UNSET
 from ._where import Condition, Restrictions, column_of, condition_holds
 
 _POSITION = 0  # paging state: resume after a (partition, clustering) position
@@ -168,13 +169,14 @@ def run_select(
             remaining -= 1
         if page_size and len(page) >= page_size:
             break
-    more = last is not None and (remaining is None or remaining > 0) and page_size is not None
-    if more and page_size and len(page) >= page_size:
-        # Peek: the last page carries no paging state, even when it is exactly full.
-        if next(rows, None) is None:
-            more = False
-    else:
-        more = False
+    # A full page carries a paging state even when nothing follows (the next
+    # page is then empty), as Cassandra's pager does; a LIMIT reached ends it.
+    more = (
+        last is not None
+        and (remaining is None or remaining > 0)
+        and bool(page_size)
+        and len(page) >= (page_size or 0)
+    )
     next_state = None
     if more and last is not None:
         partition, row, count = last
@@ -239,6 +241,8 @@ class SelectPlan:
         """The rows, or None when the result needs a paging state (``run_select``'s job)."""
         decoded = decode_values(self.decoders, values)
         for column, index in self.key_markers:
+            if decoded[index] is UNSET:
+                raise Invalid(f"Invalid unset value for column {column.name}")
             if decoded[index] is None:
                 raise Invalid(f"Invalid null value in condition for column {column.name}")
         cap: int | None = None
@@ -263,6 +267,8 @@ class SelectPlan:
                 page.append(_output(now, chosen, partition, row))
         if not page and any(cell.alive(now) for cell in partition.static.values()):
             page.append(_output(now, chosen, partition, None))  # only static values
+        if page_size and len(page) >= page_size:
+            return None  # a full page carries a paging state
         return RowsResult(chosen.specs, page, None)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ._errors import ConfigurationError
 from ._types import CollectionType, CQLType, parse_type
 
 ColumnKind = Literal["partition_key", "clustering", "regular", "static"]
@@ -271,6 +272,45 @@ TABLE_OPTION_DEFAULTS: dict[str, object] = {
     "read_repair": "BLOCKING",
     "speculative_retry": "99p",
 }
+
+
+def normalize_table_options(options: Mapping[str, object]) -> dict[str, object]:
+    """Options as Cassandra stores them: strategy classes in full, compression's defaults."""
+    result = dict(options)
+    compression = result.get("compression")
+    if isinstance(compression, dict):
+        result["compression"] = _compression(compression)
+    compaction = result.get("compaction")
+    if isinstance(compaction, dict) and "class" in compaction:
+        compaction = dict(compaction)
+        compaction["class"] = _full_class(
+            compaction["class"], "org.apache.cassandra.db.compaction."
+        )
+        compaction.setdefault("max_threshold", "32")
+        compaction.setdefault("min_threshold", "4")
+        result["compaction"] = compaction
+    return result
+
+
+def _compression(given: dict[str, str]) -> dict[str, str]:
+    """``CompressionParams.asMap``: disabled is ``{'enabled': 'false'}``, else class and chunk."""
+    options = dict(given)
+    enabled = options.pop("enabled", "true").lower() != "false"
+    if "sstable_compression" in options:  # the pre-3.0 spelling
+        options.setdefault("class", options.pop("sstable_compression"))
+    if "chunk_length_kb" in options:
+        options.setdefault("chunk_length_in_kb", options.pop("chunk_length_kb"))
+    if not enabled or not options:
+        return {"enabled": "false"}
+    if not options.get("class"):
+        raise ConfigurationError("Missing sub-option 'class' for the 'compression' option.")
+    options["class"] = _full_class(options["class"], "org.apache.cassandra.io.compress.")
+    options.setdefault("chunk_length_in_kb", "16")
+    return options
+
+
+def _full_class(name: str, package: str) -> str:
+    return name if "." in name else package + name
 
 
 def table_option(table: Table, name: str) -> object:

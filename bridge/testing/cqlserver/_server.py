@@ -264,6 +264,11 @@ class CQLServer:
     def _on_schema_change(self, change: eng.SchemaChangeResult) -> None:
         self.schema_version = uuid.uuid4()
         self._specs_cache.clear()
+        # Statements on a dropped table are forgotten by every node, so one
+        # prepared again on a single node is UNPREPARED on the others.
+        known = self.engine.prepared_ids()
+        for node in self.nodes:
+            node.prepared_ids &= known
         event = f.event_schema_change(
             change.change_type, change.target, change.keyspace, change.name
         )
@@ -722,7 +727,9 @@ class Connection(asyncio.Protocol):
         except Exception as exc:
             self.write(self._error_frame(stream, exc))
             return
-        key = None if isinstance(statement, str) else statement.id
+        # Only a prepared SELECT has one set of result columns; a conditional
+        # write's [applied] row differs from one execution to the next.
+        key = None if isinstance(statement, str) or statement.result is None else statement.id
         self.write(self._result_frame(stream, result, params.skip_metadata, key))
 
     def _result_frame(

@@ -670,6 +670,12 @@ _NATIVE: dict[str, CQLType] = {
     "inet": INET,
 }
 
+
+def native_type(name: str) -> CQLType | None:
+    """The native type called ``name`` (lower case), or None."""
+    return _NATIVE.get(name)
+
+
 _TYPE_TOKEN_RE = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)|(<|>|,))")
 
 

@@ -16,6 +16,7 @@ from ._results import ColumnSpec, RowsResult
 from ._schema import Column, Table
 from ._storage import Cell, Partition, Row, TableData, bound_key_bytes
 from ._types import BOOLEAN, COUNTER, INT, CollectionType, CQLType, ListType, MapType, SetType
+from ._unset import UNSET
 from ._where import Condition, Purpose, Restrictions, column_of, condition_holds, write_keys
 
 MAX_TTL = 20 * 365 * 24 * 60 * 60
@@ -35,7 +36,8 @@ class WriteOptions:
 def ttl_of(using: ast.Using, table: Table, context: Context) -> int | None:
     if using.ttl is None:
         return _default_ttl(table)
-    return _checked_ttl(evaluate(using.ttl, INT, context))
+    ttl = evaluate(using.ttl, INT, context)
+    return _default_ttl(table) if ttl is UNSET else _checked_ttl(ttl)
 
 
 def _checked_ttl(ttl: object) -> int | None:
@@ -51,6 +53,8 @@ def _checked_ttl(ttl: object) -> int | None:
 
 
 def _check_key_value(column: Column, value: object) -> None:
+    if value is UNSET:
+        raise Invalid(f"Invalid unset value for column {column.name}")
     if value is None:
         raise Invalid(f"Invalid null value in condition for column {column.name}")
     if column.kind == "partition_key" and column.type.serialize(value) == b"":
@@ -58,7 +62,9 @@ def _check_key_value(column: Column, value: object) -> None:
 
 
 def _put(cells: dict[str, Cell], column: Column, value: object, options: WriteOptions) -> None:
-    """Write one cell; null (or an empty multi-cell collection) deletes it."""
+    """Write one cell; null (or an empty multi-cell collection) deletes it, unset does nothing."""
+    if value is UNSET:
+        return
     existing = cells.get(column.name)
     if existing is not None and existing.timestamp > options.timestamp:
         return
@@ -221,14 +227,19 @@ class InsertPlan:
         stamp = timestamp
         if self.timestamp_index is not None:
             given = decoded[self.timestamp_index]
+            if given is UNSET:
+                given = next_timestamp()
             if not isinstance(given, int):
                 raise Invalid("Invalid null value of timestamp")
             stamp = given
         if stamp is None:
             stamp = next_timestamp()
-        ttl = self.default_ttl if self.ttl_index is None else _checked_ttl(decoded[self.ttl_index])
+        bound_ttl = UNSET if self.ttl_index is None else decoded[self.ttl_index]
+        ttl = self.default_ttl if bound_ttl is UNSET else _checked_ttl(bound_ttl)
         options = WriteOptions(stamp, ttl, clock())
         for column, index, partition_part in self.key_checks:
+            if decoded[index] is UNSET:
+                raise Invalid(f"Invalid unset value for column {column.name}")
             if decoded[index] is None:
                 raise Invalid(f"Invalid null value in condition for column {column.name}")
             if partition_part and values[index] == b"":
@@ -320,6 +331,8 @@ def _assign(
                 f"(counters can only be incremented/decremented, not set)"
             )
         delta = evaluate(assignment.value, COUNTER, context, column.name)
+        if delta is UNSET:
+            return
         if delta is None:
             raise Invalid("Invalid null value for counter increment")
         assert isinstance(delta, int) and isinstance(current, int | None)
@@ -342,6 +355,8 @@ def _assign(
     if assignment.op == "-" and isinstance(cql_type, MapType):
         operand_type = SetType(cql_type.key, frozen=True)
     operand = evaluate(assignment.value, operand_type, context, column.name)
+    if operand is UNSET:
+        return
     operand_items = list(operand) if isinstance(operand, list) else []
     if isinstance(cql_type, ListType):
         if assignment.op == "+":
@@ -378,9 +393,13 @@ def _assign_element(
     assert assignment.key is not None
     if isinstance(cql_type, ListType):
         index = evaluate(assignment.key, INT, context)
+        if index is UNSET:
+            raise Invalid("Invalid unset value for list index")
+        value = evaluate(assignment.value, cql_type.element, context)
+        if value is UNSET:
+            return
         if not isinstance(index, int) or not 0 <= index < len(items):
             raise Invalid(f"List index {index} out of bound, list has size {len(items)}")
-        value = evaluate(assignment.value, cql_type.element, context)
         if value is None:
             del items[index]
         else:
@@ -389,7 +408,11 @@ def _assign_element(
         key = evaluate(assignment.key, cql_type.key, context)
         if key is None:
             raise Invalid("Invalid null map key")
+        if key is UNSET:
+            raise Invalid("Invalid unset map key")
         value = evaluate(assignment.value, cql_type.value, context)
+        if value is UNSET:
+            return
         raw = cql_type.key.serialize(key)
         kept: list[object] = [
             pair
@@ -464,11 +487,15 @@ def _delete_cell(
     items = list(existing.value) if isinstance(existing.value, list) else []
     if isinstance(cql_type, ListType):
         index = evaluate(target.key, INT, context)
+        if index is UNSET:
+            raise Invalid("Invalid unset value for list index")
         if not isinstance(index, int) or not 0 <= index < len(items):
             raise Invalid(f"List index {index} out of bound, list has size {len(items)}")
         del items[index]
     else:
         key = evaluate(target.key, cql_type.key, context)
+        if key is UNSET:
+            raise Invalid("Invalid unset map key")
         raw = cql_type.key.serialize(key)
         items = [(k, v) for k, v in items if cql_type.key.serialize(k) != raw]
     if items:
