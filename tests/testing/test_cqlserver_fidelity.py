@@ -7,8 +7,7 @@ exact multiple, stored table options, error texts), on protocol v4 and v5.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from cassandra import InvalidRequest
@@ -18,38 +17,12 @@ from cassandra.query import UNSET_VALUE, SimpleStatement
 
 from bridge.testing.cqlserver import ServerThread
 
-from .conftest import make_cluster
-
 KS = "fidelity"
-PROTOCOLS = [4, 5]
-_names = itertools.count()
 
 
-@pytest.fixture(scope="module", params=PROTOCOLS, ids=lambda v: f"v{v}")
-def session(request: pytest.FixtureRequest, cql_server: ServerThread) -> Iterator[Session]:
-    cluster = make_cluster(cql_server, protocol_version=request.param)
-    try:
-        session = cluster.connect()
-        session.execute(
-            f"CREATE KEYSPACE IF NOT EXISTS {KS} "
-            "WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}"
-        )
-        session.set_keyspace(KS)
-        yield session
-    finally:
-        cluster.shutdown()
-
-
-@pytest.fixture
-def table(session: Session) -> Callable[[str], str]:
-    """Create a fresh table from its column list; returns its name."""
-
-    def create(columns: str, options: str = "") -> str:
-        name = f"t{next(_names)}"
-        session.execute(f"CREATE TABLE {name} ({columns}){options}")
-        return name
-
-    return create
+@pytest.fixture(scope="module")
+def session(versioned_session: Session) -> Session:
+    return versioned_session  # on protocol v4, then v5
 
 
 def test_an_unset_value_leaves_the_column_alone_on_insert(
@@ -164,7 +137,10 @@ def test_table_compression_is_stored_as_cassandra_stores_it(
 def test_blob_conversion_functions_in_values(session: Session, table: Callable[[str], str]) -> None:
     t = table("k int PRIMARY KEY, v int, b blob")
     session.execute(f"INSERT INTO {t} (k, v, b) VALUES (0, blobAsInt(0x0000002a), intAsBlob(7))")
-    assert tuple(session.execute(f"SELECT v, b FROM {t}").one()) == (42, b"\x00\x00\x00\x07")
+    assert tuple(session.execute(f"SELECT v, b FROM {t}").one()) == (
+        42,
+        b"\x00\x00\x00\x07",
+    )
     wrong_type = r"cannot assign result of function system\.blobastext"
     with pytest.raises(InvalidRequest, match=wrong_type):
         session.execute(f"INSERT INTO {t} (k, v) VALUES (1, blobAsText(0x41))")

@@ -208,3 +208,28 @@ def _read_segment(s: socket.socket, codec: SegmentCodec) -> bytes:
     segment = codec.decode(io.BytesIO(rest), header)
     payload: bytes = segment.payload
     return payload
+
+
+def test_a_stale_result_metadata_id_gets_the_new_columns(
+    session: Session, cql_server: ServerThread
+) -> None:
+    session.execute(f"CREATE TABLE {KS}.meta (k int PRIMARY KEY, v int)")
+    session.execute(f"INSERT INTO {KS}.meta (k, v) VALUES (1, 10)")
+    other = make_cluster(cql_server, protocol_version=5)
+    try:
+        other_session = other.connect()
+        query = f"SELECT * FROM {KS}.meta WHERE k = ?"
+        mine, theirs = session.prepare(query), other_session.prepare(query)
+        assert theirs.result_metadata_id == mine.result_metadata_id
+        session.execute(f"ALTER TABLE {KS}.meta ADD note text")
+        session.execute(f"UPDATE {KS}.meta SET note = 'new' WHERE k = 1")
+        assert session.execute(mine, (1,)).one().note == "new"  # prepared again (UNPREPARED)
+        # The other client still holds the old result metadata id; the node
+        # knows the statement again, so it answers METADATA_CHANGED with the
+        # new id and columns instead of rows the client would misread.
+        cql_server.clear_activity()
+        row = other_session.execute(theirs, (1,)).one()
+        assert (row.k, row.note, row.v) == (1, "new", 10)
+        assert [a.opcode for a in cql_server.activity() if a.query == query] == ["EXECUTE"]
+    finally:
+        other.shutdown()

@@ -144,12 +144,23 @@ class Insert:
 
 
 @dataclass(frozen=True)
+class IfCondition:
+    """One ``IF`` condition of a lightweight transaction: ``column[key] op value``."""
+
+    column: str
+    op: Operator
+    value: Term | tuple[Term, ...]
+    key: Term | None = None
+
+
+@dataclass(frozen=True)
 class Update:
     table: TableName
     using: Using
     assignments: tuple[Assignment, ...]
     where: tuple[Relation, ...]
     if_exists: bool
+    conditions: tuple[IfCondition, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -167,6 +178,7 @@ class Delete:
     using: Using
     where: tuple[Relation, ...]
     if_exists: bool
+    conditions: tuple[IfCondition, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -215,6 +227,27 @@ class DropTable:
 
 
 @dataclass(frozen=True)
+class AlterTable:
+    """``ALTER TABLE``: one of ADD columns, DROP columns, RENAME key columns, WITH options."""
+
+    table: TableName
+    action: Literal["add", "drop", "rename", "with"]
+    added: tuple[ColumnDefinition, ...] = ()
+    dropped: tuple[str, ...] = ()
+    renamed: tuple[tuple[str, str], ...] = ()
+    options: dict[str, object] = field(default_factory=dict, hash=False)
+    if_exists: bool = False  # the table
+    if_column: bool = False  # ADD IF NOT EXISTS / DROP IF EXISTS / RENAME IF EXISTS
+
+
+@dataclass(frozen=True)
+class AlterKeyspace:
+    name: str
+    if_exists: bool
+    options: dict[str, object] = field(hash=False)
+
+
+@dataclass(frozen=True)
 class Truncate:
     table: TableName
 
@@ -234,6 +267,8 @@ Statement = (
     | CreateTable
     | DropKeyspace
     | DropTable
+    | AlterTable
+    | AlterKeyspace
     | Truncate
     | Use
 )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal, NoReturn
 
 from . import _ast as ast
-from ._errors import CQLSyntaxError
+from ._errors import CQLSyntaxError, Invalid
 
 TokenKind = Literal[
     "ident", "qident", "string", "integer", "float", "hex", "uuid", "marker", "symbol", "eof"
@@ -187,6 +187,8 @@ class _Parser:
             parsed = self._create()
         elif self._accept_keyword("drop"):
             parsed = self._drop()
+        elif self._accept_keyword("alter"):
+            parsed = self._alter()
         elif self._accept_keyword("truncate"):
             self._accept_keyword("table") or self._accept_keyword("columnfamily")
             parsed = ast.Truncate(self._table_name())
@@ -354,8 +356,31 @@ class _Parser:
             assignments.append(self._assignment())
         self._expect_keyword("where")
         where = self._where()
-        if_exists = self._accept_keyword("if", "exists")
-        return ast.Update(table, using, tuple(assignments), where, if_exists)
+        if_exists, conditions = self._if_clause()
+        return ast.Update(table, using, tuple(assignments), where, if_exists, conditions)
+
+    def _if_clause(self) -> tuple[bool, tuple[ast.IfCondition, ...]]:
+        """``IF EXISTS`` or ``IF cond AND cond ...`` after UPDATE/DELETE's WHERE clause."""
+        if not self._accept_keyword("if"):
+            return False, ()
+        if self._accept_keyword("exists"):
+            return True, ()
+        conditions = [self._if_condition()]
+        while self._accept_keyword("and"):
+            conditions.append(self._if_condition())
+        return False, tuple(conditions)
+
+    def _if_condition(self) -> ast.IfCondition:
+        column = self._identifier("a column name")
+        key = None
+        if self._accept_symbol("["):
+            key = self._term()
+            self._expect_symbol("]")
+        if self._accept_keyword("in"):
+            if self._accept_symbol("("):
+                return ast.IfCondition(column, "IN", self._terms_until(")"), key)
+            return ast.IfCondition(column, "IN", self._term(), key)
+        return ast.IfCondition(column, self._comparison(), self._term(), key)
 
     def _assignment(self) -> ast.Assignment:
         column = self._identifier("a column name")
@@ -395,8 +420,8 @@ class _Parser:
         using = self._using()
         self._expect_keyword("where")
         where = self._where()
-        if_exists = self._accept_keyword("if", "exists")
-        return ast.Delete(table, tuple(targets), using, where, if_exists)
+        if_exists, conditions = self._if_clause()
+        return ast.Delete(table, tuple(targets), using, where, if_exists, conditions)
 
     def _delete_target(self) -> ast.DeleteTarget:
         column = self._identifier("a column name or FROM")
@@ -567,6 +592,64 @@ class _Parser:
             if_exists = self._accept_keyword("if", "exists")
             return ast.DropTable(self._table_name(), if_exists)
         self._fail("KEYSPACE or TABLE")
+
+    def _alter(self) -> ast.Statement:
+        if self._accept_keyword("keyspace") or self._accept_keyword("schema"):
+            if_exists = self._accept_keyword("if", "exists")
+            name = self._identifier("a keyspace name")
+            self._expect_keyword("with")
+            return ast.AlterKeyspace(name, if_exists, self._properties())
+        if not (self._accept_keyword("table") or self._accept_keyword("columnfamily")):
+            self._fail("KEYSPACE or TABLE")
+        if_exists = self._accept_keyword("if", "exists")
+        table = self._table_name()
+        if self._accept_keyword("add"):
+            if_column = self._accept_keyword("if", "not", "exists")
+            added: list[ast.ColumnDefinition] = []
+            grouped = self._accept_symbol("(")
+            while True:
+                name = self._identifier("a column name")
+                type_text = self._type_text()
+                static = self._accept_keyword("static")
+                added.append(ast.ColumnDefinition(name, type_text, static, False))
+                if not grouped or not self._accept_symbol(","):
+                    break
+            if grouped:
+                self._expect_symbol(")")
+            return ast.AlterTable(
+                table, "add", added=tuple(added), if_exists=if_exists, if_column=if_column
+            )
+        if self._accept_keyword("drop"):
+            if_column = self._accept_keyword("if", "exists")
+            if self._accept_symbol("("):
+                dropped = [self._identifier("a column name")]
+                while self._accept_symbol(","):
+                    dropped.append(self._identifier("a column name"))
+                self._expect_symbol(")")
+            else:
+                dropped = [self._identifier("a column name")]
+            if self._accept_keyword("using", "timestamp"):
+                self._term()  # no dropped_columns history: the drop is immediate
+            return ast.AlterTable(
+                table, "drop", dropped=tuple(dropped), if_exists=if_exists, if_column=if_column
+            )
+        if self._accept_keyword("rename"):
+            if_column = self._accept_keyword("if", "exists")
+            renamed = []
+            while True:
+                old = self._identifier("a column name")
+                self._expect_keyword("to")
+                renamed.append((old, self._identifier("a column name")))
+                if not self._accept_keyword("and"):
+                    break
+            return ast.AlterTable(
+                table, "rename", renamed=tuple(renamed), if_exists=if_exists, if_column=if_column
+            )
+        if self._accept_keyword("with"):
+            return ast.AlterTable(table, "with", options=self._properties(), if_exists=if_exists)
+        if self._accept_keyword("alter"):
+            raise Invalid("Altering column types is no longer supported")
+        self._fail("ADD, DROP, RENAME, WITH or ALTER")
 
     # --- terms ---------------------------------------------------------------------
 

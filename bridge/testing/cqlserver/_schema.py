@@ -39,6 +39,10 @@ class Table:
     virtual: bool = False
 
     def __post_init__(self) -> None:
+        self.reindex()
+
+    def reindex(self) -> None:
+        """Rebuild the name lookup after ALTER TABLE changed the columns."""
         self._by_name = {column.name: column for column in self.columns}
 
     def column(self, name: str) -> Column | None:

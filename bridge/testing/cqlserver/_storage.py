@@ -170,6 +170,14 @@ class TableData:
         self._partitions.clear()
         self._order.clear()
 
+    def forget_columns(self, names: tuple[str, ...]) -> None:
+        """Drop every cell of dropped columns, so adding one back does not revive old data."""
+        for partition in self._partitions.values():
+            for name in names:
+                partition.static.pop(name, None)
+                for row in partition.rows:
+                    row.cells.pop(name, None)
+
     def scan(self, after: tuple[int, bytes] | None = None) -> Iterator[Partition]:
         """Partitions in token order, starting at ``after`` (inclusive) when given."""
         start = 0 if after is None else bisect.bisect_left(self._order, after)

@@ -208,7 +208,7 @@ class Restrictions:
         )
 
     def token_matches(self, token: int) -> bool:
-        return all(_compare(token, op, bound) for op, bound in self.token)
+        return all(compare(token, op, bound) for op, bound in self.token)
 
 
 def resolve(table: Table, relations: tuple[ast.Relation, ...], context: Context) -> Restrictions:
@@ -275,7 +275,7 @@ def resolve(table: Table, relations: tuple[ast.Relation, ...], context: Context)
     return Restrictions(equal, conditions, token)
 
 
-def _compare(left: Any, op: str, right: Any) -> bool:
+def compare(left: Any, op: str, right: Any) -> bool:
     """Compare two sort keys (or tokens) with a CQL operator."""
     if op == "=":
         return bool(left == right)
@@ -311,7 +311,7 @@ def condition_holds(condition: Condition, value: object) -> bool:
     if condition.op == "IN":
         assert isinstance(condition.value, list)
         return any(key == cql_type.sort_key(v) for v in condition.value)
-    return _compare(key, condition.op, cql_type.sort_key(condition.value))
+    return compare(key, condition.op, cql_type.sort_key(condition.value))
 
 
 Purpose = Literal["update", "delete"]

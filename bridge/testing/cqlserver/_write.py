@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import _ast as ast
+from . import _conditions as conditions
 from ._binding import Context, Decoder, bind_decoders, decode_values, evaluate, is_multi_cell
 from ._errors import Invalid
 from ._results import ColumnSpec, RowsResult
@@ -74,7 +75,7 @@ def _put(cells: dict[str, Cell], column: Column, value: object, options: WriteOp
         cells[column.name] = options.cell(value)
 
 
-def _applied(
+def applied_result(
     table: Table, applied: bool, existing: list[tuple[Column, object]] | None = None
 ) -> RowsResult:
     """The result of a conditional (IF [NOT] EXISTS) write."""
@@ -86,7 +87,7 @@ def _applied(
     return RowsResult(specs, [row], None)
 
 
-def _row_values(
+def row_values(
     table: Table, partition: Partition, row: Row, now: float
 ) -> list[tuple[Column, object]]:
     values: list[tuple[Column, object]] = []
@@ -104,8 +105,10 @@ def _row_values(
 
 
 def insert(
-    statement: ast.Insert, table: Table, data: TableData, context: Context, options: WriteOptions
-) -> RowsResult | None:
+    statement: ast.Insert, table: Table, data: TableData, context: Context,
+    options: WriteOptions, checked: bool = False,
+) -> RowsResult | None:  # fmt: skip
+    """Apply an INSERT; ``checked``: IF NOT EXISTS was already checked (a batch)."""
     if any(c.type == COUNTER for c in table.columns):
         raise Invalid("INSERT statements are not allowed on counter tables, use UPDATE instead")
     if len(statement.columns) != len(statement.values):
@@ -128,11 +131,11 @@ def insert(
     key = tuple(values[c.name][1] for c in table.partition_key)
     clustering = tuple(values[c.name][1] for c in table.clustering)
     sort_key = data.clustering_key(clustering)
-    if statement.if_not_exists:
+    if statement.if_not_exists and not checked:
         found = data.get(key)
         row = found.get_row(sort_key) if found else None
         if found is not None and row is not None and row.alive(options.now):
-            return _applied(table, False, _row_values(table, found, row, options.now))
+            return applied_result(table, False, row_values(table, found, row, options.now))
     partition = data.partition(key)
     row = partition.row(clustering, sort_key)
     if row.marker is None or row.marker.timestamp <= options.timestamp:
@@ -142,7 +145,7 @@ def insert(
             _put(row.cells, column, value, options)
         elif column.kind == "static":
             _put(partition.static, column, value, options)
-    return _applied(table, True) if statement.if_not_exists else None
+    return applied_result(table, True) if statement.if_not_exists else None
 
 
 def _default_ttl(table: Table) -> int | None:
@@ -264,7 +267,9 @@ def update(
     restrictions: Restrictions,
     context: Context,
     options: WriteOptions,
+    checked: bool = False,
 ) -> RowsResult | None:
+    """Apply an UPDATE; ``checked``: its IF conditions were already checked (a batch)."""
     assigned = [column_of(table, a.column) for a in statement.assignments]
     for column in assigned:
         if column.kind in ("partition_key", "clustering"):
@@ -276,10 +281,11 @@ def update(
     for key in partition_keys:
         for column in table.partition_key:
             _check_key_value(column, key[column.position])
-    if statement.if_exists:
-        exists = any(_exists(table, data, key, clusterings, options.now) for key in partition_keys)
-        if not exists:
-            return _applied(table, False)
+    conditional = statement.if_exists or bool(statement.conditions)
+    if conditional and not checked:
+        refused = _refused(statement, table, data, partition_keys, clusterings, context, options)
+        if refused is not None:
+            return refused
     for key in partition_keys:
         partition = data.partition(key)
         targets: list[dict[str, Cell]] = []
@@ -298,23 +304,7 @@ def update(
                 for cells in targets:
                     _assign(cells, column, assignment, context, options)
         _forget_empty(data, partition)
-    return _applied(table, True) if statement.if_exists else None
-
-
-def _exists(
-    table: Table, data: TableData, key: tuple[object, ...],
-    clusterings: list[tuple[object, ...]] | None, now: float,
-) -> bool:  # fmt: skip
-    partition = data.get(key)
-    if partition is None:
-        return False
-    if clusterings is None:
-        return partition.alive(now)
-    for clustering in clusterings:
-        row = partition.get_row(data.clustering_key(clustering))
-        if row is not None and row.alive(now):
-            return True
-    return False
+    return applied_result(table, True) if conditional else None
 
 
 def _assign(
@@ -432,7 +422,9 @@ def delete(
     restrictions: Restrictions,
     context: Context,
     options: WriteOptions,
+    checked: bool = False,
 ) -> RowsResult | None:
+    """Apply a DELETE; ``checked``: its IF conditions were already checked (a batch)."""
     if statement.using.ttl is not None:
         raise Invalid("Cannot provide custom TTL for DELETE statements")
     targets = [(column_of(table, t.column), t) for t in statement.targets]
@@ -446,9 +438,13 @@ def delete(
     partition_keys, clusterings, ranges = write_keys(
         table, restrictions, purpose, static_only=static_only
     )
-    if statement.if_exists:
-        if not any(_exists(table, data, key, clusterings, options.now) for key in partition_keys):
-            return _applied(table, False)
+    conditional = statement.if_exists or bool(statement.conditions)
+    if conditional:
+        check_conditional_delete(statement, table, clusterings)
+    if conditional and not checked:
+        refused = _refused(statement, table, data, partition_keys, clusterings, context, options)
+        if refused is not None:
+            return refused
     for key in partition_keys:
         partition = data.get(key)
         if partition is None:
@@ -468,7 +464,32 @@ def delete(
         else:
             _delete_rows(table, partition, clusterings, ranges, options)
         _forget_empty(data, partition)
-    return _applied(table, True) if statement.if_exists else None
+    return applied_result(table, True) if conditional else None
+
+
+def _refused(
+    statement: ast.Update | ast.Delete, table: Table, data: TableData,
+    partition_keys: list[tuple[object, ...]], clusterings: list[tuple[object, ...]] | None,
+    context: Context, options: WriteOptions,
+) -> RowsResult | None:  # fmt: skip
+    """The ``[applied] = False`` answer when the statement's IF does not hold, else None."""
+    partition, row = conditions.target(table, data, partition_keys, clusterings)
+    holds, shown = conditions.check(statement, table, partition, row, context, options.now)
+    return None if holds else applied_result(table, False, shown)
+
+
+def check_conditional_delete(
+    statement: ast.Delete, table: Table, clusterings: list[tuple[object, ...]] | None
+) -> None:
+    """A conditional DELETE names one row (or one partition's static columns)."""
+    static_conditions = bool(statement.conditions) and all(
+        column_of(table, c.column).kind == "static" for c in statement.conditions
+    )
+    if clusterings is None and table.clustering and not static_conditions:
+        raise Invalid(
+            "DELETE statements must restrict all PRIMARY KEY columns with equality relations "
+            "in order to use IF conditions"
+        )
 
 
 def _delete_cell(
