@@ -11,7 +11,7 @@ from typing import Literal
 
 # --- terms (values written in a statement) ---------------------------------
 
-ConstantKind = Literal["string", "integer", "float", "boolean", "uuid", "hex"]
+ConstantKind = Literal["string", "integer", "float", "boolean", "uuid", "hex", "duration"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,20 @@ class MapTerm:
 
 
 @dataclass(frozen=True)
+class TupleTerm:
+    """``(1, 'a')``: a tuple value."""
+
+    items: tuple[Term, ...]
+
+
+@dataclass(frozen=True)
+class UserTypeTerm:
+    """``{street: 'x', zip: 1}``: a user-defined type value, fields by name."""
+
+    fields: tuple[tuple[str, Term], ...]
+
+
+@dataclass(frozen=True)
 class FunctionCall:
     """A function in a term position, e.g. ``now()`` or ``toTimestamp(now())``."""
 
@@ -65,7 +79,18 @@ class ColumnRef:
     name: str
 
 
-Term = Constant | Null | BindMarker | ListTerm | SetTerm | MapTerm | FunctionCall | ColumnRef
+Term = (
+    Constant
+    | Null
+    | BindMarker
+    | ListTerm
+    | SetTerm
+    | MapTerm
+    | TupleTerm
+    | UserTypeTerm
+    | FunctionCall
+    | ColumnRef
+)
 
 
 # --- statement parts --------------------------------------------------------
@@ -248,6 +273,31 @@ class AlterKeyspace:
 
 
 @dataclass(frozen=True)
+class CreateType:
+    keyspace: str | None
+    name: str
+    if_not_exists: bool
+    fields: tuple[tuple[str, str], ...]  # (name, type text)
+
+
+@dataclass(frozen=True)
+class DropType:
+    keyspace: str | None
+    name: str
+    if_exists: bool
+
+
+@dataclass(frozen=True)
+class AlterType:
+    """``ALTER TYPE``: ADD a field, or RENAME fields."""
+
+    keyspace: str | None
+    name: str
+    added: tuple[tuple[str, str], ...] = ()
+    renamed: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Truncate:
     table: TableName
 
@@ -269,6 +319,9 @@ Statement = (
     | DropTable
     | AlterTable
     | AlterKeyspace
+    | CreateType
+    | DropType
+    | AlterType
     | Truncate
     | Use
 )

@@ -30,6 +30,8 @@ from ._types import (
     ListType,
     MapType,
     SetType,
+    TupleType,
+    UserType,
     is_empty_null,
     native_type,
 )
@@ -64,6 +66,23 @@ class Receivers:
             for k, v in term.items:
                 self.term(k, _child(spec, f"key({spec.name})", key))
                 self.term(v, _child(spec, f"value({spec.name})", value))
+        elif isinstance(term, ast.TupleTerm):
+            if not isinstance(spec.type, TupleType):
+                raise Invalid(f"Invalid tuple literal for {spec.name} of type {spec.type.name}")
+            elements = spec.type.elements
+            if len(term.items) > len(elements):
+                raise Invalid(
+                    f"Invalid tuple literal for {spec.name}: too many elements. Type "
+                    f"{spec.type.name} expects {len(elements)} but got {len(term.items)}"
+                )
+            for index, (item, element) in enumerate(zip(term.items, elements, strict=False)):
+                self.term(item, _child(spec, f"{spec.name}[{index}]", element))
+        elif isinstance(term, ast.UserTypeTerm):
+            fields = dict(spec.type.fields) if isinstance(spec.type, UserType) else {}
+            for name, item in term.fields:
+                if name not in fields:
+                    raise Invalid(f"Unknown field '{name}' in value of user defined type")
+                self.term(item, _child(spec, f"{spec.name}.{name}", fields[name]))
         elif isinstance(term, ast.FunctionCall):
             for arg in term.args:
                 if _has_marker(arg):
@@ -90,11 +109,13 @@ def _element_type(cql_type: CQLType) -> CQLType:
 def _has_marker(term: ast.Term) -> bool:
     if isinstance(term, ast.BindMarker):
         return True
-    if isinstance(term, ast.ListTerm | ast.SetTerm | ast.FunctionCall):
+    if isinstance(term, ast.ListTerm | ast.SetTerm | ast.TupleTerm | ast.FunctionCall):
         children: tuple[ast.Term, ...] = (
             term.items if not isinstance(term, ast.FunctionCall) else term.args
         )
         return any(_has_marker(child) for child in children)
+    if isinstance(term, ast.UserTypeTerm):
+        return any(_has_marker(value) for _, value in term.fields)
     if isinstance(term, ast.MapTerm):
         return any(_has_marker(k) or _has_marker(v) for k, v in term.items)
     return False
@@ -184,6 +205,8 @@ def evaluate(term: ast.Term, cql_type: CQLType, context: Context, what: str = ""
         return context.values[term.index]
     if isinstance(term, ast.ListTerm | ast.SetTerm | ast.MapTerm):
         return _collection(term, cql_type, context)
+    if isinstance(term, ast.TupleTerm | ast.UserTypeTerm):
+        return _composite(term, cql_type, context)
     if isinstance(term, ast.FunctionCall):
         return _call(term, cql_type, context)
     raise Invalid(f"Invalid value for type {cql_type.name}")
@@ -246,6 +269,40 @@ def _convert(term: ast.FunctionCall, cql_type: CQLType, context: Context) -> obj
             f"In call to function system.{name}, value 0x{raw.hex()} is not a valid "
             f"binary representation for type {other.name}"
         ) from error
+
+
+def _composite(
+    term: ast.TupleTerm | ast.UserTypeTerm, cql_type: CQLType, context: Context
+) -> tuple[object, ...]:
+    """A tuple or UDT literal: its fields' values in order, None for those not given."""
+    if isinstance(term, ast.TupleTerm):
+        if not isinstance(cql_type, TupleType):
+            raise Invalid(f"Invalid tuple literal for value of type {cql_type.name}")
+        if len(term.items) > len(cql_type.elements):
+            raise Invalid(
+                f"Invalid tuple literal: too many elements. Type {cql_type.name} expects "
+                f"{len(cql_type.elements)} but got {len(term.items)}"
+            )
+        values = [
+            evaluate(i, t, context) for i, t in zip(term.items, cql_type.elements, strict=False)
+        ]
+        values += [None] * (len(cql_type.elements) - len(values))
+    else:
+        if not isinstance(cql_type, UserType):
+            raise Invalid(f"Invalid user type literal for value of type {cql_type.name}")
+        given = dict(term.fields)
+        unknown = [name for name in given if name not in dict(cql_type.fields)]
+        if unknown:
+            raise Invalid(
+                f"Unknown field '{unknown[0]}' in value of user defined type {cql_type.type_name}"
+            )
+        values = [
+            evaluate(given[name], field_type, context) if name in given else None
+            for name, field_type in cql_type.fields
+        ]
+    if any(v is UNSET for v in values):
+        raise Invalid("Invalid unset value in a tuple or user type literal")
+    return tuple(values)
 
 
 def _call(term: ast.FunctionCall, cql_type: CQLType, context: Context) -> object:

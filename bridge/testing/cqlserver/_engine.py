@@ -52,16 +52,23 @@ from ._schema import (
     normalize_replication,
     normalize_table_options,
     table_rows,
+    type_rows,
 )
 from ._storage import TableData
 from ._types import (
     BIGINT,
     BOOLEAN,
+    DURATION,
     INT,
     CollectionType,
+    CQLType,
     ListType,
     MapType,
     SetType,
+    TupleType,
+    UserType,
+    UserTypes,
+    native_type,
     parse_type,
 )
 from ._unset import UNSET
@@ -605,6 +612,8 @@ class Engine:
             change = self._alter_table(statement, keyspace)
         elif isinstance(statement, ast.AlterKeyspace):
             change = self._alter_keyspace(statement)
+        elif isinstance(statement, ast.CreateType | ast.DropType | ast.AlterType):
+            change = self._user_type_change(statement, keyspace)
         else:
             raise Invalid(f"Unsupported statement {type(statement).__name__}")
         if change is None:
@@ -673,7 +682,7 @@ class Engine:
             if statement.if_not_exists:
                 return None
             raise AlreadyExists(space_name, name)
-        table = _build_table(space_name, statement)
+        table = _build_table(space_name, statement, space.types)
         space.tables[name] = table
         self._data[(space_name, name)] = TableData(table)
         return SchemaChangeResult("CREATED", "TABLE", space_name, name)
@@ -718,7 +727,9 @@ class Engine:
             table.options.update(normalize_table_options(statement.options))
             return SchemaChangeResult("UPDATED", "TABLE", table.keyspace, table.name)
         if statement.action == "add":
-            _add_columns(table, statement.added, statement.if_column)
+            _add_columns(
+                table, statement.added, statement.if_column, self.keyspaces[table.keyspace].types
+            )
         elif statement.action == "drop":
             _drop_columns(table, statement.dropped, statement.if_column)
             self._data[(table.keyspace, table.name)].forget_columns(statement.dropped)
@@ -753,6 +764,54 @@ class Engine:
             )
         return SchemaChangeResult("UPDATED", "KEYSPACE", name)
 
+    def _user_type_change(
+        self, statement: ast.CreateType | ast.DropType | ast.AlterType, keyspace: str | None
+    ) -> SchemaChangeResult | None:
+        space_name, space = self._user_keyspace(ast.TableName(statement.keyspace, ""), keyspace)
+        if space is None:
+            raise Invalid(f"Keyspace '{space_name}' doesn't exist")
+        name = statement.name
+        existing = space.types.get(name)
+        if isinstance(statement, ast.CreateType):
+            if existing is not None:
+                if statement.if_not_exists:
+                    return None
+                raise AlreadyExists(space_name, name, what="user type")
+            if native_type(name) is not None or name in ("list", "set", "map", "tuple", "frozen"):
+                raise Invalid(f"Type name {name} is reserved")
+            names = [field for field, _ in statement.fields]
+            if len(set(names)) != len(names):
+                raise Invalid(f"Duplicate field name in type {name}")
+            fields = [(field, parse_type(text, space.types)) for field, text in statement.fields]
+            space.types[name] = UserType(space_name, name, fields)
+            return SchemaChangeResult("CREATED", "TYPE", space_name, name)
+        if existing is None:
+            if isinstance(statement, ast.DropType) and statement.if_exists:
+                return None
+            raise Invalid(f"Unknown user type {space_name}.{name}")
+        if isinstance(statement, ast.DropType):
+            for table in space.tables.values():
+                if any(_uses_type(c.type, existing) for c in table.columns):
+                    raise Invalid(
+                        f"Cannot drop user type {space_name}.{name} as it is still used by "
+                        f"table {space_name}.{table.name}"
+                    )
+            del space.types[name]
+            return SchemaChangeResult("DROPPED", "TYPE", space_name, name)
+        for field, text in statement.added:
+            if any(f == field for f, _ in existing.fields):
+                raise Invalid(
+                    f"Cannot add new field {field} to type {space_name}.{name}: "
+                    "a field of the same name already exists"
+                )
+            existing.fields.append((field, parse_type(text, space.types)))
+        for old, new in statement.renamed:
+            index = next((i for i, (f, _) in enumerate(existing.fields) if f == old), None)
+            if index is None:
+                raise Invalid(f"Unkown field {old} in user type {space_name}.{name}")
+            existing.fields[index] = (new, existing.fields[index][1])
+        return SchemaChangeResult("UPDATED", "TYPE", space_name, name)
+
     def _forget_prepared_on(self, table: Table) -> None:
         key = (table.keyspace, table.name)
         self._prepared = {i: p for i, p in self._prepared.items() if key not in p.tables}
@@ -773,6 +832,7 @@ class Engine:
             "keyspaces": lambda: keyspace_rows(user_and_system()),
             "tables": lambda: table_rows(user_and_system()),
             "columns": lambda: column_rows(user_and_system()),
+            "types": lambda: type_rows(user_and_system()),
         }
         for name, columns in SYSTEM_SCHEMA_TABLES.items():
             produce = producers.get(name, list)
@@ -935,7 +995,7 @@ def _count_markers(statement: ast.Statement) -> int:
     return highest + 1
 
 
-def _build_table(keyspace: str, statement: ast.CreateTable) -> Table:
+def _build_table(keyspace: str, statement: ast.CreateTable, user_types: UserTypes) -> Table:
     names: set[str] = set()
     for definition in statement.columns:
         if definition.name in names:
@@ -967,7 +1027,7 @@ def _build_table(keyspace: str, statement: ast.CreateTable) -> Table:
     for name in statement.clustering:
         triples.append((name, definitions[name].type, "clustering"))
     for definition in statement.columns:
-        cql_type = parse_type(definition.type)
+        cql_type = parse_type(definition.type, user_types)
         key_part = definition.name in partition_key or definition.name in statement.clustering
         if key_part:
             if definition.static:
@@ -976,6 +1036,15 @@ def _build_table(keyspace: str, statement: ast.CreateTable) -> Table:
                 raise Invalid(
                     "Invalid non-frozen collection type for PRIMARY KEY component "
                     f"{definition.name}"
+                )
+            if isinstance(cql_type, UserType) and not cql_type.frozen:
+                raise Invalid(
+                    "Invalid non-frozen user-defined type for PRIMARY KEY component "
+                    f"{definition.name}"
+                )
+            if cql_type is DURATION:
+                raise Invalid(
+                    f"duration type is not supported for PRIMARY KEY column '{definition.name}'"
                 )
             if cql_type.name == "counter":
                 raise Invalid(
@@ -992,23 +1061,39 @@ def _build_table(keyspace: str, statement: ast.CreateTable) -> Table:
             (definition.name, definition.type, "static" if definition.static else "regular")
         )
     regular = [t for t in triples if t[2] in ("regular", "static")]
-    if has_counter and any(parse_type(t[1]).name != "counter" for t in regular):
+    if has_counter and any(parse_type(t[1], user_types).name != "counter" for t in regular):
         raise Invalid("Cannot mix counter and non counter columns in the same table")
     options = normalize_table_options(
         {k: v for k, v in statement.options.items() if k in TABLE_OPTION_DEFAULTS}
     )
     table = make_table(
-        keyspace, statement.table.name, triples, clustering_order=order, options=options
-    )
+        keyspace, statement.table.name, triples, clustering_order=order, options=options,
+        user_types=user_types,
+    )  # fmt: skip
     # Keep the definition order for Table.columns (system_schema lists by name anyway).
     by_name = {c.name: c for c in table.columns}
     table.columns = [by_name[d.name] for d in statement.columns]
     return table
 
 
+def _uses_type(cql_type: CQLType, user_type: UserType) -> bool:
+    if isinstance(cql_type, UserType):
+        return cql_type.type_name == user_type.type_name or any(
+            _uses_type(t, user_type) for t in cql_type.field_types
+        )
+    if isinstance(cql_type, TupleType):
+        return any(_uses_type(t, user_type) for t in cql_type.elements)
+    if isinstance(cql_type, ListType | SetType):
+        return _uses_type(cql_type.element, user_type)
+    if isinstance(cql_type, MapType):
+        return _uses_type(cql_type.key, user_type) or _uses_type(cql_type.value, user_type)
+    return False
+
+
 def _add_columns(
-    table: Table, added: tuple[ast.ColumnDefinition, ...], if_not_exists: bool
-) -> None:
+    table: Table, added: tuple[ast.ColumnDefinition, ...], if_not_exists: bool,
+    user_types: UserTypes,
+) -> None:  # fmt: skip
     fresh: list[Column] = []
     for definition in added:
         if table.column(definition.name) is not None or any(
@@ -1017,7 +1102,7 @@ def _add_columns(
             if if_not_exists:
                 continue
             raise Invalid(f"Column with name '{definition.name}' already exists")
-        cql_type = parse_type(definition.type)
+        cql_type = parse_type(definition.type, user_types)
         if definition.static and not table.clustering:
             raise Invalid(
                 "Static columns are only useful (and thus allowed) if the table has at least "

@@ -47,8 +47,10 @@ class AlreadyExists(CQLError):
 
     code = 0x2400
 
-    def __init__(self, keyspace: str, table: str = "") -> None:
-        if table:
+    def __init__(self, keyspace: str, table: str = "", what: str = "table") -> None:
+        if table and what != "table":
+            message = f"A {what} with name '{table}' already exists in keyspace {keyspace}"
+        elif table:
             message = f'Cannot add already existing table "{table}" to keyspace "{keyspace}"'
         else:
             message = f'Cannot add existing keyspace "{keyspace}"'

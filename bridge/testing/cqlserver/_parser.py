@@ -14,7 +14,17 @@ from . import _ast as ast
 from ._errors import CQLSyntaxError, Invalid
 
 TokenKind = Literal[
-    "ident", "qident", "string", "integer", "float", "hex", "uuid", "marker", "symbol", "eof"
+    "ident",
+    "qident",
+    "string",
+    "integer",
+    "float",
+    "hex",
+    "uuid",
+    "duration",
+    "marker",
+    "symbol",
+    "eof",
 ]
 
 _TOKEN_RE = re.compile(
@@ -22,6 +32,7 @@ _TOKEN_RE = re.compile(
     (?P<space>\s+|--[^\n]*|//[^\n]*|/\*.*?\*/)
   | (?P<uuid>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?![\w-]))
   | (?P<hex>0[xX][0-9a-fA-F]*(?!\w))
+  | (?P<duration>(?:\d+(?:mo|ms|us|µs|ns|[ywdhms]))+(?!\w))
   | (?P<float>\d+\.\d*(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\.\d+(?:[eE][+-]?\d+)?)
   | (?P<integer>\d+(?![\w.]))
   | (?P<ident>[A-Za-z][A-Za-z0-9_]*)
@@ -71,6 +82,7 @@ def tokenize(query: str) -> list[Token]:
 
 _KINDS: dict[str, TokenKind] = {
     "uuid": "uuid",
+    "duration": "duration",
     "hex": "hex",
     "float": "float",
     "integer": "integer",
@@ -461,7 +473,35 @@ class _Parser:
             return ast.CreateKeyspace(name, if_not_exists, self._properties())
         if self._accept_keyword("table") or self._accept_keyword("columnfamily"):
             return self._create_table()
-        self._fail("KEYSPACE or TABLE")
+        if self._accept_keyword("type"):
+            if_not_exists = self._accept_keyword("if", "not", "exists")
+            keyspace, name = self._qualified_name("a type name")
+            self._expect_symbol("(")
+            fields = [self._field()]
+            while self._accept_symbol(","):
+                fields.append(self._field())
+            self._expect_symbol(")")
+            return ast.CreateType(keyspace, name, if_not_exists, tuple(fields))
+        self._fail("KEYSPACE, TABLE or TYPE")
+
+    def _renames(self, what: str) -> tuple[tuple[str, str], ...]:
+        """``a TO b [AND c TO d ...]``."""
+        renamed = []
+        while True:
+            old = self._identifier(what)
+            self._expect_keyword("to")
+            renamed.append((old, self._identifier(what)))
+            if not self._accept_keyword("and"):
+                return tuple(renamed)
+
+    def _qualified_name(self, what: str) -> tuple[str | None, str]:
+        first = self._identifier(what)
+        if self._accept_symbol("."):
+            return first, self._identifier(what)
+        return None, first
+
+    def _field(self) -> tuple[str, str]:
+        return self._identifier("a field name"), self._type_text()
 
     def _create_table(self) -> ast.CreateTable:
         if_not_exists = self._accept_keyword("if", "not", "exists")
@@ -591,9 +631,18 @@ class _Parser:
         if self._accept_keyword("table") or self._accept_keyword("columnfamily"):
             if_exists = self._accept_keyword("if", "exists")
             return ast.DropTable(self._table_name(), if_exists)
-        self._fail("KEYSPACE or TABLE")
+        if self._accept_keyword("type"):
+            if_exists = self._accept_keyword("if", "exists")
+            return ast.DropType(*self._qualified_name("a type name"), if_exists)
+        self._fail("KEYSPACE, TABLE or TYPE")
 
     def _alter(self) -> ast.Statement:
+        if self._accept_keyword("type"):
+            keyspace, name = self._qualified_name("a type name")
+            if self._accept_keyword("add"):
+                return ast.AlterType(keyspace, name, added=(self._field(),))
+            self._expect_keyword("rename")
+            return ast.AlterType(keyspace, name, renamed=self._renames("a field name"))
         if self._accept_keyword("keyspace") or self._accept_keyword("schema"):
             if_exists = self._accept_keyword("if", "exists")
             name = self._identifier("a keyspace name")
@@ -635,15 +684,9 @@ class _Parser:
             )
         if self._accept_keyword("rename"):
             if_column = self._accept_keyword("if", "exists")
-            renamed = []
-            while True:
-                old = self._identifier("a column name")
-                self._expect_keyword("to")
-                renamed.append((old, self._identifier("a column name")))
-                if not self._accept_keyword("and"):
-                    break
+            renamed = self._renames("a column name")
             return ast.AlterTable(
-                table, "rename", renamed=tuple(renamed), if_exists=if_exists, if_column=if_column
+                table, "rename", renamed=renamed, if_exists=if_exists, if_column=if_column
             )
         if self._accept_keyword("with"):
             return ast.AlterTable(table, "with", options=self._properties(), if_exists=if_exists)
@@ -665,7 +708,7 @@ class _Parser:
             if token.text == "-":
                 self._advance()
                 number = self._peek
-                if number.kind in ("integer", "float"):
+                if number.kind in ("integer", "float", "duration"):
                     self._advance()
                     return ast.Constant(number.kind, "-" + number.text)
                 if self._is_keyword("nan") or self._is_keyword("infinity"):
@@ -678,8 +721,9 @@ class _Parser:
             if token.text == "{":
                 return self._brace_term()
             if token.text == "(":
-                self._fail("a value (tuples are not supported)")
-        if token.kind in ("string", "integer", "float", "hex", "uuid"):
+                self._advance()
+                return ast.TupleTerm(self._terms_until(")"))
+        if token.kind in ("string", "integer", "float", "hex", "uuid", "duration"):
             self._advance()
             return ast.Constant(token.kind, token.value)
         if token.kind == "ident":
@@ -692,6 +736,9 @@ class _Parser:
             if token.value in ("nan", "infinity"):
                 self._advance()
                 return ast.Constant("float", token.value)
+            if _ISO_DURATION.match(token.text):
+                self._advance()
+                return ast.Constant("duration", token.text)
             if self._is_symbol("(", self._ahead(1)):
                 self._advance()
                 self._advance()
@@ -713,10 +760,24 @@ class _Parser:
         self._expect_symbol(closing)
         return tuple(items)
 
+    def _udt_field(self) -> tuple[str, ast.Term]:
+        name = self._identifier("a field name")
+        self._expect_symbol(":")
+        return name, self._term()
+
     def _brace_term(self) -> ast.Term:
         self._expect_symbol("{")
         if self._accept_symbol("}"):
             return ast.MapTerm(())
+        if (
+            self._peek.kind in ("ident", "qident") and self._is_symbol(":", self._ahead(1))
+            and self._peek.value not in ("true", "false", "null", "nan", "infinity")
+        ):  # fmt: skip
+            fields = [self._udt_field()]
+            while self._accept_symbol(","):
+                fields.append(self._udt_field())
+            self._expect_symbol("}")
+            return ast.UserTypeTerm(tuple(fields))
         first = self._term()
         if self._accept_symbol(":"):
             pairs = [(first, self._term())]
@@ -731,6 +792,10 @@ class _Parser:
             items.append(self._term())
         self._expect_symbol("}")
         return ast.SetTerm(tuple(items))
+
+
+# An ISO 8601 duration written bare (P1DT2H): the tokenizer sees an identifier.
+_ISO_DURATION = re.compile(r"P(?=\w)(\d+[YMWD])*(T(\d+[HMS])+)?$", re.IGNORECASE)
 
 
 def _option_text(value: object) -> str:

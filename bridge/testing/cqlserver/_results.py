@@ -43,7 +43,7 @@ class SetKeyspaceResult:
 @dataclass
 class SchemaChangeResult:
     change_type: Literal["CREATED", "UPDATED", "DROPPED"]
-    target: Literal["KEYSPACE", "TABLE"]
+    target: Literal["KEYSPACE", "TABLE", "TYPE"]
     keyspace: str
     name: str | None = None
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ._errors import ConfigurationError
-from ._types import CollectionType, CQLType, parse_type
+from ._types import CollectionType, CQLType, UserType, UserTypes, parse_type
 
 ColumnKind = Literal["partition_key", "clustering", "regular", "static"]
 
@@ -63,7 +63,7 @@ class Table:
 
 
 def _multi_cell(cql_type: CQLType) -> bool:
-    return isinstance(cql_type, CollectionType) and not cql_type.frozen
+    return isinstance(cql_type, CollectionType | UserType) and cql_type.is_multi_cell()
 
 
 @dataclass
@@ -72,6 +72,7 @@ class Keyspace:
     replication: dict[str, str]
     durable_writes: bool = True
     tables: dict[str, Table] = field(default_factory=dict)
+    types: dict[str, UserType] = field(default_factory=dict)
 
 
 def make_table(
@@ -82,6 +83,7 @@ def make_table(
     clustering_order: Mapping[str, str] | None = None,
     options: dict[str, object] | None = None,
     virtual: bool = False,
+    user_types: UserTypes | None = None,
 ) -> Table:
     """A table from ``(name, cql type, kind)`` triples, keys in the order given."""
     order = clustering_order or {}
@@ -96,7 +98,8 @@ def make_table(
         direction: Literal["asc", "desc", "none"] = "none"
         if kind == "clustering":
             direction = "desc" if order.get(column_name) == "desc" else "asc"
-        built.append(Column(column_name, parse_type(type_text), kind, position, direction))  # type: ignore[arg-type]
+        cql_type = parse_type(type_text, user_types)
+        built.append(Column(column_name, cql_type, kind, position, direction))  # type: ignore[arg-type]
     return Table(
         keyspace,
         name,
@@ -347,6 +350,19 @@ def table_rows(keyspaces: list[Keyspace]) -> list[dict[str, object]]:
             row["id"] = table.id
             rows.append(row)
     return rows
+
+
+def type_rows(keyspaces: list[Keyspace]) -> list[dict[str, object]]:
+    return [
+        {
+            "keyspace_name": ks.name,
+            "type_name": user_type.type_name,
+            "field_names": [name for name, _ in user_type.fields],
+            "field_types": [field_type.name for _, field_type in user_type.fields],
+        }
+        for ks in keyspaces
+        for user_type in ks.types.values()
+    ]
 
 
 def column_rows(keyspaces: list[Keyspace]) -> list[dict[str, object]]:

@@ -16,7 +16,7 @@ from ._murmur3 import murmur3_token, partition_key_bytes
 from ._schema import Column, Table
 
 
-@dataclass
+@dataclass(slots=True)
 class Cell:
     value: object
     timestamp: int  # microseconds, as in Cassandra
@@ -57,7 +57,7 @@ def clustering_sort_key(columns: list[Column], values: tuple[object, ...]) -> tu
     return tuple(key)
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     clustering: tuple[object, ...]
     sort_key: tuple[Any, ...]
@@ -70,7 +70,7 @@ class Row:
         return any(cell.alive(now) for cell in self.cells.values())
 
 
-@dataclass
+@dataclass(slots=True)
 class Partition:
     key: tuple[object, ...]
     key_bytes: bytes
