@@ -117,11 +117,18 @@ class Relation:
 
 @dataclass(frozen=True)
 class Selector:
-    """One item of a SELECT list."""
+    """One item of a SELECT list.
 
-    kind: Literal["column", "count", "writetime", "ttl"]
+    ``aggregate`` is min/max/sum/avg of ``column``; ``token``, ``cast`` and
+    ``function`` take their operands as selectors in ``args``.
+    """
+
+    kind: Literal["column", "count", "writetime", "ttl", "aggregate", "token", "cast", "function"]
     column: str | None
     alias: str | None
+    function: str | None = None
+    args: tuple[Selector, ...] = ()
+    cast: str | None = None  # the target type's text
 
 
 @dataclass(frozen=True)
@@ -157,6 +164,7 @@ class Select:
     per_partition_limit: Term | None
     allow_filtering: bool
     distinct: bool = False
+    group_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ the line is 1-based and the column 0-based, as ANTLR reports them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, NoReturn
 
 from . import _ast as ast
@@ -233,6 +233,11 @@ class _Parser:
         self._expect_keyword("from")
         table = self._table_name()
         where = self._where() if self._accept_keyword("where") else ()
+        group_by: list[str] = []
+        if self._accept_keyword("group", "by"):
+            group_by.append(self._identifier("a column name"))
+            while self._accept_symbol(","):
+                group_by.append(self._identifier("a column name"))
         order_by: list[tuple[str, Literal["asc", "desc"]]] = []
         if self._accept_keyword("order", "by"):
             order_by.append(self._ordering())
@@ -245,37 +250,49 @@ class _Parser:
         allow_filtering = self._accept_keyword("allow", "filtering")
         return ast.Select(
             table, tuple(selectors), where, tuple(order_by), limit,
-            per_partition_limit, allow_filtering, distinct,
+            per_partition_limit, allow_filtering, distinct, tuple(group_by),
         )  # fmt: skip
 
     def _selector(self) -> ast.Selector:
-        kind: Literal["column", "count", "writetime", "ttl"] = "column"
-        column: str | None
-        if self._is_symbol("(", self._ahead(1)) and self._peek.kind == "ident":
-            function = self._advance().value
-            self._expect_symbol("(")
-            if function == "count":
-                kind = "count"
-                if self._accept_symbol("*"):
-                    column = None
-                elif self._ahead(0).kind == "integer" and self._ahead(0).text == "1":
-                    self._advance()
-                    column = None
-                else:
-                    column = self._identifier("'*' or a column name")
-            elif function in ("writetime", "ttl"):
-                kind = "writetime" if function == "writetime" else "ttl"
-                column = self._identifier("a column name")
-            else:
-                raise CQLSyntaxError(
-                    f"line {self._peek.line}:{self._peek.column} "
-                    f"unsupported selector function '{function}'"
-                )
-            self._expect_symbol(")")
-        else:
-            column = self._identifier("a column name or '*'")
+        item = self._selection()
         alias = self._identifier("an alias") if self._accept_keyword("as") else None
-        return ast.Selector(kind, column, alias)
+        return replace(item, alias=alias) if alias else item
+
+    def _selection(self) -> ast.Selector:
+        """One selector without its alias: a column, or a function of selectors."""
+        if not (self._is_symbol("(", self._ahead(1)) and self._peek.kind == "ident"):
+            return ast.Selector("column", self._identifier("a column name or '*'"), None)
+        function = self._advance().value
+        self._expect_symbol("(")
+        item: ast.Selector
+        if function == "count":
+            if self._accept_symbol("*"):
+                column = None
+            elif self._ahead(0).kind == "integer" and self._ahead(0).text == "1":
+                self._advance()
+                column = None
+            else:
+                column = self._identifier("'*' or a column name")
+            item = ast.Selector("count", column, None)
+        elif function in ("writetime", "ttl"):
+            kind: Literal["writetime", "ttl"] = "writetime" if function == "writetime" else "ttl"
+            item = ast.Selector(kind, self._identifier("a column name"), None)
+        elif function in ("min", "max", "sum", "avg"):
+            item = ast.Selector("aggregate", self._identifier("a column name"), None, function)
+        elif function == "cast":
+            inner = self._selection()
+            self._expect_keyword("as")
+            item = ast.Selector("cast", None, None, args=(inner,), cast=self._type_text())
+        else:
+            args: list[ast.Selector] = []
+            if not self._is_symbol(")"):
+                args.append(self._selection())
+                while self._accept_symbol(","):
+                    args.append(self._selection())
+            kind_of: Literal["token", "function"] = "token" if function == "token" else "function"
+            item = ast.Selector(kind_of, None, None, function, tuple(args))
+        self._expect_symbol(")")
+        return item
 
     def _ordering(self) -> tuple[str, Literal["asc", "desc"]]:
         column = self._identifier("a column name")
