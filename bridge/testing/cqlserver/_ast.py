@@ -306,6 +306,25 @@ class AlterType:
 
 
 @dataclass(frozen=True)
+class CreateIndex:
+    """``CREATE INDEX [name] ON table (target)``; ``target`` is ``v``, ``keys(m)``, ..."""
+
+    table: TableName
+    name: str | None
+    column: str
+    target: Literal["values", "keys", "entries", "full"] | None  # None: the column itself
+    if_not_exists: bool
+    custom: str | None = None  # USING 'class'
+
+
+@dataclass(frozen=True)
+class DropIndex:
+    keyspace: str | None
+    name: str
+    if_exists: bool
+
+
+@dataclass(frozen=True)
 class Truncate:
     table: TableName
 
@@ -330,6 +349,8 @@ Statement = (
     | CreateType
     | DropType
     | AlterType
+    | CreateIndex
+    | DropIndex
     | Truncate
     | Use
 )

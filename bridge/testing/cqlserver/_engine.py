@@ -47,6 +47,7 @@ from ._schema import (
     Keyspace,
     Table,
     column_rows,
+    index_rows,
     keyspace_rows,
     make_table,
     normalize_replication,
@@ -614,6 +615,10 @@ class Engine:
             change = self._alter_keyspace(statement)
         elif isinstance(statement, ast.CreateType | ast.DropType | ast.AlterType):
             change = self._user_type_change(statement, keyspace)
+        elif isinstance(statement, ast.CreateIndex):
+            change = self._create_index(statement, keyspace)
+        elif isinstance(statement, ast.DropIndex):
+            change = self._drop_index(statement, keyspace)
         else:
             raise Invalid(f"Unsupported statement {type(statement).__name__}")
         if change is None:
@@ -812,6 +817,55 @@ class Engine:
             existing.fields[index] = (new, existing.fields[index][1])
         return SchemaChangeResult("UPDATED", "TYPE", space_name, name)
 
+    def _create_index(
+        self, statement: ast.CreateIndex, keyspace: str | None
+    ) -> SchemaChangeResult | None:
+        table = self._user_table(statement.table, keyspace, False)
+        assert table is not None
+        column = column_of(table, statement.column)
+        if column.kind == "partition_key" and len(table.partition_key) == 1:
+            raise Invalid(
+                f"Cannot create secondary index on the only partition key column {column.name}"
+            )
+        target = (
+            column.name
+            if statement.target in (None, "values")
+            else (f"{statement.target}({column.name})")
+        )
+        if statement.target is not None and not isinstance(column.type, CollectionType):
+            raise Invalid(
+                f"Cannot create {statement.target}() index on {column.name}. "
+                "Non-collection columns only support simple indexes"
+            )
+        name = statement.name or f"{table.name}_{column.name}_idx"
+        space = self.keyspaces[table.keyspace]
+        taken = {i for t in space.tables.values() for i in t.indexes}
+        if name in taken or (column.name, target) in table.indexes.values():
+            if statement.if_not_exists:
+                return None
+            if name in taken:
+                raise Invalid(f"Index '{name}' already exists")
+            raise Invalid(f"Index {name} is a duplicate of an existing index")
+        table.indexes[name] = (column.name, target)
+        self._forget_prepared_on(table)  # queries it allows may now be prepared
+        return SchemaChangeResult("UPDATED", "TABLE", table.keyspace, table.name)
+
+    def _drop_index(
+        self, statement: ast.DropIndex, keyspace: str | None
+    ) -> SchemaChangeResult | None:
+        space_name, space = self._user_keyspace(ast.TableName(statement.keyspace, ""), keyspace)
+        for table in space.tables.values() if space is not None else ():
+            if statement.name in table.indexes:
+                del table.indexes[statement.name]
+                self._forget_prepared_on(table)
+                return SchemaChangeResult("UPDATED", "TABLE", table.keyspace, table.name)
+        if statement.if_exists:
+            return None
+        raise Invalid(
+            f"Index '{statement.name}' could not be found in any of the tables of "
+            f"keyspace '{space_name}'"
+        )
+
     def _forget_prepared_on(self, table: Table) -> None:
         key = (table.keyspace, table.name)
         self._prepared = {i: p for i, p in self._prepared.items() if key not in p.tables}
@@ -833,6 +887,7 @@ class Engine:
             "tables": lambda: table_rows(user_and_system()),
             "columns": lambda: column_rows(user_and_system()),
             "types": lambda: type_rows(user_and_system()),
+            "indexes": lambda: index_rows(user_and_system()),
         }
         for name, columns in SYSTEM_SCHEMA_TABLES.items():
             produce = producers.get(name, list)

@@ -499,7 +499,39 @@ class _Parser:
                 fields.append(self._field())
             self._expect_symbol(")")
             return ast.CreateType(keyspace, name, if_not_exists, tuple(fields))
-        self._fail("KEYSPACE, TABLE or TYPE")
+        custom = self._accept_keyword("custom")
+        if self._accept_keyword("index"):
+            return self._create_index(custom)
+        self._fail("KEYSPACE, TABLE, TYPE or INDEX")
+
+    def _create_index(self, custom: bool) -> ast.CreateIndex:
+        if_not_exists = self._accept_keyword("if", "not", "exists")
+        name = None if self._is_keyword("on") else self._identifier("an index name")
+        self._expect_keyword("on")
+        table = self._table_name()
+        self._expect_symbol("(")
+        target: Literal["values", "keys", "entries", "full"] | None = None
+        if self._peek.value in ("values", "keys", "entries", "full") and self._is_symbol(
+            "(", self._ahead(1)
+        ):
+            target = self._advance().value  # type: ignore[assignment]
+            self._expect_symbol("(")
+            column = self._identifier("a column name")
+            self._expect_symbol(")")
+        else:
+            column = self._identifier("a column name")
+        self._expect_symbol(")")
+        using = None
+        if self._accept_keyword("using"):
+            token = self._advance()
+            if token.kind != "string":
+                self._fail("an index class name")
+            using = token.value
+            if self._accept_keyword("with"):
+                self._properties()  # options of a custom index class: not interpreted
+        if custom and using is None:
+            self._fail("USING")
+        return ast.CreateIndex(table, name, column, target, if_not_exists, using)
 
     def _renames(self, what: str) -> tuple[tuple[str, str], ...]:
         """``a TO b [AND c TO d ...]``."""
@@ -651,7 +683,10 @@ class _Parser:
         if self._accept_keyword("type"):
             if_exists = self._accept_keyword("if", "exists")
             return ast.DropType(*self._qualified_name("a type name"), if_exists)
-        self._fail("KEYSPACE, TABLE or TYPE")
+        if self._accept_keyword("index"):
+            if_exists = self._accept_keyword("if", "exists")
+            return ast.DropIndex(*self._qualified_name("an index name"), if_exists)
+        self._fail("KEYSPACE, TABLE, TYPE or INDEX")
 
     def _alter(self) -> ast.Statement:
         if self._accept_keyword("type"):

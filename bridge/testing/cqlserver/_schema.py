@@ -37,6 +37,8 @@ class Table:
     options: dict[str, object] = field(default_factory=dict)
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     virtual: bool = False
+    # Secondary indexes: name -> (column name, target as system_schema shows it).
+    indexes: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.reindex()
@@ -350,6 +352,21 @@ def table_rows(keyspaces: list[Keyspace]) -> list[dict[str, object]]:
             row["id"] = table.id
             rows.append(row)
     return rows
+
+
+def index_rows(keyspaces: list[Keyspace]) -> list[dict[str, object]]:
+    return [
+        {
+            "keyspace_name": ks.name,
+            "table_name": table.name,
+            "index_name": name,
+            "kind": "COMPOSITES",
+            "options": [("target", target)],
+        }
+        for ks in keyspaces
+        for table in ks.tables.values()
+        for name, (_column, target) in table.indexes.items()
+    ]
 
 
 def type_rows(keyspaces: list[Keyspace]) -> list[dict[str, object]]:

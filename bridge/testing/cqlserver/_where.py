@@ -100,9 +100,12 @@ def check_select(table: Table, relations: tuple[ast.Relation, ...], allow_filter
                 f"must be restricted as other parts are"
             )
     full_partition = len(pk_restricted) == len(table.partition_key)
+    indexed = _indexed_restriction(table, ops)
     for column in table.columns:
-        if column.kind in ("regular", "static") and column.name in ops:
+        if column.kind in ("regular", "static") and column.name in ops and column.name != indexed:
             raise Invalid(FILTERING_MESSAGE)
+    if indexed is not None:
+        return  # a secondary index serves the query; the other restrictions are primary key ones
     for column in table.clustering:
         column_ops = ops.get(column.name)
         if column_ops is None:
@@ -171,6 +174,26 @@ def _token_of_call(table: Table, call: ast.FunctionCall, context: Context) -> ob
 
 def _is_token_call(term: object) -> bool:
     return isinstance(term, ast.FunctionCall) and term.name == "token"
+
+
+def _indexed_restriction(table: Table, ops: dict[str, list[str]]) -> str | None:
+    """The column whose secondary index can serve these restrictions, if one can.
+
+    An index on ``v`` serves ``v = x``; on ``values(c)`` ``c CONTAINS x``; on ``keys(m)``
+    ``m CONTAINS KEY x``. (Cassandra then reads one index; anything else is filtering.)
+    """
+    usable = {"": ("=",), "values": ("CONTAINS",), "keys": ("CONTAINS KEY",), "full": ("=",)}
+    for name, column_ops in ops.items():
+        for column_name, target in table.indexes.values():
+            if column_name != name:
+                continue
+            kind = target.split("(")[0] if "(" in target else ""
+            column = table.column(name)
+            if column is not None and isinstance(column.type, CollectionType) and kind == "":
+                kind = "values"
+            if any(op in usable.get(kind, ()) for op in column_ops):
+                return name
+    return None
 
 
 @dataclass
