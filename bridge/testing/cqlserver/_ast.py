@@ -325,6 +325,24 @@ class DropIndex:
 
 
 @dataclass(frozen=True)
+class RoleStatement:
+    """CREATE / ALTER / DROP of a ROLE (or USER, the older spelling that implies LOGIN)."""
+
+    action: Literal["create", "alter", "drop"]
+    name: str
+    if_flag: bool  # IF NOT EXISTS / IF EXISTS
+    user_syntax: bool
+    options: dict[str, object] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """GRANT / REVOKE: answered as by Cassandra's default AllowAllAuthorizer."""
+
+    action: Literal["grant", "revoke"]
+
+
+@dataclass(frozen=True)
 class Truncate:
     table: TableName
 
@@ -351,6 +369,8 @@ Statement = (
     | AlterType
     | CreateIndex
     | DropIndex
+    | RoleStatement
+    | Permissions
     | Truncate
     | Use
 )

@@ -37,6 +37,7 @@ from ._results import (
     SetKeyspaceResult,
     VoidResult,
 )
+from ._roles import Roles
 from ._schema import (
     SYSTEM_KEYSPACES,
     SYSTEM_SCHEMA_TABLES,
@@ -137,6 +138,7 @@ class Engine:
         self._plans: dict[bytes, _PlanEntry] = {}
         self._listeners: list[Callable[[SchemaChangeResult], None]] = []
         self._last_timestamp = 0
+        self.roles = Roles()
         self._register_schema_tables()
 
     # --- public API ----------------------------------------------------------------
@@ -441,6 +443,13 @@ class Engine:
             if self._keyspace(statement.keyspace) is None:
                 raise Invalid(f"Keyspace '{statement.keyspace}' does not exist")
             return SetKeyspaceResult(statement.keyspace)
+        if isinstance(statement, ast.RoleStatement):
+            self.roles.apply(statement)
+            return VoidResult()
+        if isinstance(statement, ast.Permissions):
+            raise Invalid(
+                f"{statement.action.upper()} operation is not supported by AllowAllAuthorizer"
+            )
         if isinstance(statement, ast.Truncate):
             table = self._table(statement.table, keyspace)
             if table.virtual:
@@ -892,6 +901,13 @@ class Engine:
         for name, columns in SYSTEM_SCHEMA_TABLES.items():
             produce = producers.get(name, list)
             self.register_virtual_table("system_schema", name, columns, _ignore_context(produce))
+        self.register_virtual_table(
+            "system_auth", "roles",
+            [("role", "text", "partition_key"), ("can_login", "boolean", "regular"),
+             ("is_superuser", "boolean", "regular"), ("member_of", "set<text>", "regular"),
+             ("salted_hash", "text", "regular")],
+            lambda _context: self.roles.rows(),
+        )  # fmt: skip
         virtual = self._virtual_keyspaces["system_virtual_schema"]
         for name, columns in SYSTEM_VIRTUAL_SCHEMA_TABLES.items():
             virtual.tables[name] = make_table("system_virtual_schema", name, columns, virtual=True)

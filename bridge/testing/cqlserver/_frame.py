@@ -421,6 +421,14 @@ def ready(stream: int) -> bytes:
     return frame(READY, stream, b"")
 
 
+def authenticate(stream: int, authenticator: str) -> bytes:
+    return frame(AUTHENTICATE, stream, enc_string(authenticator))
+
+
+def auth_success(stream: int) -> bytes:
+    return frame(AUTH_SUCCESS, stream, _NULL)  # no final SASL token
+
+
 def supported(stream: int, options: dict[str, list[str]]) -> bytes:
     return frame(SUPPORTED, stream, enc_string_multimap(options))
 

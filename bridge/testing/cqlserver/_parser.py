@@ -201,6 +201,13 @@ class _Parser:
             parsed = self._drop()
         elif self._accept_keyword("alter"):
             parsed = self._alter()
+        elif self._accept_keyword("grant") or self._accept_keyword("revoke"):
+            action: Literal["grant", "revoke"] = (
+                "grant" if self._tokens[self._index - 1].value == "grant" else "revoke"
+            )
+            while self._peek.kind != "eof" and not self._is_symbol(";"):
+                self._advance()  # permissions are not modelled: see Permissions
+            parsed = ast.Permissions(action)
         elif self._accept_keyword("truncate"):
             self._accept_keyword("table") or self._accept_keyword("columnfamily")
             parsed = ast.Truncate(self._table_name())
@@ -499,6 +506,8 @@ class _Parser:
                 fields.append(self._field())
             self._expect_symbol(")")
             return ast.CreateType(keyspace, name, if_not_exists, tuple(fields))
+        if self._is_keyword("role") or self._is_keyword("user"):
+            return self._role("create")
         custom = self._accept_keyword("custom")
         if self._accept_keyword("index"):
             return self._create_index(custom)
@@ -686,9 +695,39 @@ class _Parser:
         if self._accept_keyword("index"):
             if_exists = self._accept_keyword("if", "exists")
             return ast.DropIndex(*self._qualified_name("an index name"), if_exists)
+        if self._is_keyword("role") or self._is_keyword("user"):
+            return self._role("drop")
         self._fail("KEYSPACE, TABLE, TYPE or INDEX")
 
+    def _role(self, action: Literal["create", "alter", "drop"]) -> ast.RoleStatement:
+        """The rest of CREATE/ALTER/DROP ROLE|USER (the keyword ROLE or USER comes next)."""
+        user_syntax = self._advance().value == "user"
+        if_flag = self._accept_keyword("if", "not", "exists") or self._accept_keyword(
+            "if", "exists"
+        )
+        token = self._peek
+        if token.kind == "string":
+            self._advance()
+            name = token.value
+        else:
+            name = self._identifier("a role name")
+        options: dict[str, object] = {}
+        if action != "drop" and self._accept_keyword("with"):
+            if user_syntax:
+                self._expect_keyword("password")
+                options["password"] = self._property_value()
+            else:
+                options = self._properties()
+        if user_syntax:
+            if self._accept_keyword("superuser"):
+                options["superuser"] = True
+            elif self._accept_keyword("nosuperuser"):
+                options["superuser"] = False
+        return ast.RoleStatement(action, name, if_flag, user_syntax, options)
+
     def _alter(self) -> ast.Statement:
+        if self._is_keyword("role") or self._is_keyword("user"):
+            return self._role("alter")
         if self._accept_keyword("type"):
             keyspace, name = self._qualified_name("a type name")
             if self._accept_keyword("add"):

@@ -28,6 +28,7 @@ from . import _engine as eng
 from . import _frame as f
 from ._faults import Activity, ActivityLog, ErrorKind, Fault, FaultRegistry, Opcode
 from ._results import Result
+from ._roles import AUTHENTICATOR as AUTH
 from ._segment import SegmentError, SegmentReader
 from ._segment import encode as encode_segments
 from ._system import CQL_VERSION, register_system_tables, spread_tokens
@@ -113,9 +114,18 @@ class CQLServer:
         rack: str = "rack1",
         release_version: str = "4.1.4",
         activity_maxlen: int = 100_000,
+        authenticator: str | None = None,
     ) -> None:
         if nodes < 1:
             raise ValueError("a cluster needs at least one node")
+        if authenticator not in (None, "AllowAllAuthenticator", "PasswordAuthenticator", AUTH):
+            raise ValueError(
+                f"unknown authenticator {authenticator!r}: use None (or 'AllowAllAuthenticator') "
+                "for none, or 'PasswordAuthenticator' for logins checked against the roles "
+                "(default superuser cassandra/cassandra; add more with CREATE ROLE)"
+            )
+        # Whether connections must log in (PasswordAuthenticator) before anything else.
+        self.password_auth = authenticator in ("PasswordAuthenticator", AUTH)
         first = ipaddress.ip_address(host)
         self.cluster_name = cluster_name
         self.datacenter = datacenter
@@ -393,6 +403,8 @@ class Connection(asyncio.Protocol):
         self.keyspace: str | None = None
         self.events: frozenset[str] = frozenset()
         self.started = False
+        self.authenticating = False  # AUTHENTICATE sent, waiting for the client's credentials
+        self.user: str | None = None
         self.closed = False
         # Set by the first frame (v4 or v5) for the connection's lifetime; a v5
         # connection wraps its frames in segments once READY has been sent.
@@ -613,13 +625,7 @@ class Connection(asyncio.Protocol):
             elif opcode == f.REGISTER:
                 self._register(stream, reader)
             elif opcode == f.AUTH_RESPONSE:
-                self.write(
-                    f.error(
-                        stream,
-                        f.PROTOCOL_ERROR,
-                        "Unexpected AUTH_RESPONSE: no authentication is required",
-                    )
-                )
+                self._auth_response(stream, reader)
             else:
                 name = f.OPCODE_NAMES.get(opcode, f"0x{opcode:02X}")
                 self._fatal(stream, f"Unknown or unexpected request opcode {name}")
@@ -683,13 +689,50 @@ class Connection(asyncio.Protocol):
                 f.error(stream, f.PROTOCOL_ERROR, f"Unknown compression algorithm: {compression}")
             )
             return
-        self.started = True
-        self.write(f.ready(stream))
+        if self.server.password_auth:
+            self.authenticating = True
+            self.write(f.authenticate(stream, AUTH))
+        else:
+            self.started = True
+            self.write(f.ready(stream))
         if self.version == f.V5:
-            # READY is the last plain frame; from here on both sides use segments.
+            # READY or AUTHENTICATE is the last plain frame; from here on both
+            # sides use segments.
             self._flush()
             self._out = []
             self._segments = SegmentReader()
+
+    def _auth_response(self, stream: int, reader: f.BodyReader) -> None:
+        """SASL PLAIN (``\\0user\\0password``), as PasswordAuthenticator reads it."""
+        self._record("AUTH_RESPONSE", stream)
+        if not self.authenticating:
+            self.write(
+                f.error(stream, f.PROTOCOL_ERROR, "Unexpected AUTH_RESPONSE: no authentication "
+                        "is in progress on this connection")
+            )  # fmt: skip
+            return
+        token = reader.read_bytes() or b""
+        parts = token.split(b"\x00")
+        if len(parts) != 3:
+            self.write(
+                f.error(stream, f.BAD_CREDENTIALS, "Password must not be null")
+                if len(parts) == 2
+                else f.error(stream, f.PROTOCOL_ERROR, "Invalid SASL PLAIN token")
+            )
+            return
+        username, password = (p.decode("utf-8", "replace") for p in parts[1:])
+        if not self.server.engine.roles.login(username, password):
+            self.write(
+                f.error(
+                    stream, f.BAD_CREDENTIALS,
+                    f"Provided username {username} and/or password are incorrect",
+                )
+            )  # fmt: skip
+            return
+        self.authenticating = False
+        self.started = True
+        self.user = username
+        self.write(f.auth_success(stream))
 
     def _register(self, stream: int, reader: f.BodyReader) -> None:
         if self._not_started(stream, "REGISTER"):
