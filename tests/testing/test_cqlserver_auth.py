@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from cassandra import AuthenticationFailed, InvalidRequest
@@ -94,3 +96,11 @@ def test_an_unknown_authenticator_is_refused() -> None:
         CQLServer(authenticator="LDAPAuthenticator")
     with pytest.raises(ValueError, match="unknown authenticator"):
         ServerProcess(authenticator="LDAPAuthenticator")
+
+
+def test_the_readme_example_runs() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("## A Cassandra server for tests") :]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    (example,) = [b for b in blocks if "PasswordAuthenticator" in b]
+    exec(compile(example, "README.md", "exec"), {})
