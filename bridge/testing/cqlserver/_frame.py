@@ -417,6 +417,22 @@ def enc_inet(address: str, port: int) -> bytes:
     return _BYTE.pack(len(packed)) + packed + _pack_int(port)
 
 
+def with_envelope(
+    response: bytes, tracing_id: bytes | None = None, warnings: Sequence[str] = ()
+) -> bytes:
+    """A response frame with a tracing id and/or warnings put before its body (section 4)."""
+    version, flags, stream, opcode, length = HEADER.unpack_from(response)
+    prefix = b""
+    if tracing_id is not None:
+        flags |= FLAG_TRACING
+        prefix += tracing_id
+    if warnings:
+        flags |= FLAG_WARNING
+        prefix += enc_string_list(warnings)
+    header = HEADER.pack(version, flags, stream, opcode, length + len(prefix))
+    return header + prefix + response[HEADER_SIZE:]
+
+
 def ready(stream: int) -> bytes:
     return frame(READY, stream, b"")
 

@@ -145,7 +145,10 @@ def run_select(
     per_partition = positive_int(select.per_partition_limit, context, "per partition limit")
     plan = _Plan(table, data, restrictions, reverse, select.distinct, context.clock(), context)
     if chosen.aggregate:
-        return _aggregate(plan, chosen, per_partition, len(select.group_by), limit)
+        result = _aggregate(plan, chosen, per_partition, len(select.group_by), limit)
+        if restrictions.partition_keys(table) is None and not table.virtual:
+            result.warnings = ("Aggregation query used without partition key",)
+        return result
     keys = restrictions.partition_keys(table)
     global_sort = bool(select.order_by) and keys is not None and len(keys) > 1
     if global_sort:

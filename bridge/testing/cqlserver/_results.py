@@ -33,6 +33,7 @@ class RowsResult:
     columns: list[ColumnSpec]
     rows: list[list[bytes | None]]
     paging_state: bytes | None = None
+    warnings: tuple[str, ...] = ()  # client warnings Cassandra would attach
 
 
 @dataclass

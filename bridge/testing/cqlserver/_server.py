@@ -32,6 +32,7 @@ from ._roles import AUTHENTICATOR as AUTH
 from ._segment import SegmentError, SegmentReader
 from ._segment import encode as encode_segments
 from ._system import CQL_VERSION, register_system_tables, spread_tokens
+from ._tracing import EVENT_COLUMNS, SESSION_COLUMNS, Traces, TraceSession
 
 if TYPE_CHECKING:
     from ._engine import ColumnSpec, Engine, Prepared
@@ -41,6 +42,7 @@ log = logging.getLogger("bridge.testing.cqlserver")
 SUPPORTED_VERSIONS = ["4/v4", "5/v5"]
 SUPPORTED_VERSIONS_TEXT = ", ".join(SUPPORTED_VERSIONS)
 _EVENT_TYPES = frozenset({"TOPOLOGY_CHANGE", "STATUS_CHANGE", "SCHEMA_CHANGE"})
+_TRACEABLE = frozenset({f.QUERY, f.EXECUTE, f.PREPARE, f.BATCH})
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 _PAUSE_AT = 8 * 1024 * 1024  # pause reading a client whose answers pile up unread
 
@@ -144,6 +146,7 @@ class CQLServer:
         self._first_address = first
         self._specs_cache: dict[bytes, tuple[int, bytes]] = {}
         self._metadata_ids: dict[bytes, tuple[Prepared, bytes]] = {}
+        self.traces = Traces()
         # Every statement id ever prepared, for the activity log of an
         # EXECUTE the node has forgotten (never cleared; tests are short).
         self._statement_texts: dict[bytes, str] = {}
@@ -158,6 +161,13 @@ class CQLServer:
         if not self._engine_ready:
             self._engine_ready = True
             register_system_tables(self._engine, self, generation=int(time.time()))
+            traces = self.traces
+            self._engine.register_virtual_table(
+                "system_traces", "sessions", SESSION_COLUMNS, traces.session_rows
+            )
+            self._engine.register_virtual_table(
+                "system_traces", "events", EVENT_COLUMNS, traces.event_rows
+            )
             self._engine.add_schema_listener(self._on_schema_change)
         return self._engine
 
@@ -414,6 +424,7 @@ class Connection(asyncio.Protocol):
         self._need = f.HEADER_SIZE
         self._paused = False
         self._out: list[bytes] | None = None
+        self._traced: dict[int, TraceSession] = {}  # by stream: requests sent with tracing
 
     # -- transport callbacks ------------------------------------------------
 
@@ -449,11 +460,22 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def write(self, data: bytes) -> None:
+        if self._traced:
+            data = self._trace_response(data)
         out = self._out
         if out is not None:
             out.append(data)  # sent with the rest of this read's answers
         elif not self.closed and self.transport is not None:
             self.transport.write(self._wire([data]))
+
+    def _trace_response(self, data: bytes) -> bytes:
+        """Add the tracing id to the answer of a traced request, and close its session."""
+        stream = f.HEADER.unpack_from(data)[2]
+        session = self._traced.pop(stream, None) if stream >= 0 else None
+        if session is None:
+            return data
+        session.finish()
+        return f.with_envelope(data, tracing_id=session.id.bytes)
 
     def _flush(self) -> None:
         out, self._out = self._out, None
@@ -597,6 +619,12 @@ class Connection(asyncio.Protocol):
             self._fatal(stream, "Compressed frame received but no compression was negotiated")
             return
         reader = f.BodyReader(data, start, end)
+        if flags & f.FLAG_TRACING and opcode in _TRACEABLE:
+            peer = self.transport.get_extra_info("peername") if self.transport else None
+            self._traced[stream] = self.server.traces.start(
+                f.OPCODE_NAMES[opcode], peer[0] if peer else "127.0.0.1",
+                self.node.address, self.server.port,
+            )  # fmt: skip
         try:
             if flags & f.FLAG_CUSTOM_PAYLOAD:
                 reader.read_bytes_map()  # ignored, as by Cassandra's default QueryHandler
@@ -640,6 +668,12 @@ class Connection(asyncio.Protocol):
         params: f.QueryParams | None = None,
         consistency: int | None = None,
     ) -> None:
+        session = self._traced.get(stream) if self._traced else None
+        if session is not None:
+            session.query = query
+            level = params.consistency if params is not None else consistency
+            if level is not None:
+                session.consistency = f.CONSISTENCY_NAMES.get(level)
         if params is None:
             self.server.activity_log.record(
                 self.node.index,
@@ -873,7 +907,8 @@ class Connection(asyncio.Protocol):
                 meta = f.rows_metadata_from_specs(
                     len(columns), *specs, result.paging_state, new_metadata_id
                 )
-            return f.result_rows(stream, meta, result.rows)
+            rows = f.result_rows(stream, meta, result.rows)
+            return f.with_envelope(rows, warnings=result.warnings) if result.warnings else rows
         if isinstance(result, eng.VoidResult):
             return f.result_void(stream)
         if isinstance(result, eng.SetKeyspaceResult):
