@@ -64,6 +64,13 @@ class UserTypeTerm:
     fields: tuple[tuple[str, Term], ...]
 
 
+@dataclass(frozen=True, eq=False)
+class Decoded:
+    """A value already decoded (from an INSERT JSON document); evaluates to itself."""
+
+    value: object
+
+
 @dataclass(frozen=True)
 class FunctionCall:
     """A function in a term position, e.g. ``now()`` or ``toTimestamp(now())``."""
@@ -90,6 +97,7 @@ Term = (
     | UserTypeTerm
     | FunctionCall
     | ColumnRef
+    | Decoded
 )
 
 
@@ -165,6 +173,7 @@ class Select:
     allow_filtering: bool
     distinct: bool = False
     group_by: tuple[str, ...] = ()
+    json: bool = False  # SELECT JSON: one "[json]" text column per row
 
 
 @dataclass(frozen=True)
@@ -174,6 +183,8 @@ class Insert:
     values: tuple[Term, ...]
     if_not_exists: bool
     using: Using
+    json: Term | None = None  # INSERT ... JSON: the document (columns and values then empty)
+    json_default_unset: bool = False  # DEFAULT UNSET: columns the document omits stay
 
 
 @dataclass(frozen=True)

@@ -201,6 +201,8 @@ def evaluate(term: ast.Term, cql_type: CQLType, context: Context, what: str = ""
             ) from None
     if isinstance(term, ast.Null):
         return None
+    if isinstance(term, ast.Decoded):
+        return term.value
     if isinstance(term, ast.BindMarker):
         return context.values[term.index]
     if isinstance(term, ast.ListTerm | ast.SetTerm | ast.MapTerm):

@@ -26,6 +26,8 @@ from ._errors import (
     ServerError,
     Unprepared,
 )
+from ._json import expand_insert as expand_json_insert
+from ._json import rows_as_json as json_rows
 from ._parser import parse
 from ._read import SelectPlan, run_select, selection
 from ._results import (
@@ -62,6 +64,7 @@ from ._types import (
     BOOLEAN,
     DURATION,
     INT,
+    TEXT,
     CollectionType,
     CQLType,
     ListType,
@@ -282,11 +285,13 @@ class Engine:
                 if isinstance(part, ast.Insert) and len(part.columns) != len(part.values):
                     raise Invalid("Unmatched column names/values")
                 self._receive(part, table, receivers)
-                if not isinstance(part, ast.Select):
+                if not isinstance(part, ast.Select) and not _json_insert(part):
                     check_write(table, part)
                 pk_indexes = _pk_indexes(part, table)
                 if isinstance(part, ast.Select):
                     result = selection(table, part).specs
+                    if part.json:
+                        result = [ColumnSpec(table.keyspace, table.name, "[json]", TEXT)]
                     check_select(table, part.where, part.allow_filtering)
             if (
                 isinstance(part, ast.Batch | ast.Insert | ast.Update | ast.Delete)
@@ -321,6 +326,8 @@ class Engine:
         if isinstance(part, ast.Insert):
             for name, term in zip(part.columns, part.values, strict=False):
                 receivers.column(term, table, column_of(table, name))
+            if part.json is not None:
+                receivers.term(part.json, receivers.spec(table, "[json]", TEXT))
         elif isinstance(part, ast.Update):
             for assignment in part.assignments:
                 column = column_of(table, assignment.column)
@@ -419,7 +426,7 @@ class Engine:
             table = self._table(statement.table, keyspace)
             data = self._table_data(table, request)
             restrictions = resolve(table, statement.where, ctx)
-            return run_select(
+            rows = run_select(
                 statement,
                 table,
                 data,
@@ -428,6 +435,7 @@ class Engine:
                 page_size=page_size,
                 paging_state=paging_state,
             )
+            return json_rows(rows) if statement.json else rows
         if isinstance(statement, ast.Insert | ast.Update | ast.Delete):
             return self._modify(statement, keyspace, ctx, timestamp, in_batch)
         if isinstance(statement, ast.Batch):
@@ -489,6 +497,8 @@ class Engine:
         data = self._data[(table.keyspace, table.name)]
         now = self.clock()
         if isinstance(statement, ast.Insert):
+            if statement.json is not None:
+                statement = expand_json_insert(statement, table, ctx)
             values = {
                 name: evaluate(term, column_of(table, name).type, ctx, name)
                 for name, term in zip(statement.columns, statement.values, strict=False)
@@ -921,6 +931,10 @@ class Engine:
         }  # fmt: skip
         for name, produce in virtual_producers.items():
             self._virtual_rows[("system_virtual_schema", name)] = _ignore_context(produce)
+
+
+def _json_insert(statement: ast.Statement) -> bool:
+    return isinstance(statement, ast.Insert) and statement.json is not None
 
 
 def _conditional(statement: ast.Insert | ast.Update | ast.Delete) -> bool:

@@ -231,6 +231,12 @@ class _Parser:
         return ast.TableName(None, first)
 
     def _select(self) -> ast.Select:
+        json = self._is_keyword("json") and not (
+            self._is_keyword("from", self._ahead(1)) or self._is_symbol(",", self._ahead(1))
+            or self._is_keyword("as", self._ahead(1))
+        )  # fmt: skip
+        if json:
+            self._advance()
         distinct = self._accept_keyword("distinct")
         selectors: list[ast.Selector] = []
         if not self._accept_symbol("*"):
@@ -257,7 +263,7 @@ class _Parser:
         allow_filtering = self._accept_keyword("allow", "filtering")
         return ast.Select(
             table, tuple(selectors), where, tuple(order_by), limit,
-            per_partition_limit, allow_filtering, distinct, tuple(group_by),
+            per_partition_limit, allow_filtering, distinct, tuple(group_by), json,
         )  # fmt: skip
 
     def _selector(self) -> ast.Selector:
@@ -351,8 +357,16 @@ class _Parser:
     def _insert(self) -> ast.Insert:
         self._expect_keyword("into")
         table = self._table_name()
-        if self._is_keyword("json"):
-            self._fail("'('")
+        if self._accept_keyword("json"):
+            document = self._term()
+            default_unset = False
+            if self._accept_keyword("default"):
+                if self._accept_keyword("unset"):
+                    default_unset = True
+                else:
+                    self._expect_keyword("null")
+            if_not_exists = self._accept_keyword("if", "not", "exists")
+            return ast.Insert(table, (), (), if_not_exists, self._using(), document, default_unset)
         self._expect_symbol("(")
         columns = [self._identifier("a column name")]
         while self._accept_symbol(","):

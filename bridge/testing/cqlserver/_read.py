@@ -220,7 +220,7 @@ class SelectPlan:
         cls, select: ast.Select, table: Table, data: TableData, specs: list[ColumnSpec]
     ) -> SelectPlan | None:
         """The plan, or None when ``run_select`` must run (it also raises what is wrong)."""
-        if select.distinct or select.order_by or table.virtual:
+        if select.distinct or select.order_by or table.virtual or select.json:
             return None
         markers: dict[str, tuple[Column, int]] = {}
         for relation in select.where:

@@ -13,6 +13,7 @@ from . import _ast as ast
 from . import _conditions as conditions
 from ._binding import Context, Decoder, bind_decoders, decode_values, evaluate, is_multi_cell
 from ._errors import Invalid
+from ._json import expand_insert as expand_json_insert
 from ._results import ColumnSpec, RowsResult
 from ._schema import Column, Table
 from ._storage import Cell, Partition, Row, TableData, bound_key_bytes
@@ -109,6 +110,8 @@ def insert(
     options: WriteOptions, checked: bool = False,
 ) -> RowsResult | None:  # fmt: skip
     """Apply an INSERT; ``checked``: IF NOT EXISTS was already checked (a batch)."""
+    if statement.json is not None:
+        statement = expand_json_insert(statement, table, context)
     if any(c.type == COUNTER for c in table.columns):
         raise Invalid("INSERT statements are not allowed on counter tables, use UPDATE instead")
     if len(statement.columns) != len(statement.values):
@@ -181,6 +184,8 @@ class InsertPlan:
     ) -> InsertPlan | None:
         """The plan, or None when ``insert`` must run (it also raises what is wrong)."""
         if statement.if_not_exists or len(statement.columns) != len(statement.values):
+            return None
+        if statement.json is not None:
             return None
         if any(c.type == COUNTER for c in table.columns):
             return None
