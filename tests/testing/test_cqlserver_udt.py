@@ -142,3 +142,19 @@ def test_alter_and_drop_type(session: Session, table: Callable[..., str]) -> Non
 def test_a_non_frozen_udt_cannot_be_a_key(session: Session, address: str) -> None:
     with pytest.raises(InvalidRequest, match="Invalid non-frozen user-defined type"):
         session.execute(f"CREATE TABLE bad_udt (k {address} PRIMARY KEY)")
+
+
+def test_a_field_of_a_non_frozen_udt_is_updated_alone(
+    session: Session, table: Callable[..., str], address: str
+) -> None:
+    t = table(f"k int PRIMARY KEY, home {address}, fixed frozen<{address}>")
+    session.execute(
+        f"INSERT INTO {t} (k, home, fixed) VALUES (1, {{street: 'Main', zip: 1}}, {{zip: 2}})"
+    )
+    session.execute(f"UPDATE {t} SET home.zip = 9 WHERE k = 1")
+    update = session.prepare(f"UPDATE {t} SET home.phones = ? WHERE k = ?")
+    session.execute(update, (["555"], 1))
+    row = session.execute(f"SELECT home.street, home.zip, home.phones, fixed.zip FROM {t}").one()
+    assert tuple(row) == ("Main", 9, ["555"], 2)
+    with pytest.raises(InvalidRequest, match="for frozen UDT column fixed"):
+        session.execute(f"UPDATE {t} SET fixed.zip = 3 WHERE k = 1")

@@ -131,12 +131,14 @@ class Selector:
     ``function`` take their operands as selectors in ``args``.
     """
 
-    kind: Literal["column", "count", "writetime", "ttl", "aggregate", "token", "cast", "function"]
+    kind: Literal[
+        "column", "count", "writetime", "ttl", "aggregate", "token", "cast", "function", "field"
+    ]
     column: str | None
     alias: str | None
     function: str | None = None
     args: tuple[Selector, ...] = ()
-    cast: str | None = None  # the target type's text
+    cast: str | None = None  # the target type's text (for "field": the field's name)
 
 
 @dataclass(frozen=True)
@@ -150,13 +152,15 @@ class Assignment:
     """One item of UPDATE ... SET.
 
     ``op`` is ``=`` (``c = v``), ``+`` (``c = c + v``), ``prepend`` (``c = v + c``),
-    ``-`` (``c = c - v``) or ``index`` (``c[k] = v``).
+    ``-`` (``c = c - v``), ``index`` (``c[k] = v``) or ``field`` (``udt.f = v``, the
+    field's name in ``field``).
     """
 
     column: str
-    op: Literal["=", "+", "-", "prepend", "index"]
+    op: Literal["=", "+", "-", "prepend", "index", "field"]
     value: Term
     key: Term | None = None
+    field: str | None = None
 
 
 # --- statements -------------------------------------------------------------

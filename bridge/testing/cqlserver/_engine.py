@@ -87,6 +87,7 @@ from ._write import (
     insert,
     row_values,
     ttl_of,
+    udt_field,
     update,
 )
 
@@ -1012,6 +1013,14 @@ def _receive_assignment(
     receivers: Receivers, table: Table, column: Column, assignment: ast.Assignment
 ) -> None:
     cql_type = column.type
+    if assignment.op == "field":
+        receivers.term(
+            assignment.value,
+            receivers.spec(
+                table, f"{column.name}.{assignment.field}", udt_field(column, assignment)
+            ),
+        )
+        return
     if assignment.op == "index":
         assert assignment.key is not None
         if isinstance(cql_type, MapType):

@@ -274,7 +274,12 @@ class _Parser:
     def _selection(self) -> ast.Selector:
         """One selector without its alias: a column, or a function of selectors."""
         if not (self._is_symbol("(", self._ahead(1)) and self._peek.kind == "ident"):
-            return ast.Selector("column", self._identifier("a column name or '*'"), None)
+            name = self._identifier("a column name or '*'")
+            if self._accept_symbol("."):
+                inner = ast.Selector("column", name, None)
+                field = self._identifier("a field name")
+                return ast.Selector("field", None, None, args=(inner,), cast=field)
+            return ast.Selector("column", name, None)
         function = self._advance().value
         self._expect_symbol("(")
         item: ast.Selector
@@ -434,6 +439,10 @@ class _Parser:
 
     def _assignment(self) -> ast.Assignment:
         column = self._identifier("a column name")
+        if self._accept_symbol("."):
+            field = self._identifier("a field name")
+            self._expect_symbol("=")
+            return ast.Assignment(column, "field", self._term(), field=field)
         if self._accept_symbol("["):
             key = self._term()
             self._expect_symbol("]")

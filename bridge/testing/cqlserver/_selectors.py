@@ -36,6 +36,7 @@ from ._types import (
     UUID,
     VARINT,
     CQLType,
+    UserType,
     native_type,
     parse_type,
 )
@@ -73,6 +74,18 @@ def describe(table: Table, item: ast.Selector) -> tuple[str, CQLType]:
         target = parse_type(item.cast)
         _check_cast(inner_type, target)
         return f"cast({inner_name} as {target.name})", target
+    if item.kind == "field":
+        (inner,) = item.args
+        inner_name, inner_type = describe_any(table, inner)
+        if not isinstance(inner_type, UserType):
+            raise Invalid(
+                f"Invalid field selection: {inner_name} of type {inner_type.name} "
+                "is not a user type"
+            )
+        for name, field_type in inner_type.fields:
+            if name == item.cast:
+                return f"{inner_name}.{name}", field_type
+        raise Invalid(f"{inner_type.type_name} has no field {item.cast}")
     if item.kind == "function":
         assert item.function is not None
         arg_types = [describe_any(table, arg)[1] for arg in item.args]
@@ -146,6 +159,16 @@ def value(
         (inner,) = item.args
         _, inner_type = describe_any(table, inner)
         return _cast(value(inner, table, token, plain, context), inner_type, parse_type(item.cast))
+    if item.kind == "field":
+        (inner,) = item.args
+        _, inner_type = describe_any(table, inner)
+        whole = value(inner, table, token, plain, context)
+        assert isinstance(inner_type, UserType)
+        names = [name for name, _ in inner_type.fields]
+        if not isinstance(whole, tuple):
+            return None
+        index = names.index(item.cast or "")
+        return whole[index] if index < len(whole) else None
     assert item.kind == "function" and item.function is not None
     args = [value(arg, table, token, plain, context) for arg in item.args]
     arg_types = [describe_any(table, arg)[1] for arg in item.args]

@@ -17,7 +17,17 @@ from ._json import expand_insert as expand_json_insert
 from ._results import ColumnSpec, RowsResult
 from ._schema import Column, Table
 from ._storage import Cell, Partition, Row, TableData, bound_key_bytes
-from ._types import BOOLEAN, COUNTER, INT, CollectionType, CQLType, ListType, MapType, SetType
+from ._types import (
+    BOOLEAN,
+    COUNTER,
+    INT,
+    CollectionType,
+    CQLType,
+    ListType,
+    MapType,
+    SetType,
+    UserType,
+)
 from ._unset import UNSET
 from ._where import Condition, Purpose, Restrictions, column_of, condition_holds, write_keys
 
@@ -337,6 +347,18 @@ def _assign(
     if assignment.op == "=":
         _put(cells, column, evaluate(assignment.value, cql_type, context, column.name), options)
         return
+    if assignment.op == "field":
+        field_type = udt_field(column, assignment)
+        value = evaluate(assignment.value, field_type, context, f"{column.name}.{assignment.field}")
+        if value is UNSET:
+            return
+        assert isinstance(cql_type, UserType)
+        index = [name for name, _ in cql_type.fields].index(assignment.field or "")
+        fields = list(current) if isinstance(current, tuple) else []
+        fields += [None] * (len(cql_type.fields) - len(fields))
+        fields[index] = value
+        _put(cells, column, tuple(fields) if any(v is not None for v in fields) else None, options)
+        return
     if not isinstance(cql_type, CollectionType) or cql_type.frozen:
         raise Invalid(
             f"Invalid operation ({assignment.column} = {assignment.column} {assignment.op} ?) "
@@ -379,6 +401,25 @@ def _assign(
             removed = {cql_type.key.serialize(k) for k in operand_items}
             items = [(k, v) for k, v in items if cql_type.key.serialize(k) not in removed]
     _put(cells, column, items or None, options)
+
+
+def udt_field(column: Column, assignment: ast.Assignment) -> CQLType:
+    """The type of ``udt.field`` in ``SET udt.field = ...``, which needs a non-frozen UDT."""
+    cql_type = column.type
+    if not isinstance(cql_type, UserType):
+        raise Invalid(
+            f"Invalid operation ({column.name}.{assignment.field} = ?) for non-UDT "
+            f"column {column.name}"
+        )
+    if cql_type.frozen:
+        raise Invalid(
+            f"Invalid operation ({column.name}.{assignment.field} = ?) for frozen UDT "
+            f"column {column.name}"
+        )
+    for name, field_type in cql_type.fields:
+        if name == assignment.field:
+            return field_type
+    raise Invalid(f"UDT column {column.name} does not have a field named {assignment.field}")
 
 
 def _assign_element(
