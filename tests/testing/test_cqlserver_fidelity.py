@@ -7,6 +7,7 @@ exact multiple, stored table options, error texts), on protocol v4 and v5.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
@@ -203,3 +204,24 @@ def test_a_statement_prepared_again_after_a_drop_is_unprepared_on_other_nodes(
             assert opcodes == expected, (node, opcodes)
     finally:
         cluster.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("statement", "message"),
+    [
+        (
+            "CREATE MATERIALIZED VIEW mv AS SELECT * FROM t WHERE k IS NOT NULL PRIMARY KEY (k)",
+            "Materialized views are disabled. Enable in cassandra.yaml to use.",
+        ),
+        (
+            "CREATE OR REPLACE FUNCTION f (a int) RETURNS NULL ON NULL INPUT RETURNS int "
+            "LANGUAGE java AS 'return a;'",
+            "User-defined functions are disabled in cassandra.yaml",
+        ),
+    ],
+)
+def test_features_off_by_default_in_cassandra_4_1_are_refused_as_it_does(
+    session: Session, statement: str, message: str
+) -> None:
+    with pytest.raises(InvalidRequest, match=re.escape(message)):
+        session.execute(statement)

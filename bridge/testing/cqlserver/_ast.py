@@ -358,6 +358,13 @@ class Permissions:
 
 
 @dataclass(frozen=True)
+class Disabled:
+    """A statement Cassandra 4.1 refuses in its default configuration (views, functions)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
 class Truncate:
     table: TableName
 
@@ -386,6 +393,7 @@ Statement = (
     | DropIndex
     | RoleStatement
     | Permissions
+    | Disabled
     | Truncate
     | Use
 )

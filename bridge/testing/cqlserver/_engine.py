@@ -455,6 +455,8 @@ class Engine:
         if isinstance(statement, ast.RoleStatement):
             self.roles.apply(statement)
             return VoidResult()
+        if isinstance(statement, ast.Disabled):
+            raise Invalid(statement.message)
         if isinstance(statement, ast.Permissions):
             raise Invalid(
                 f"{statement.action.upper()} operation is not supported by AllowAllAuthorizer"

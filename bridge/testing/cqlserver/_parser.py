@@ -531,6 +531,18 @@ class _Parser:
             return ast.CreateType(keyspace, name, if_not_exists, tuple(fields))
         if self._is_keyword("role") or self._is_keyword("user"):
             return self._role("create")
+        disabled = None
+        if self._accept_keyword("materialized", "view"):
+            disabled = "Materialized views are disabled. Enable in cassandra.yaml to use."
+        elif self._accept_keyword("function") or self._accept_keyword("or", "replace", "function"):
+            disabled = (
+                "User-defined functions are disabled in cassandra.yaml - set "
+                "user_defined_functions_enabled=true to enable"
+            )
+        if disabled is not None:
+            while self._peek.kind != "eof" and not self._is_symbol(";"):
+                self._advance()  # the rest of the definition is not needed to refuse it
+            return ast.Disabled(disabled)
         custom = self._accept_keyword("custom")
         if self._accept_keyword("index"):
             return self._create_index(custom)
