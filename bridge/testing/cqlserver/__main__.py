@@ -24,7 +24,7 @@ from ._server import CQLServer
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bridge.testing.cqlserver",
-        description="An in-memory Cassandra (native protocol v4) for tests and benchmarks.",
+        description="An in-memory Cassandra (native protocol v5 and v4) for tests and benchmarks.",
     )
     p.add_argument("--host", default="127.0.0.1", help="first node's address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=9042, help="port of every node (0: any free one)")

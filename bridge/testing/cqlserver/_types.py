@@ -1,4 +1,4 @@
-"""CQL data types: their wire format (native protocol v4, section 6), their literals and order.
+"""CQL data types: their wire format (native protocol section 6), their literals and order.
 
 Python values follow one convention everywhere in the engine: text -> ``str``,
 integers -> ``int``, ``boolean`` -> ``bool``, ``float``/``double`` -> ``float``,
