@@ -80,7 +80,8 @@ class Pool:
         self._size = 0
         self._in_use = 0
         self._closing = False
-        self._drained: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._drained = False  # closing, and no connection is in use any more
+        self._drain_waiters: list[concurrent.futures.Future[None]] = []
         self._opened = 0
         self._replaced = 0
         self._cancelled = 0
@@ -127,7 +128,7 @@ class Pool:
                     return self
                 self._size += 1
                 self._in_use += 1
-            self._put_back(await self._open())
+            self._give_back(await self._open())
 
     def __await__(self) -> Generator[Any, None, Pool]:
         return self.open().__await__()
@@ -150,22 +151,23 @@ class Pool:
         the timeout passes is closed as soon as its task lets go of it. Returns
         True if every connection was closed in time.
         """
+        drained: concurrent.futures.Future[None] = concurrent.futures.Future()
         with self._lock:
             self._closing = True
             idle, self._idle = self._idle, []
             waiters, self._waiters = self._waiters, deque()
-            if self._in_use == 0 and not self._drained.done():
-                self._drained.set_result(None)
+            self._drain_waiters.append(drained)
+            self._check_drained()
         for waiter in waiters:
             if waiter.set_running_or_notify_cancel():
                 waiter.set_exception(ClosedError("the pool was closed while this task waited"))
         for conn in idle:
             await run_job(self._close_idle, (conn,), conn.executor, "Pool.close()")
         with anyio.move_on_after(timeout):
-            await wrap_future(self._drained)
+            await wrap_future(drained)
         if self._canceller is not None:
             self._canceller.shutdown(wait=False)
-        return self._drained.done()
+        return self._drained
 
     @property
     def closed(self) -> bool:
@@ -216,7 +218,7 @@ class Pool:
                     if got is _RETRY:
                         self._wake_one()  # pass the free slot on
                     else:
-                        self._put_back(got)
+                        self._give_back(got)
                 raise
             if got is not _RETRY:
                 return got  # type: ignore[no-any-return]
@@ -224,8 +226,8 @@ class Pool:
     def _release(self, conn: Connection, lease_id: int) -> None:
         if not conn.unlease(lease_id):
             return  # recovery owns it, and returns it when it is healthy
-        if conn.clean and not self._closing:
-            self._put_back(conn)
+        if conn.clean:
+            self._give_back(conn)
         elif conn.broken or self._closing:
             spawn_job(lambda: self._discard(conn), conn.executor, "Pool.connection() exit")
         else:
@@ -244,27 +246,34 @@ class Pool:
                 thread.close()
                 self._slot_freed(replaced=False)
             elif state == DONE and isinstance(call.result, Connection):
-                self._put_back(call.result)  # opened, but the task was cancelled on its way back
+                self._give_back(call.result)  # opened, but the task was cancelled on its way back
             raise
 
     # -- from any thread --------------------------------------------------------------
 
-    def _put_back(self, conn: Connection) -> None:
+    def _put_back(self, conn: Connection) -> bool:
+        """Hand `conn` to the oldest waiter, or keep it idle; False if the pool is closing."""
         with self._lock:
+            if self._closing:
+                return False
             while self._waiters:
                 waiter = self._waiters.popleft()
                 if waiter.set_running_or_notify_cancel():
                     waiter.set_result(conn)
-                    return
+                    return True
             self._in_use -= 1
             self._idle.append(conn)
+            return True
+
+    def _give_back(self, conn: Connection) -> None:
+        """On the loop: a clean connection back to the pool, or closed if the pool is."""
+        if not self._put_back(conn):
+            spawn_job(lambda: self._discard(conn), conn.executor, "Pool: closing a connection")
 
     def _returned(self, conn: Connection) -> None:
         """On the connection's thread, after recovery: back to the pool, or closed and replaced."""
-        if conn.broken or self._closing:
+        if conn.broken or not self._put_back(conn):
             self._discard(conn)
-        else:
-            self._put_back(conn)
 
     def _discard(self, conn: Connection) -> None:
         """On the connection's thread: close it for good and free its slot."""
@@ -288,10 +297,18 @@ class Pool:
             if replaced:
                 self._replaced += 1
             if self._closing:
-                if self._in_use == 0 and not self._drained.done():
-                    self._drained.set_result(None)
+                self._check_drained()
                 return
         self._wake_one()
+
+    def _check_drained(self) -> None:
+        """Under the lock, while closing: wake `close()` once nothing is in use."""
+        if self._in_use == 0:
+            self._drained = True
+            waiters, self._drain_waiters = self._drain_waiters, []
+            for waiter in waiters:
+                if waiter.set_running_or_notify_cancel():
+                    waiter.set_result(None)
 
     def _wake_one(self) -> None:
         """A slot is free: the oldest waiter opens a connection in it."""

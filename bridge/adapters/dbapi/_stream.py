@@ -39,6 +39,11 @@ class Stream:
         self._done = False
         self._own_transaction = False
 
+    @property
+    def buffered(self) -> int:
+        """Rows fetched and not yet consumed (never more than `batch`)."""
+        return len(self._rows)
+
     def __aiter__(self) -> Stream:
         return self
 
