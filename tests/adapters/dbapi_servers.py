@@ -59,7 +59,8 @@ def mariadb() -> dict[str, Any]:
     """pymysql.connect keyword arguments for the local MariaDB (root, empty password)."""
     pymysql = pytest.importorskip("pymysql")
     if "mysql" not in _found:
-        kwargs = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "database": "test"}
+        kwargs = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+        kwargs["database"] = "test"
         try:
             pymysql.connect(connect_timeout=5, **kwargs).close()
             _found["mysql"] = kwargs
@@ -86,7 +87,7 @@ async def until(check: Callable[[], bool], what: str, *, limit: float = 30.0) ->
     The limit only bounds a hang, generously; the test fails with `what` if it passes.
     """
     with anyio.move_on_after(limit):
-        while not await bridge.to_thread(check):
+        while not await bridge.to_thread(check):  # noqa: ASYNC110 - the state is on the server
             await anyio.sleep(0.01)
         return
     pytest.fail(f"still not true after {limit} s: {what}")

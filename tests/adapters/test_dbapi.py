@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import bridge
@@ -72,7 +73,7 @@ async def test_sqlite_connections_stay_on_their_own_threads(db: str) -> None:
                 for _ in range(5):
                     ident = await conn.run(lambda raw: (id(raw), threading.get_ident()))
                     seen.setdefault(ident[0], set()).add(ident[1])
-                    await anyio.sleep(0)
+                    await anyio.lowlevel.checkpoint()
 
         async with anyio.create_task_group() as tg:
             for _ in range(6):
@@ -152,7 +153,7 @@ async def test_never_more_than_max_size_connections(db: str) -> None:
             async with pool.connection() as conn:
                 peak = max(peak, pool.statistics().in_use)
                 await conn.fetchone("select 1")
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
 
         async with anyio.create_task_group() as tg:
             for _ in range(30):
