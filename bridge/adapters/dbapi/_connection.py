@@ -23,8 +23,8 @@ import anyio.lowlevel
 
 from bridge import ClosedError
 from bridge.adapters.dbapi._call import PENDING, RUNNING, Call
-from bridge.adapters.dbapi._core import Executor, run_job
 from bridge.adapters.dbapi._dialect import Cursor, Dialect, Raw
+from bridge.lowlevel import Executor, run_job
 
 if TYPE_CHECKING:
     from bridge.adapters.dbapi._pool import Pool
@@ -135,12 +135,13 @@ class Connection:
             raise
 
     async def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], api: str) -> Any:
+        # `api` names the user's call in the error raised for misuse.
         if self._busy or not self._leased or self._lost:
             self._refuse(api)
         self._busy = True
         call = Call(fn, args, self._abandoned)
         try:
-            return await run_job(call, (), self._executor, api)
+            return await run_job(call, executor=self._executor)
         except BaseException:
             self._give_up(call)
             raise

@@ -32,8 +32,8 @@ import anyio
 from bridge import ClosedError, DedicatedThread, wrap_future
 from bridge.adapters.dbapi._call import DONE, PENDING, Call
 from bridge.adapters.dbapi._connection import Connection
-from bridge.adapters.dbapi._core import WorkerPool, run_job, spawn_job
 from bridge.adapters.dbapi._dialect import Raw, dialect_for
+from bridge.lowlevel import Executor, Job, WorkerPool, current_waker, run_job
 
 DEFAULT_CLOSE_TIMEOUT = 30.0
 """Seconds `Pool.close()` waits for connections still in use."""
@@ -162,7 +162,7 @@ class Pool:
             if waiter.set_running_or_notify_cancel():
                 waiter.set_exception(ClosedError("the pool was closed while this task waited"))
         for conn in idle:
-            await run_job(self._close_idle, (conn,), conn.executor, "Pool.close()")
+            await run_job(self._close_idle, conn, executor=conn.executor)
         with anyio.move_on_after(timeout):
             await wrap_future(drained)
         if self._canceller is not None:
@@ -229,17 +229,17 @@ class Pool:
         if conn.clean:
             self._give_back(conn)
         elif conn.broken or self._closing:
-            spawn_job(lambda: self._discard(conn), conn.executor, "Pool.connection() exit")
+            _spawn(lambda: self._discard(conn), conn.executor)
         else:
             # Left mid-transaction or mid-stream (the task was cancelled): roll back first.
-            spawn_job(conn.recover, conn.executor, "Pool.connection() exit")
+            _spawn(conn.recover, conn.executor)
 
     async def _open(self) -> Connection:
         """Open a connection in the slot the caller reserved."""
         thread = DedicatedThread(name=f"bridge-dbapi-conn-{next(_thread_names)}")
         call = Call(self._open_on, (thread,), self._opened_for_nobody)
         try:
-            return await run_job(call, (), thread, "Pool.connection()")  # type: ignore[no-any-return]
+            return await run_job(call, executor=thread)
         except BaseException:
             state = call.give_up()
             if state == PENDING:
@@ -268,7 +268,7 @@ class Pool:
     def _give_back(self, conn: Connection) -> None:
         """On the loop: a clean connection back to the pool, or closed if the pool is."""
         if not self._put_back(conn):
-            spawn_job(lambda: self._discard(conn), conn.executor, "Pool: closing a connection")
+            _spawn(lambda: self._discard(conn), conn.executor)
 
     def _returned(self, conn: Connection) -> None:
         """On the connection's thread, after recovery: back to the pool, or closed and replaced."""
@@ -374,6 +374,16 @@ class Pool:
             pass  # the statement then runs to its end; recovery still rolls back
         finally:
             sent.set()
+
+
+def _spawn(fn: Callable[[], None], executor: Executor) -> None:
+    """Start `fn()` on `executor` from the loop; nobody awaits it and it is never dropped.
+
+    For the pool's own cleanup (a rollback, a close), which handles its own errors.
+    """
+    job = Job(fn, (), {}, current_waker("bridge.adapters.dbapi"), executor, None)
+    job.cleanup = True
+    job.start()
 
 
 class ConnectionLease:
