@@ -222,7 +222,10 @@ class SQLite(Dialect):
         raw.isolation_level = None  # autocommit; transactions are begun explicitly
 
     def begin(self, raw: Raw, cursor: Cursor) -> None:
-        cursor.execute("BEGIN")
+        # IMMEDIATE takes the write lock now, where the busy timeout waits for it;
+        # a deferred transaction that reads, then writes, can instead fail at once
+        # with "database is locked" when another connection of the pool writes.
+        cursor.execute("BEGIN IMMEDIATE")
 
     def cancel(self, raw: Raw, connect: Callable[[], Raw]) -> None:
         raw.interrupt()
