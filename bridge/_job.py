@@ -130,7 +130,7 @@ class Job:
             self.error = exc
         finally:
             origin.waker = outer
-            self.fn = self.args = self.kwargs = None  # type: ignore[assignment]
+            self.fn = self.args = self.kwargs = self.ctx = None  # type: ignore[assignment]
         if self.limiter is not None:
             self.limiter._release()  # the token comes back when the thread is really done
         return True
@@ -142,7 +142,8 @@ class Job:
             self.handle = None
             error = self.error
             self.error = None  # no cycle through the traceback's frames
-            self.waker.finish(handle, self.result, error)
+            result, self.result = self.result, None  # the caller's now: a kept job must not pin it
+            self.waker.finish(handle, result, error)
 
     def cancel(self) -> None:
         """The awaiting task gave up: drop the job if it has not started, else let it finish."""

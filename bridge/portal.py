@@ -36,6 +36,7 @@ import sniffio
 
 from bridge._exceptions import ClosedError, DeadlockError
 from bridge._job import origin
+from bridge._pool import blocking
 from bridge._waker import Waker, current_waker
 from bridge.runner import run
 
@@ -156,7 +157,8 @@ class _Call:
     def wait(self) -> Any:
         """Block this (non-loop) thread until the task is done; then act as the call did."""
         assert self.signal is not None
-        self.signal.acquire()
+        with blocking():  # a pool thread parked here must not starve the work it waits for
+            self.signal.acquire()
         for var, value in self.ctx.items():  # what the coroutine set flows back out
             if var.get(_MISSING) is not value:
                 var.set(value)
