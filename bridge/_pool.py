@@ -11,23 +11,25 @@ the rest time out and exit.
 How many threads. Short calls are fastest on few threads (each extra thread is
 one more sleeper to wake and one more contender for the GIL); blocking calls
 need one thread each. So threads start freely only up to `core` (CPU count +
-2). Beyond it, a monitor thread watches while jobs are queued and adds threads
-when two things hold over a measuring window (a GIL switch interval, or longer
-until each thread has finished about one job):
+2). Beyond it, a monitor thread looks while jobs are queued, over windows of a
+GIL switch interval (longer, until each thread has finished about one job),
+and asks what the threads are doing: each worker's own CPU clock says how much
+CPU the workers used. Threads blocked in I/O use none; threads running Python
+bytecode share one GIL and together use about one core, where more threads add
+no throughput, only contention. So when jobs stayed queued through a window:
 
-- the queue makes jobs wait: queued jobs / completion rate >= one window, and
-- the process leaves the GIL mostly free: it used under `CPU_BUSY` (0.75) of a
-  core's time. Threads blocked in I/O use no CPU; threads running Python
-  bytecode share one GIL and keep the process at about one core, where more
-  threads add no throughput, only contention.
+- workers under `CPU_BUSY` (0.75) of a core: they are blocked, not computing;
+  the running threads double (slow start: a wrong reading costs a few threads,
+  not the maximum), up to `max_workers`;
+- otherwise the GIL is the bottleneck: no thread is added (`held_back`).
 
-Growth doubles the running threads at most per window (slow start: a wrong
-reading costs a few threads, not the maximum), up to `max_workers`. If a
-growth step did not raise the completion rate, the monitor stops growing until
-the queue drains (the hill-climbing brake: the bottleneck is elsewhere, e.g. a
-machine whose other processes take the CPU). A queue that does not move at all
-for two switch intervals gets threads regardless of the CPU (every thread is
-stuck). Idle threads retire after `idle_timeout`.
+A growth step must raise the completion rate by `KEEP_GAIN` (25%), judged over
+the next two jobs per thread, or it is undone (the added threads leave after
+their job) and growth pauses for `BRAKE` (1 s): hill climbing's test, for when
+the CPU reading misleads (other processes taking the CPU, a loop that is the
+bottleneck). Where the platform has no per-thread CPU clock, workers count as
+blocked and the brake alone keeps the size. Idle threads retire after
+`idle_timeout`.
 
 Compensation (Java's ForkJoinPool ManagedBlocker): a worker that blocks
 waiting for other pool work (`syncify` parks a worker until its coroutine,
@@ -49,6 +51,7 @@ exist there) and drops the jobs queued in the parent.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import sys
 import threading
@@ -93,7 +96,6 @@ class PoolStatistics:
     running: int = 0  #: threads running a job and not parked in `blocking()`
     peak: int = 0  #: the most threads alive at once
     grown: int = 0  #: threads added beyond `core` because queued jobs waited while the CPU was free
-    stalls: int = 0  #: threads added because the queue did not move at all
     compensated: int = 0  #: threads started because a thread entered `blocking()` with jobs queued
     held_back: int = 0  #: windows where jobs waited but the CPU was busy, so no thread was added
     braked: int = 0  #: growth steps that did not raise the completion rate (growth then paused)
@@ -185,9 +187,9 @@ class WorkerPool(Executor):
         self.max_workers = DEFAULT_MAX_WORKERS
         self.core = 1
         self.idle_timeout = DEFAULT_IDLE_TIMEOUT
-        self.configure(max_workers=max_workers, core=core, idle_timeout=idle_timeout)
         self._counter = itertools.count(1)
         self._reset()
+        self.configure(max_workers=max_workers, core=core, idle_timeout=idle_timeout)
         _pools.add(self)
 
     def _reset(self) -> None:
@@ -202,7 +204,7 @@ class WorkerPool(Executor):
         self._taken = 0  # jobs taken from the backlog: the progress the monitor watches
         self._queued = threading.Event()  # set while the monitor should watch
         self._monitor: threading.Thread | None = None
-        self._peak = self._grown = self._stalls = self._compensated = 0
+        self._peak = self._grown = self._compensated = 0
         self._held_back = self._braked = self._retired = 0
         self._surplus = 0  # threads over the bound, to leave when they next finish a job
 
@@ -256,10 +258,7 @@ class WorkerPool(Executor):
 
     def _rearm_idle(self) -> None:
         """Wake the idle threads so that they wait again with the new idle_timeout."""
-        lock = getattr(self, "_lock", None)
-        if lock is None:
-            return  # still in __init__: no threads yet
-        with lock:
+        with self._lock:
             idle, self._idle[:] = list(self._idle), []
         for worker in idle:
             worker.job = None
@@ -305,6 +304,20 @@ class WorkerPool(Executor):
             with self._lock:
                 self._threads -= 1
             raise
+
+    def _spawn_for_queued(self, job: Job) -> None:
+        """Start a thread for a job taken from the queue; if the OS refuses, queue it again."""
+        try:
+            self._spawn(job)
+        except RuntimeError as exc:  # "can't start new thread": a process or memory limit
+            with self._lock:
+                self._backlog.appendleft(job)
+                self._taken -= 1
+            logging.getLogger("bridge").warning(
+                "bridge: the worker pool could not start a thread (%s); the job waits for a "
+                "running one. Lower max_workers or raise the process's thread limit.",
+                exc,
+            )
 
     def _start_monitor(self) -> None:
         self._monitor = threading.Thread(
@@ -375,7 +388,7 @@ class WorkerPool(Executor):
                                 self._add_thread()
                             added, before = count, rate
                 for job in grow:
-                    self._spawn(job)
+                    self._spawn_for_queued(job)
                 if grow:
                     used = self._cpu_used()  # the next window starts with the new threads running
                 with self._lock:
@@ -409,7 +422,7 @@ class WorkerPool(Executor):
                 self._compensated += 1
                 self._add_thread()
         if job is not None:
-            self._spawn(job)
+            self._spawn_for_queued(job)
 
     def _unblock(self) -> None:
         with self._lock:
@@ -492,7 +505,6 @@ class WorkerPool(Executor):
                 running=self._threads - len(self._idle) - self._blocked,
                 peak=self._peak,
                 grown=self._grown,
-                stalls=self._stalls,
                 compensated=self._compensated,
                 held_back=self._held_back,
                 braked=self._braked,

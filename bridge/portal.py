@@ -27,6 +27,7 @@ import atexit
 import concurrent.futures
 import contextvars
 import functools
+import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal, ParamSpec, TypeVar
@@ -456,3 +457,15 @@ def shared_portal() -> Portal:
                 atexit.register(_shared.stop, 5)
             portal = _shared
     return portal
+
+
+def _forget_shared_portal_after_fork() -> None:
+    """In a forked child the portal's thread does not exist: the next use starts a new one."""
+    global _shared, _shared_lock
+    if _shared is not None:
+        _shared._closed = True  # its atexit stop() then does nothing
+    _shared = None
+    _shared_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_shared_portal_after_fork)
