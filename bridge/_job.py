@@ -22,6 +22,7 @@ class _Origin(threading.local):
     """Which loop sent the job this thread is running: where `syncify` sends async work back."""
 
     waker: Waker | None = None
+    job: Job | None = None  # its caller's deadline and cancel flag: bridge.deadline
 
 
 origin = _Origin()
@@ -40,6 +41,7 @@ class Job:
     __slots__ = (
         "_claim",
         "args",
+        "cancelled",
         "cleanup",
         "ctx",
         "dropped",
@@ -51,6 +53,7 @@ class Job:
         "kwargs",
         "limiter",
         "result",
+        "waiter",
         "waker",
     )
 
@@ -76,6 +79,8 @@ class Job:
         self.has_token = False  # holds one of `limiter`'s tokens
         self.dropped = False  # cancelled while waiting for a token
         self.cleanup = False  # runs even if the caller is cancelled: a close, an __exit__
+        self.waiter: object = None  # the awaiting task, to read its deadline (bridge.deadline)
+        self.cancelled = False  # the caller gave up while this ran: check_cancelled() raises
         self._claim = [True]
 
     def claim(self) -> bool:
@@ -123,13 +128,16 @@ class Job:
         if not self.claim():
             return False  # cancelled before it started: dropped, its token already returned
         outer = origin.waker  # a sync->async->sync chain can nest jobs on one thread
+        outer_job = origin.job
         origin.waker = self.waker
+        origin.job = self
         try:
             self.result = self.ctx.run(self.fn, *self.args, **self.kwargs)
         except BaseException as exc:
             self.error = exc
         finally:
             origin.waker = outer
+            origin.job = outer_job
             self.fn = self.args = self.kwargs = None  # type: ignore[assignment]
         if self.limiter is not None:
             self.limiter._release()  # the token comes back when the thread is really done
@@ -153,4 +161,6 @@ class Job:
             self.fn = self.args = self.kwargs = None  # type: ignore[assignment]
             if self.limiter is not None:
                 self.limiter._drop(self)
+        else:
+            self.cancelled = True  # running: tell the thread (bridge.check_cancelled)
         self.handle = None

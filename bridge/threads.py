@@ -22,6 +22,7 @@ from bridge._exceptions import ClosedError
 from bridge._job import Executor, Job
 from bridge._pool import default_pool
 from bridge._waker import current_waker
+from bridge.deadline import capture as capture_waiter
 from bridge.limiter import Limiter
 
 P = ParamSpec("P")
@@ -82,6 +83,7 @@ async def to_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) ->
     waker = current_waker("to_thread()")
     # The hand-off of _run_job, inlined: this is the hottest path of the library.
     job = Job(fn, args, kwargs, waker, default_pool(), None)
+    job.waiter = capture_waiter(waker)  # for bridge.current_deadline() in the thread
     return _checked(fn, await waker.wait(job))  # type: ignore[no-any-return]
 
 
@@ -94,7 +96,9 @@ async def _run_job(
     api: str,
 ) -> Any:
     waker = current_waker(api)
-    return _checked(fn, await waker.wait(Job(fn, args, kwargs, waker, executor, limiter)))
+    job = Job(fn, args, kwargs, waker, executor, limiter)
+    job.waiter = capture_waiter(waker)  # for bridge.current_deadline() in the thread
+    return _checked(fn, await waker.wait(job))
 
 
 @overload
