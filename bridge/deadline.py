@@ -26,7 +26,6 @@ import sys
 import time
 from typing import Any
 
-
 from bridge._job import Job, origin
 from bridge._waker import TrioWaker, Waker
 
