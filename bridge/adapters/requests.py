@@ -370,7 +370,7 @@ class AsyncSession:
                 "data=, stream=...) go to each call, e.g. `await session.get(url, json=...)`."
             )
         self._limiter = limiter if limiter is not None else Limiter(DEFAULT_CONCURRENCY)
-        tokens = self._limiter.tokens
+        tokens = self._limiter.max_tokens  # an adaptive limiter may grow to this
         self.timeout: TimeoutType = DEFAULT_TIMEOUT if isinstance(timeout, _NotGiven) else timeout
         self.per_host = per_host
         self._hosts: dict[str, Limiter] = {}
