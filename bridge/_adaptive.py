@@ -35,7 +35,7 @@ _perf_counter = time.perf_counter
 
 
 class Controller:
-    """Moves a limit between `floor` and `ceiling` to keep the loop's worst lateness under `target`."""
+    """Moves a limit between `floor` and `ceiling`: the loop's worst lateness under `target`."""
 
     __slots__ = ("ceiling", "due", "floor", "limit", "saturated", "source", "target")
 
