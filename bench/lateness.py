@@ -47,8 +47,11 @@ def start_server() -> tuple[subprocess.Popen[str], str]:
     """bridge.testing.httpserver in its own process, so its threads do not share our GIL."""
     code = (
         "import time\n"
-        "from bridge.testing.httpserver import HTTPTestServer\n"
-        "server = HTTPTestServer()\n"
+        "from bridge.testing import httpserver\n"
+        # Headers and body go out in two writes: with Nagle on, the second
+        # waits for the client's delayed ACK (+40 ms), not the 20 ms asked.
+        "httpserver._Handler.disable_nagle_algorithm = True\n"
+        "server = httpserver.HTTPTestServer()\n"
         "print(server.port, flush=True)\n"
         "time.sleep(3600)\n"
     )

@@ -92,8 +92,8 @@ class Limiter:
         Use it wherever a `Limiter` goes.
 
         >>> limiter = Limiter.adaptive(max=64, target_lateness=0.005, name="api")
-        >>> (limiter.tokens, limiter.max_tokens)
-        (1, 64)
+        >>> limiter.max_tokens, limiter.adaptive_target
+        (64, 0.005)
         """
         _check_tokens(max, "Limiter.adaptive(max={})")
         _check_tokens(min, "Limiter.adaptive(min={})")
@@ -112,8 +112,9 @@ class Limiter:
                 f"Limiter.adaptive(target_lateness={target_lateness!r}) must be a positive "
                 "number of seconds: how late the loop may run, e.g. 0.005 for 5 ms."
             )
-        limiter = cls(min, name=name)
-        limiter._control = Controller(min, max, float(target_lateness))
+        control = Controller(min, max, float(target_lateness))
+        limiter = cls(int(control.limit), name=name)
+        limiter._control = control
         return limiter
 
     @property
