@@ -91,12 +91,10 @@ def _deadline_of(job: Job) -> float:
             if scope.shield:
                 break
             scope = scope._parent_scope
-        if deadline == NO_DEADLINE:
-            return NO_DEADLINE
-        loop: Any = job.waker.key()
-        if loop is None:
-            return NO_DEADLINE
-        now = loop.time()  # anyio's clock is the loop's (uvloop's is cached per turn)
+        # anyio's clock is the loop's, and both asyncio's and uvloop's read the
+        # monotonic clock (uvloop's in whole ms, cached per turn): no conversion.
+        # Not `loop.time()` from here: uvloop's would be as stale as the loop is idle.
+        return deadline
     return _monotonic() + (deadline - now)
 
 
