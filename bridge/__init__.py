@@ -7,7 +7,7 @@ from bridge._exceptions import (
     DeadlockError,
     NoEventLoopError,
 )
-from bridge._pool import PoolStatistics, default_pool
+from bridge._pool import PoolStatistics, WorkerPool, blocking, default_pool
 from bridge._strict import strict
 from bridge.deadline import check_cancelled, current_deadline
 from bridge.futures import to_future, wrap_future
@@ -37,7 +37,9 @@ __all__ = [
     "NoEventLoopError",
     "PoolStatistics",
     "Portal",
+    "WorkerPool",
     "asyncify",
+    "blocking",
     "check_cancelled",
     "current_deadline",
     "default_pool",

@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 from bridge._job import Job, origin
-from bridge._waker import TrioWaker, Waker
+from bridge._waker import TrioWaker, Waker, on_loop_thread
 
 __all__ = ["check_cancelled", "current_deadline"]
 
@@ -98,15 +98,9 @@ def _deadline_of(job: Job) -> float:
     return _monotonic() + (deadline - now)
 
 
-def _on_loop_thread() -> bool:
-    from bridge.portal import _on_loop_thread  # one test of "is this a loop's thread"
-
-    return _on_loop_thread()
-
-
 def _current_job(api: str) -> Job | None:
     job = origin.job
-    if job is None and _on_loop_thread():  # not a worker: say so if it is the loop's thread
+    if job is None and on_loop_thread():  # not a worker: say so if it is the loop's thread
         raise RuntimeError(
             f"bridge.{api} is for code running in a worker thread (to_thread, asyncify, wrap). "
             "In async code, cancellation arrives at every await; use "

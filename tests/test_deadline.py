@@ -133,3 +133,11 @@ def test_outside_bridge_threads_there_is_nothing_to_check() -> None:
     thread.start()
     thread.join(30)
     assert results == [None]
+
+
+async def test_adapter_jobs_carry_the_deadline_too() -> None:
+    from bridge import lowlevel
+
+    with anyio.fail_after(100):
+        left = await lowlevel.run_job(bridge.current_deadline)
+    assert left is not None and 0 < left <= 100
