@@ -104,6 +104,7 @@ def asyncify(
     limiter: Limiter | None = None,
     timeout: float | None = None,
     thread: DedicatedThread | None = None,
+    abandon_on_cancel: bool = True,
 ) -> Callable[P, Awaitable[T]]: ...
 
 
@@ -114,6 +115,7 @@ def asyncify(
     limiter: Limiter | None = None,
     timeout: float | None = None,
     thread: DedicatedThread | None = None,
+    abandon_on_cancel: bool = True,
 ) -> Callable[[Callable[P, T]], Callable[P, Awaitable[T]]]: ...
 
 
@@ -123,6 +125,7 @@ def asyncify(
     limiter: Limiter | None = None,
     timeout: float | None = None,
     thread: DedicatedThread | None = None,
+    abandon_on_cancel: bool = True,
 ) -> Callable[P, Awaitable[T]] | Callable[[Callable[P, T]], Callable[P, Awaitable[T]]]:
     """Turn a blocking function into an async one that runs it off the loop.
 
@@ -130,6 +133,10 @@ def asyncify(
     raises `TimeoutError` in the caller, while the call itself finishes in
     the background holding its token; `thread` pins every call to one
     `DedicatedThread` (for objects that must stay on the thread that made them).
+    `abandon_on_cancel=False` makes a cancelled caller wait until the call has
+    really finished (anyio's and trio's option of that name), for code that
+    must not move on while the thread still works; the cancellation is then
+    delivered at the caller's next checkpoint.
 
     >>> import bridge
     >>> @bridge.asyncify(limiter=bridge.Limiter(4))
@@ -146,11 +153,27 @@ def asyncify(
         raise TypeError(f"asyncify(thread=...) needs a bridge.DedicatedThread, got {thread!r}")
     if timeout is not None and timeout <= 0:
         raise ValueError(f"asyncify(timeout=...) must be positive (seconds), got {timeout}")
+    if timeout is not None and not abandon_on_cancel:
+        raise ValueError(
+            "asyncify(timeout=..., abandon_on_cancel=False) cannot time out: the caller would "
+            "wait for the call anyway. Drop the timeout, or let the call be abandoned."
+        )
 
     def decorate(func: Callable[P, T]) -> Callable[P, Awaitable[T]]:
         _check_sync(func, "asyncify()")
         executor: Executor = thread if thread is not None else default_pool()
         api = f"{getattr(func, '__qualname__', 'asyncified function')}()"
+
+        if not abandon_on_cancel:
+
+            @functools.wraps(func)
+            async def waited(*args: P.args, **kwargs: P.kwargs) -> T:
+                # Shielded: a cancelled caller waits for the thread, then sees the cancellation.
+                with anyio.CancelScope(shield=True):
+                    result = await _run_job(func, args, kwargs, limiter, executor, api)
+                return result  # type: ignore[no-any-return]
+
+            return waited
 
         @functools.wraps(func)
         async def call(*args: P.args, **kwargs: P.kwargs) -> T:

@@ -9,6 +9,7 @@ import traceback
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import bridge
@@ -261,3 +262,39 @@ def test_bad_asyncify_arguments_are_refused() -> None:
         asyncify(int, timeout=0)
     with pytest.raises(TypeError, match="Limiter"):
         asyncify(int, limiter=3)  # type: ignore[arg-type]
+
+
+async def test_abandon_on_cancel_false_waits_for_the_thread_to_finish() -> None:
+    limiter = Limiter(1)
+    started = threading.Event()
+    release = threading.Event()
+    outcome: list[object] = []
+
+    @asyncify(limiter=limiter, abandon_on_cancel=False)
+    def flush() -> int:
+        started.set()
+        release.wait(30)
+        return 42
+
+    async def caller() -> None:
+        try:
+            outcome.append(await flush())
+            await anyio.lowlevel.checkpoint()  # the cancellation arrives here
+            outcome.append("not reached")
+        finally:
+            outcome.append("caller moved on")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(caller)
+        with anyio.fail_after(30):
+            await anyio.to_thread.run_sync(started.wait)
+        tg.cancel_scope.cancel()
+        release.set()
+    # An abandoned call would have raised the cancellation instead of returning 42.
+    assert outcome == [42, "caller moved on"]
+    assert limiter.statistics().running == 0
+
+
+def test_abandon_on_cancel_false_refuses_a_timeout() -> None:
+    with pytest.raises(ValueError, match="cannot time out"):
+        asyncify(timeout=1.0, abandon_on_cancel=False)
