@@ -137,6 +137,8 @@ def format_report(report: dict[str, Any], threshold: float) -> str:
         lines.append(f"{'rank':>4}  {'count':>5}  {'total s':>8}  {'worst s':>8}  where")
         for rank, site in enumerate(sites, 1):
             where = f"{site['filename']}:{site['lineno']} in {site['function']}()"
+            if site.get("library"):
+                where += "  [library code: no line of yours on the loop thread's stack]"
             lines.append(
                 f"{rank:>4}  {site['count']:>5}  {site['total']:>8.3f}  {site['worst']:>8.3f}  "
                 f"{where}"

@@ -84,17 +84,19 @@ _STDLIB = tuple(
     os.path.realpath(p) + os.sep
     for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}
 )
-_BRIDGE = os.path.dirname(os.path.realpath(__file__))
-# Loops that serve bridge's own tools, not the program: portals, test servers.
-_TOOLS = (os.path.join(_BRIDGE, "portal.py"), os.path.join(_BRIDGE, "testing") + os.sep)
+# Loops that serve bridge's test tools (the CQL and HTTP test servers), not the
+# program. A Portal's loop is watched: it runs the program's coroutines (a
+# Flask view's `syncify` calls land there), and a block there is the program's.
+# An idle portal is never reported: the watchdog knows a loop waiting for I/O.
+_TOOLS = os.path.join(os.path.dirname(os.path.realpath(__file__)), "testing") + os.sep
 
 
 def _started_by_bridge_tool() -> bool:
-    """Was this thread started by one of bridge's tools (a Portal, the CQL test server)?
+    """Was this thread started by one of bridge's test tools (the CQL test server)?
 
     The thread's outermost code that is not the standard library's
     (`threading`, `runpy`) tells who runs it: the program's own module, a
-    console script, or a bridge tool's thread function.
+    console script, or a tool's thread function.
     """
     files = []
     frame: FrameType | None = sys._getframe(1)
@@ -112,7 +114,7 @@ def _outermost_is_tool(inner_first: Iterable[str]) -> bool:
         real = os.path.realpath(filename)
         if real.startswith(_STDLIB):
             continue
-        return real == _TOOLS[0] or real.startswith(_TOOLS[1])
+        return real.startswith(_TOOLS)
     return False
 
 

@@ -414,9 +414,15 @@ class LoopWatchdog:
             logger.exception("LoopWatchdog on_block callback %r raised", self.on_block)
 
 
-# Where an idle loop waits for I/O: asyncio's selector, trio's I/O manager.
+# Where an idle loop waits for I/O: asyncio's selector, trio's I/O manager, and
+# the queue a trio guest run's host waits on between ticks (anyio's test runner).
+# These count only directly on top of the frames that run the loop (strict
+# mode's wrapper of `queue.Queue.get` included).
 _WAIT_FILES = (
     f"{os.sep}selectors.py",
+    f"{os.sep}queue.py",
+    f"{os.sep}threading.py",
+    f"{os.sep}bridge{os.sep}_strict.py",
     f"{os.sep}_io_epoll.py",
     f"{os.sep}_io_kqueue.py",
     f"{os.sep}_io_windows.py",

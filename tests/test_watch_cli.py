@@ -237,7 +237,6 @@ def legacy_lookup():
 
 
 async def ping():
-    time.sleep(0.5)  # on a Portal: bridge's loop, not the program's
     return "pong"
 
 
@@ -257,6 +256,7 @@ async def main(server):
 
 
 with CQLServer.start_in_thread() as server, bridge.Portal() as portal:
+    server.call(time.sleep, 0.5)  # blocks the test server's own loop, not the program's
     assert portal.call(ping) == "pong"
     bridge.run(main, server)
 """
@@ -269,8 +269,8 @@ CQL_BLOCKING_LINE = next(
 def test_watch_names_only_the_programs_line_when_it_runs_an_in_process_cql_server(
     tmp_path: Path,
 ) -> None:
-    """The CQL server's and the portal's loops are bridge's, not the program's: run after
-    run, the report names the program's one blocking line and nothing else."""
+    """The CQL server's loop is bridge's, not the program's, and an idle portal blocks
+    nothing: run after run, the report names the program's one blocking line, no other."""
     pytest.importorskip("cassandra")
     script = tmp_path / "cql_app.py"
     script.write_text(CQL_APP)
