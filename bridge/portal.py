@@ -646,6 +646,17 @@ async def _run_sync(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return fn(*args, **kwargs)
 
 
+def run_on_loop(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run the sync `fn(*args, **kwargs)` on an event loop's thread and return its result.
+
+    anyio's `from_thread.run_sync`: from a bridge worker thread it runs on the
+    loop that sent the work there (to touch loop-bound objects: an
+    `asyncio.Event`, a task's state); from plain sync code, on the shared
+    portal. Like `syncify`, it raises `DeadlockError` on a loop thread.
+    """
+    return syncify(_run_sync)(fn, *args, **kwargs)
+
+
 async def _aclose(iterator: Any) -> None:
     await iterator.aclose()
 

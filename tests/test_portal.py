@@ -551,3 +551,21 @@ def test_trio_run_returns_when_a_finalizer_calls_back_into_trio_from_a_thread() 
 
     trio.run(main)
     assert len(seen) == 1
+
+
+@pytest.mark.anyio
+async def test_run_on_loop_from_a_worker_runs_on_the_loop_that_sent_the_work() -> None:
+    event = anyio.Event()  # loop-bound: set() must run on its loop's thread
+
+    def legacy() -> int:
+        bridge.run_on_loop(event.set)
+        return bridge.run_on_loop(threading.get_ident)
+
+    assert await to_thread(legacy) == threading.get_ident()
+    assert event.is_set()
+    with pytest.raises(DeadlockError):
+        bridge.run_on_loop(threading.get_ident)
+
+
+def test_run_on_loop_from_plain_sync_code_uses_the_shared_portal() -> None:
+    assert bridge.run_on_loop(threading.get_ident) == bridge.shared_portal()._thread.ident
