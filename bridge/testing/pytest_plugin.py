@@ -273,7 +273,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     terminalreporter.section("bridge: event loops blocked (bridge_block_check = report)")
     for nodeid, worst in blocked:
-        terminalreporter.write_line(f"{nodeid}: {worst.duration:.3f} s at {worst.site}")
+        where = f"in library code at {worst.site}" if worst.site.library else f"at {worst.site}"
+        terminalreporter.write_line(f"{nodeid}: {worst.duration:.3f} s {where}")
 
 
 @pytest.fixture(name="strict")
