@@ -8,6 +8,7 @@ trio; only the waker knows which one is running.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextvars
 import functools
@@ -16,7 +17,7 @@ import itertools
 import math
 import queue
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, overload
 
 import anyio
@@ -100,6 +101,25 @@ async def _run_job(
     return _checked(fn, await waker.wait(Job(fn, args, kwargs, waker, executor, limiter)))
 
 
+async def _through_native_cancel(job: Coroutine[Any, Any, T]) -> T:
+    """asyncio: await `job` to its end even through `task.cancel()`, which anyio's shield
+    does not stop; the cancellation is re-armed for the caller's next await."""
+    inner = asyncio.ensure_future(job)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(inner)
+            break
+        except asyncio.CancelledError:
+            if inner.done():
+                raise
+            cancelled = True
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+    if cancelled:
+        asyncio.current_task().cancel()  # type: ignore[union-attr]
+    return result
+
+
 @overload
 def asyncify(
     fn: Callable[P, T],
@@ -179,8 +199,12 @@ def asyncify(
             @functools.wraps(func)
             async def waited(*args: P.args, **kwargs: P.kwargs) -> T:
                 # Shielded: a cancelled caller waits for the thread, then sees the cancellation.
+                job = _run_job(func, args, kwargs, limiter, executor, api)
                 with anyio.CancelScope(shield=True):
-                    result = await _run_job(func, args, kwargs, limiter, executor, api)
+                    if asyncio._get_running_loop() is not None:  # asyncio or uvloop
+                        result = await _through_native_cancel(job)
+                    else:
+                        result = await job
                 return result  # type: ignore[no-any-return]
 
             return waited

@@ -376,3 +376,36 @@ async def test_dedicated_thread_call_is_refused_on_a_loop_thread() -> None:
     with DedicatedThread() as db:
         with pytest.raises(bridge.DeadlockError, match=r"await thread.run"):
             db.call(int)
+
+
+@pytest.mark.parametrize("use_uvloop", [False, True], ids=["asyncio", "uvloop"])
+def test_abandon_on_cancel_false_waits_through_a_native_asyncio_cancel(use_uvloop: bool) -> None:
+    import asyncio
+
+    started = threading.Event()
+    release = threading.Event()
+    events: list[str] = []
+
+    @asyncify(abandon_on_cancel=False)
+    def flush() -> int:
+        started.set()
+        release.wait(30)
+        events.append("thread finished")
+        return 42
+
+    async def caller() -> None:
+        try:
+            events.append(str(await flush()))  # an abandoned call would raise instead
+        finally:
+            events.append("caller moved on")
+
+    async def main() -> None:
+        task = asyncio.ensure_future(caller())
+        await bridge.to_thread(started.wait, 30)
+        task.cancel()  # asyncio's own cancellation, no anyio scope involved
+        release.set()
+        with pytest.raises(asyncio.CancelledError):  # still delivered, once the call is done
+            await task
+
+    bridge.run(main, use_uvloop=use_uvloop)
+    assert events == ["thread finished", "42", "caller moved on"]
