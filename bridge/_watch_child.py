@@ -111,11 +111,16 @@ def _outermost_is_tool(inner_first: Iterable[str]) -> bool:
     for filename in reversed(list(inner_first)):
         if filename.startswith("<"):
             continue
-        real = os.path.realpath(filename)
+        real = _realpaths.get(filename)
+        if real is None:
+            real = _realpaths[filename] = os.path.realpath(filename)
         if real.startswith(_STDLIB):
             continue
         return real.startswith(_TOOLS)
     return False
+
+
+_realpaths: dict[str, str] = {}  # a loop may be started many times (run_until_complete)
 
 
 _FILE = re.compile(r'^\s*File "(.+?)", line \d+')

@@ -108,6 +108,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"bridge_block_check = {check!r}: expected one of {', '.join(_CHECKS)}"
         )
+    _threshold(config)  # a bad value is a usage error now, not an error in every test
     config.stash[_blocked_key] = []
     strict_module.enable_from_env()
 

@@ -239,6 +239,12 @@ def test_a_bad_check_value_is_a_clear_error(project: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(
         ["*bridge_block_check = 'maybe': expected one of fail, report, off*"]
     )
+    project.makeini(
+        "[pytest]\nbridge_block_threshold = soon\nasyncio_default_fixture_loop_scope = function\n"
+    )
+    result = project.runpytest()
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*bridge_block_threshold must be a number of seconds*'soon'*"])
 
 
 def test_allow_blocking_marker_and_threshold_option(project: pytest.Pytester) -> None:
