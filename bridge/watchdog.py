@@ -381,9 +381,13 @@ class LoopWatchdog:
             if self._answered.wait(self._interval) or self._stopping:
                 return
         stack = extract_stack(frame)
+        # The site is looked for only above the frames that run the loop: the
+        # program's `asyncio.run(main())` line is under every callback, and is
+        # not what blocks when a library's callback does.
+        above = min(_frames_above_loop(frame, self._loop_codes), len(stack))
         del frame
         report = BlockReport(
-            site=user_site(stack),
+            site=user_site(stack[len(stack) - above :]),
             stack=stack,
             thread_name=self._loop_thread_name,
             backend=backend,
@@ -443,6 +447,16 @@ def _dispatch_codes(caller: FrameType | None) -> frozenset[CodeType]:
             codes.add(code)
         frame = frame.f_back
     return frozenset(codes)
+
+
+def _frames_above_loop(frame: FrameType, loop_codes: frozenset[CodeType]) -> int:
+    """How many frames, innermost first, run on top of the loop's own frames (all if unknown)."""
+    count = 0
+    inner: FrameType | None = frame
+    while inner is not None and inner.f_code not in loop_codes:
+        count += 1
+        inner = inner.f_back
+    return count
 
 
 def _waiting_for_events(frame: FrameType, loop_codes: frozenset[CodeType]) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 import sys
 import threading
 import time
@@ -309,3 +310,34 @@ def test_a_stack_with_no_user_frame_is_marked_library() -> None:
         traceback.StackSummary.from_list([(THIS_FILE, 7, "handler", "legacy()"), stack[0]])
     )
     assert not mine.library and (mine.filename, mine.lineno) == (THIS_FILE, 7)
+
+
+LIBRARY_CALLBACK = """\
+import asyncio, time
+from bridge.watchdog import LoopWatchdog
+
+reports = []
+
+async def main():
+    async with LoopWatchdog(0.05, on_block=reports.append) as watchdog:
+        await asyncio.sleep(0)  # the loop has answered a ping: the watchdog knows its frames
+        while not watchdog._loop_codes:
+            await asyncio.sleep(0.01)
+        asyncio.get_running_loop().call_soon(time.sleep, 0.3)  # a library callback blocks
+        while not reports or not reports[0].ended:
+            await asyncio.sleep(0.01)
+
+asyncio.run(main())  # under every callback, but not what blocks
+site = reports[0].site
+print(site.library, site.filename.endswith("events.py"), site.function)
+"""
+
+
+def test_a_library_callback_is_not_blamed_on_the_programs_entry_line(tmp_path: Path) -> None:
+    script = tmp_path / "entry.py"
+    script.write_text(LIBRARY_CALLBACK)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True", "_run"]
