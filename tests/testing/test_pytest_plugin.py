@@ -104,8 +104,32 @@ def test_a_blocking_requests_get_fails_under_the_default_threshold(
             """
         )
         result = project.runpytest("-p", "no:cacheprovider", "-p", "no:asyncio")
+        result.assert_outcomes(failed=3)
+        result.stdout.fnmatch_lines(["*test_http.py:6 in test_fetch()*"])
+        # Strict mode catches any blocking request, however short, with no timing at all.
+        project.makepyfile(
+            test_http=f"""
+            import pytest
+            import requests
+
+            @pytest.mark.anyio
+            async def test_fetch():
+                requests.get({server.url("/sleep?ms=1")!r}, timeout=30)
+            """
+        )
+        # (In a subprocess: a second in-process run would import requests afresh.)
+        result = project.runpytest_subprocess(
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:asyncio",
+            "--bridge-strict",
+            "--bridge-block-check=off",
+        )
     result.assert_outcomes(failed=3)
-    result.stdout.fnmatch_lines(["*test_http.py:6 in test_fetch()*"])
+    result.stdout.fnmatch_lines(
+        ["*BlockingCallError: requests.Session.send() blocks the event loop*test_http.py:6*"]
+    )
 
 
 PYTEST_ASYNCIO = """
