@@ -11,13 +11,8 @@ from examples.inhouse_kv.aio import AsyncKV
 from examples.inhouse_kv.client import KVError
 from examples.inhouse_kv.server import KVServer
 
-# The legacy client writes each request with a blocking `sendall` on the caller's
-# thread (the loop's, here), as callback-style clients do; strict mode flags it.
-# Short while the socket buffer has room; the adapter does not move it off the loop.
-pytestmark = [
-    pytest.mark.anyio,
-    pytest.mark.allow_blocking(reason="KVClient sends requests with a blocking sendall"),
-]
+# Runs under the suite's strict mode: nothing the adapter does blocks the loop.
+pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
