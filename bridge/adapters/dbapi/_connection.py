@@ -141,7 +141,7 @@ class Connection:
         self._busy = True
         call = Call(fn, args, self._abandoned)
         try:
-            return await run_job(call, executor=self._executor)
+            return await run_job(call.run, executor=self._executor)
         except BaseException:
             self._give_up(call)
             raise

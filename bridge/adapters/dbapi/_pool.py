@@ -239,7 +239,7 @@ class Pool:
         thread = DedicatedThread(name=f"bridge-dbapi-conn-{next(_thread_names)}")
         call = Call(self._open_on, (thread,), self._opened_for_nobody)
         try:
-            return await run_job(call, executor=thread)
+            return await run_job(call.run, executor=thread)
         except BaseException:
             state = call.give_up()
             if state == PENDING:
