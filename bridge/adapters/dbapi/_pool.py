@@ -85,6 +85,9 @@ class Pool:
         self._opened = 0
         self._replaced = 0
         self._cancelled = 0
+        # One thread per connection: blocked calls (slow queries) all run at once.
+        # GIL-bound drivers (PyMySQL) would do better on fewer threads; when the
+        # worker pool grows only for blocked calls, drop `core=` and let it choose.
         self._workers = WorkerPool(max_size, core=max_size, name="bridge-dbapi")
         self._canceller: concurrent.futures.ThreadPoolExecutor | None = None
 
