@@ -34,13 +34,22 @@ class AsyncResultSet:
     as all the data (the trap of porting `for row in session.execute(q)`).
     """
 
-    __slots__ = ("_args", "_session", "column_names", "column_types", "response_future", "rows")
+    __slots__ = (
+        "_args",
+        "_in_stream",
+        "_session",
+        "column_names",
+        "column_types",
+        "response_future",
+        "rows",
+    )
 
     def __init__(
         self, session: AsyncSession, future: Any, rows: Any, args: tuple[Any, ...]
     ) -> None:
         self._session = session
         self._args = args
+        self._in_stream = False  # a page handed out by a PageStream, which fetches the rest
         self.response_future: ResponseFuture = future
         if rows is None:
             rows = []
@@ -78,7 +87,7 @@ class AsyncResultSet:
         return self.rows[0] if self.rows else None
 
     def __iter__(self) -> Iterator[Any]:
-        if self.response_future._paging_state is not None:
+        if self.response_future._paging_state is not None and not self._in_stream:
             raise MorePagesError(
                 _MORE_PAGES.format(rows=len(self.rows), what="`for row in result`")
             )

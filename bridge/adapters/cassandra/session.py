@@ -43,7 +43,10 @@ from ._requests import _Concurrent, _Request
 from .results import AsyncResultSet
 from .streams import PageStream, RowStream
 
-_MIN_TIMEOUT: Final = 0.001  # a deadline already past: the cancel scope acts first
+# The driver's timer goes off this long after the task's deadline, so that the
+# cancel scope ends the wait (the caller gets TimeoutError, as anyio and trio
+# promise) and the driver then frees the stream id and the slot.
+_DEADLINE_SLACK: Final = 0.02
 _V2_MAX_REQUEST_ID: Final = 127  # protocol v1/v2 stream ids are one signed byte
 _V3_MAX_REQUEST_ID: Final = 2**15 - 1
 
@@ -165,7 +168,7 @@ class AsyncSession:
                 ).request_timeout
             except Exception:  # legacy configuration: no execution profiles
                 timeout = self.session.default_timeout
-        left = max(left, _MIN_TIMEOUT)
+        left = max(left, 0.0) + _DEADLINE_SLACK
         return left if timeout is None else min(timeout, left)
 
     async def _run(self, args: tuple[Any, ...], api: str) -> AsyncResultSet:

@@ -107,6 +107,7 @@ class PageStream:
             self._exhausted = True
         else:
             page = request.page()
+            page._in_stream = True
             self._next_state = page.paging_state
             if self._next_state is None:
                 self._exhausted = True
