@@ -614,10 +614,8 @@ def three_nodes() -> Iterator[ServerThread]:
 
 
 @pytest.fixture(scope="module")
-def three_node_session(three_nodes: ServerThread) -> Iterator[tuple[Session, HostEvents]]:
-    events = HostEvents()
+def three_node_schema(three_nodes: ServerThread) -> None:
     cluster = make_cluster(three_nodes)
-    cluster.register_listener(events)
     session = cluster.connect()
     session.execute(
         "CREATE KEYSPACE IF NOT EXISTS three "
@@ -625,17 +623,25 @@ def three_node_session(three_nodes: ServerThread) -> Iterator[tuple[Session, Hos
     )
     session.execute("CREATE TABLE IF NOT EXISTS three.kv (k int PRIMARY KEY, v text)")
     session.execute("INSERT INTO three.kv (k, v) VALUES (1, 'one')")
-    try:
-        yield session, events
-    finally:
-        cluster.shutdown()
+    cluster.shutdown()
 
 
 async def test_failover_when_a_node_stops(
-    three_nodes: ServerThread, three_node_session: tuple[Session, HostEvents]
+    three_nodes: ServerThread, three_node_schema: None, transport: str
 ) -> None:
-    sync_session, events = three_node_session
-    session = AsyncSession(sync_session)
+    events = HostEvents()
+    cluster = AsyncCluster(
+        three_nodes.contact_points,
+        port=three_nodes.port,
+        transport=transport,  # type: ignore[arg-type]
+    )
+    (await bridge.to_thread(lambda: cluster.cluster)).register_listener(events)
+    async with cluster:
+        session = await cluster.connect()
+        await failover(three_nodes, session, events)
+
+
+async def failover(three_nodes: ServerThread, session: AsyncSession, events: HostEvents) -> None:
     query = "SELECT v FROM three.kv WHERE k = 1"
     down = events.expect_down("127.0.0.2")
     await bridge.to_thread(three_nodes.stop_node, 1)
