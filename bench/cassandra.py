@@ -154,7 +154,9 @@ async def bridge_transport_run(
 ) -> tuple[float, float, int]:
     """bridge with its own AsyncCluster on this loop (connecting is not timed)."""
     async with AsyncCluster(
-        server.contact_points, port=server.port, transport=transport  # type: ignore[arg-type]
+        server.contact_points,
+        port=server.port,
+        transport=transport,  # type: ignore[arg-type]
     ) as cluster:
         session = await cluster.connect(KS)
         insert = await session.prepare("INSERT INTO kv (k, v) VALUES (?, ?)")

@@ -275,10 +275,10 @@ async def test_sync_iteration_of_a_result_with_more_pages_raises_instead_of_stop
     result = await session.execute(
         SimpleStatement("SELECT c FROM paged WHERE p = 1", fetch_size=10)
     )
-    with pytest.raises(MorePagesError, match="async for row in result"):
+    with pytest.raises(MorePagesError, match=r"async for row in result"):
         for _ in result:
             pass
-    with pytest.raises(MorePagesError, match="await result.all"):
+    with pytest.raises(MorePagesError, match=r"await result\.all"):
         len(result)
     assert len(await result.all()) == 95
     # A result that is all there is iterates and counts as before.

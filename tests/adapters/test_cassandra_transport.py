@@ -10,6 +10,9 @@ deadlines, the loop's end, restarts, several clusters and several loops.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
 import threading
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -179,7 +182,7 @@ async def test_connections_come_back_after_a_server_restart(restartable: ServerT
             return True
 
         with anyio.fail_after(60):  # bounds a hang; the reconnection delay is the driver's
-            while not await works():
+            while not await works():  # noqa: ASYNC110 - reconnection is the driver's, no event
                 await anyio.sleep(0.05)
         assert all(isinstance(c, LoopConnection) for c in connections(session))
 
@@ -290,3 +293,88 @@ async def test_bad_transport_arguments_say_what_to_do() -> None:
     with pytest.raises(ValueError, match="not both"):
         AsyncCluster(transport="loop", connection_class=LoopConnection)
     assert AsyncCluster(connection_class=LoopConnection).transport == "thread"
+
+
+# -- TLS: a TLS-terminating proxy in front of the CQL server -------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1, made with the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command (apt-get install openssl) to make a certificate")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = str(directory / "cert.pem"), str(directory / "key.pem")
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def tls_proxy(cql_server: ServerThread, tls_files: tuple[str, str]) -> Iterator[int]:
+    """127.0.0.1:<port> speaking TLS, forwarding the plain bytes to the CQL server."""
+    cert, key = tls_files
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    ready: list[int] = []
+    started = threading.Event()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", cql_server.port)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def serve() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+        ready.append(server.sockets[0].getsockname()[1])
+        started.set()
+        async with server:
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert started.wait(60)
+    yield ready[0]
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(60)
+    loop.close()
+
+
+@pytest.mark.parametrize("transport", ["loop", "thread"])
+async def test_tls_connections_work_on_both_transports(
+    tls_proxy: int, tls_files: tuple[str, str], keyspace: None, transport: str
+) -> None:
+    cert, _ = tls_files
+    context = ssl.create_default_context(cafile=cert)
+    async with AsyncCluster(
+        ["127.0.0.1"],
+        port=tls_proxy,
+        ssl_context=context,
+        transport=transport,  # type: ignore[arg-type]
+    ) as cluster:
+        session = await cluster.connect(KS)
+        assert all(isinstance(c._socket, ssl.SSLSocket) for c in connections(session))
+        insert = await session.prepare("INSERT INTO transport.kv (k, v) VALUES (?, ?)")
+        big = "x" * 100_000  # several TLS records each way
+        await session.execute_concurrent([(insert, (k, big)) for k in range(300, 340)])
+        rows = await session.execute("SELECT k, v FROM transport.kv WHERE k = %s", (339,))
+        assert rows.one().v == big

@@ -214,6 +214,8 @@ class LoopConnection(Connection):  # type: ignore[misc]
     """A driver `Connection` whose socket is read and written by the reactor's event loop."""
 
     _reactor: ClassVar[Reactor | None] = None
+    is_closed: bool  # the driver's flags, set under its lock
+    is_defunct: bool
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         Connection.__init__(self, *args, **kwargs)
