@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import sniffio
+
 if TYPE_CHECKING:
     from bridge._waker import Waker
     from bridge.limiter import Limiter
@@ -22,9 +24,17 @@ class _Origin(threading.local):
     """Which loop sent the job this thread is running: where `syncify` sends async work back."""
 
     waker: Waker | None = None
+    dedicated: Executor | None = None  # the DedicatedThread this thread is, if it is one
 
 
 origin = _Origin()
+
+# The DedicatedThreads blocked in `syncify` on the way to the running coroutine:
+# a call sent to one of them from there could never run (it queues behind the wait).
+waiting_threads: contextvars.ContextVar[tuple[Executor, ...]] = contextvars.ContextVar(
+    "bridge_waiting_threads", default=()
+)
+_sniffio_cvar = sniffio.current_async_library_cvar
 
 
 class Executor:
@@ -124,8 +134,13 @@ class Job:
             return False  # cancelled before it started: dropped, its token already returned
         outer = origin.waker  # a sync->async->sync chain can nest jobs on one thread
         origin.waker = self.waker
+        ctx = self.ctx
+        if ctx.get(_sniffio_cvar) is not None:
+            # No async library runs in this thread: code that picks a path by
+            # sniffio (anyio, httpx) must not think it can use the caller's loop.
+            ctx.run(_sniffio_cvar.set, None)
         try:
-            self.result = self.ctx.run(self.fn, *self.args, **self.kwargs)
+            self.result = ctx.run(self.fn, *self.args, **self.kwargs)
         except BaseException as exc:
             self.error = exc
         finally:
@@ -143,6 +158,13 @@ class Job:
             error = self.error
             self.error = None  # no cycle through the traceback's frames
             self.waker.finish(handle, self.result, error)
+
+    def fail(self, error: BaseException) -> None:
+        """On the loop: delivering the outcome failed; the awaiting task gets `error`."""
+        handle = self.handle
+        if handle is not None:
+            self.handle = None
+            self.waker.finish(handle, None, error)
 
     def cancel(self) -> None:
         """The awaiting task gave up: drop the job if it has not started, else let it finish."""

@@ -117,7 +117,7 @@ class Waker:
             try:
                 item.complete()
             except Exception as exc:  # one broken completion must not strand the rest
-                _report_failed_completion(item, exc)
+                _fail(item, exc)
         if pending and not self._scheduled:
             self._scheduled = True
             self._schedule(self._drain)  # on the loop thread: a plain call_soon
@@ -138,8 +138,20 @@ class Waker:
         """On the loop: hand an outcome to the task parked on `handle`."""
         raise NotImplementedError
 
+    def running(self) -> bool:
+        """False once the loop has stopped or closed: nothing queued to it will run (any thread)."""
+        raise NotImplementedError
 
-def _report_failed_completion(item: object, exc: Exception) -> None:
+
+def _fail(item: object, exc: Exception) -> None:
+    """Delivering failed: the waiting task (or blocked caller) gets the error; it never hangs."""
+    fail = getattr(item, "fail", None)
+    if fail is not None:
+        try:
+            fail(exc)
+            return
+        except Exception as again:
+            exc = again
     logging.getLogger("bridge").error(
         "bridge: delivering %r to its task failed", item, exc_info=exc
     )
@@ -203,7 +215,24 @@ class AsyncioWaker(Waker):
         if error is None:
             handle.set_result(result)
         else:
+            if isinstance(error, StopIteration):
+                # A future refuses StopIteration (it would end the awaiting
+                # coroutine as if it had returned); trio and anyio raise this.
+                error = _stop_iteration_error(error)
             handle.set_exception(error)
+
+    def running(self) -> bool:
+        loop: asyncio.AbstractEventLoop | None = self.key()  # type: ignore[assignment]
+        return loop is not None and not loop.is_closed() and loop.is_running()
+
+
+def _stop_iteration_error(error: StopIteration) -> RuntimeError:
+    wrapped = RuntimeError(
+        "the function run in a thread raised StopIteration, which cannot cross into async "
+        "code (it would silently end the awaiting coroutine); catch it in the function"
+    )
+    wrapped.__cause__ = error
+    return wrapped
 
 
 class TrioWaker(Waker):
@@ -241,6 +270,11 @@ class TrioWaker(Waker):
         result_or_error = outcome.Value(result) if error is None else outcome.Error(error)
         trio.lowlevel.reschedule(handle, result_or_error)
 
+    def running(self) -> bool:
+        # A finished run refuses run_sync_soon (the waker closes then), and trio
+        # runs every callback it accepted before it ends: gone means closed.
+        return not self.closed and self.key() is not None
+
 
 # The last loop asked about and its waker, as one tuple (replaced atomically).
 # Most programs run one loop, so this answers nearly every call without a
@@ -255,6 +289,17 @@ NO_LOOP_MESSAGE = (
     "from plain sync code, call the function directly, or use bridge.syncify / bridge.Portal "
     "to reach async code."
 )
+
+
+def on_loop_thread() -> bool:
+    """True on a thread that is running an event loop (asyncio, uvloop or trio) right now."""
+    if _sniffio_local.name is not None:
+        return True
+    try:
+        _get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def current_waker(what: str = "this call") -> Waker:

@@ -76,8 +76,9 @@ async def test_exit_still_runs_when_the_task_is_cancelled() -> None:
             entered.wait(30)
             exited.set()
 
-    with anyio.move_on_after(0.01) as scope:
+    with anyio.CancelScope() as scope:
         async with wrap(Resource()):
+            scope.cancel()  # cancelled inside the block: __exit__ is owed
             await anyio.sleep_forever()
     assert scope.cancelled_caught
     entered.set()
