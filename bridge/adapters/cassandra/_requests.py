@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from cassandra.concurrent import ExecutionResult  # type: ignore[import-untyped]
 
-from ._kit import Waker
+from ._kit import Waker, limiter_drop, limiter_enter
 from .results import AsyncResultSet
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class _Request:
 
     def start(self) -> None:
         self.starting = True
-        self.session._limiter._enter(self)
+        limiter_enter(self.session._limiter, self)
         self.starting = False
 
     def grant(self) -> None:
@@ -154,7 +154,7 @@ class _Request:
         self.handle = None
         self.cancelled = True
         if not self.sent:
-            self.session._limiter._drop(self)
+            limiter_drop(self.session._limiter, self)
 
     def page(self) -> AsyncResultSet:
         return AsyncResultSet(self.session, self.future, self.result, self.args)

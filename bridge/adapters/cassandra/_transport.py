@@ -176,7 +176,7 @@ class Reactor:
         self._arm()
 
     def arm_at(self, wall_time: float) -> None:
-        """Call `self._fire()` on the loop at `wall_time` (`time.time()`), replacing the last one."""
+        """Call `self._fire()` on the loop at `wall_time` (a `time.time()`), replacing the last."""
         raise NotImplementedError
 
     # -- the loop's end ---------------------------------------------------------

@@ -38,7 +38,7 @@ from cassandra.query import (  # type: ignore[import-untyped]
 
 import bridge
 
-from ._kit import current_waker, time_left
+from ._kit import current_waker, limiter_release, time_left
 from ._requests import _Concurrent, _Request
 from .results import AsyncResultSet
 from .streams import PageStream, RowStream
@@ -111,7 +111,7 @@ class AsyncSession:
         """The driver called back for a request: count it, then free its slot."""
         with self._counts_lock:
             self._finished += 1
-        self._limiter._release()
+        limiter_release(self._limiter)
 
     def __repr__(self) -> str:
         state = "shut down" if self._closed else f"keyspace={self.session.keyspace!r}"
