@@ -126,8 +126,13 @@ async def drive(execute: Execute, insert: Any, select: Any, n: int, pattern: str
     return time.perf_counter() - start
 
 
-async def with_heartbeat(run: Callable[[], Awaitable[float]]) -> tuple[float, float, int]:
-    """Run `run()` while a 5 ms heartbeat measures loop lateness; (seconds, p99 ms, beats)."""
+async def with_heartbeat(
+    run: Callable[[], Awaitable[float]],
+) -> tuple[float, float, int, float]:
+    """Run `run()` while a 5 ms heartbeat measures loop lateness.
+
+    Returns (seconds, p99 ms, beats, CPU seconds of this process, every thread).
+    """
     lateness: list[float] = []
     stop = anyio.Event()
 
@@ -137,11 +142,13 @@ async def with_heartbeat(run: Callable[[], Awaitable[float]]) -> tuple[float, fl
             await anyio.sleep(HEARTBEAT)
             lateness.append((time.perf_counter() - t - HEARTBEAT) * 1000)
 
+    cpu = time.process_time()
     async with anyio.create_task_group() as tg:
         tg.start_soon(heartbeat)
         seconds = await run()
         stop.set()
-    return seconds, percentile(lateness, 99), len(lateness)
+    cpu = time.process_time() - cpu
+    return seconds, percentile(lateness, 99), len(lateness), cpu
 
 
 def bridge_execute(session: Session) -> Execute:
@@ -151,7 +158,7 @@ def bridge_execute(session: Session) -> Execute:
 
 async def bridge_transport_run(
     server: ServerProcess, transport: str, n: int, pattern: str
-) -> tuple[float, float, int]:
+) -> tuple[float, float, int, float]:
     """bridge with its own AsyncCluster on this loop (connecting is not timed)."""
     async with AsyncCluster(
         server.contact_points,
@@ -260,13 +267,16 @@ def main() -> None:
             key = f"{name}/{backend}/{pattern}"
             cpu0 = server.cpu_seconds()
             try:
-                seconds, p99, beats = measure()
+                seconds, p99, beats, client_cpu = measure()
             except Exception as exc:  # a published wrapper that no longer runs
                 print(f"{key}: failed: {exc!r}", file=sys.stderr)
                 results[key] = {"error": repr(exc)}
                 best[key] = [name, backend, pattern, "-", "-", "-", f"fails: {type(exc).__name__}"]
                 return
             server_cpu = server.cpu_seconds() - cpu0
+            # CPU of this process per request (every thread), over the measured
+            # run only: steadier than wall-clock rates on a shared machine.
+            client_us = client_cpu / n * 1e6
             rate = n / seconds
             print(key, round(rate), round(p99, 2), file=sys.stderr)
             if key in results and results[key].get("requests_per_second", 0) >= rate:
@@ -277,14 +287,17 @@ def main() -> None:
                 "heartbeat_p99_ms": p99,
                 "heartbeats": beats,
                 "server_cpu_share": server_cpu / seconds,
+                "client_cpu_us_per_request": client_us,
             }
-            best[key] = [name, backend, pattern, round(rate), p99, server_cpu / seconds, ""]
+            best[key] = [name, backend, pattern, round(rate), p99, round(client_us), ""]
 
-        def ceiling() -> tuple[float, float, int]:
-            return run_ceiling(session, insert, select, n), 0.0, 0
+        def ceiling() -> tuple[float, float, int, float]:
+            cpu = time.process_time()
+            seconds = run_ceiling(session, insert, select, n)
+            return seconds, 0.0, 0, time.process_time() - cpu
 
         def async_run(backend: str, make: Callable[[], Any], pattern: str) -> Callable[[], Any]:
-            async def go() -> tuple[float, float, int]:
+            async def go() -> tuple[float, float, int, float]:
                 execute = make()
                 if asyncio.iscoroutine(execute):
                     execute = await execute
@@ -372,7 +385,7 @@ def main() -> None:
                 "req/s",
                 "x ceiling",
                 "heartbeat p99 ms",
-                "server CPU share",
+                "client CPU µs/req",
                 "note",
             ],
             out,
