@@ -6,8 +6,8 @@ switch-interval slices, which makes the loop late by tens of milliseconds
 under load. Here the loop that made the `AsyncCluster` owns the sockets:
 
 - Reads: a readable event reads what the kernel has (64 KiB at most) into a
-  buffer, then decodes whole frames for at most `TURN_BUDGET` seconds and
-  leaves the rest for the next loop turn. Bounding the *work* (not the bytes
+  buffer, then decodes whole frames for a bounded time (`TURN_BUDGET`,
+  adapted) and leaves the rest for the next loop turn. Bounding the *work* (not the bytes
   read) is what keeps the loop on time: a big page costs one frame, a burst of
   tiny results is cut into slices, and the tasks those frames wake run before
   the next slice. A response decoded on the loop completes its awaiting task
@@ -57,8 +57,15 @@ __all__ = ["TURN_BUDGET", "LoopConnection", "Reactor", "bind_connection_class"]
 
 log = logging.getLogger("bridge.adapters.cassandra")
 
-#: Seconds of frame decoding per readable event before the loop gets its turn back.
+#: Seconds of frame decoding per loop turn before the loop gets its turn back,
+#: to start with. Adapted per connection between MIN_BUDGET and MAX_BUDGET, like
+#: the waker's drain: when a backlog makes us decode turn after turn, the time
+#: between two slices is mostly the tasks the last slice woke running; a turn
+#: longer than TURN_TARGET halves the slice, a shorter one grows it a little.
 TURN_BUDGET: Final = 0.0005
+TURN_TARGET: Final = 0.001
+MIN_BUDGET: Final = 0.0001
+MAX_BUDGET: Final = 0.002
 RECV_SIZE: Final = 65536
 
 _get_ident = threading.get_ident
@@ -234,6 +241,8 @@ class LoopConnection(Connection):  # type: ignore[misc]
         self._unsent: memoryview | None = None
         self._inbuf = bytearray()
         self._decode_pending = False
+        self._budget = TURN_BUDGET
+        self._last_slice_end = 0.0
         self._watching = False
         self._connect_socket()
         self._socket.setblocking(False)
@@ -342,20 +351,30 @@ class LoopConnection(Connection):  # type: ignore[misc]
             return
         self._inbuf += data
         if not self._decode_pending:
-            self._decode()
+            self._decode_slice(_perf_counter())
 
     def _decode(self) -> None:
-        """Process whole frames for at most TURN_BUDGET seconds; the rest at the next turn."""
+        """A continuation: the backlog left by the last slice, one loop turn later."""
         self._decode_pending = False
         if self.is_closed:
             return
+        start = _perf_counter()
+        budget = self._budget
+        if start - self._last_slice_end > TURN_TARGET:
+            self._budget = max(MIN_BUDGET, budget / 2)
+        elif budget < MAX_BUDGET:
+            self._budget = min(MAX_BUDGET, budget * 1.25)
+        self._decode_slice(start)
+
+    def _decode_slice(self, start: float) -> None:
+        """Process whole frames for at most the budget; the rest at the next turn."""
         if self._is_checksumming_enabled:
             self._decode_segments()
             return
         buf = self._inbuf
         pos = 0
         end_of_data = len(buf)
-        deadline = _perf_counter() + TURN_BUDGET
+        deadline = start + self._budget
         process = self.process_msg
         over_budget = False
         while end_of_data - pos >= 8:
@@ -388,6 +407,7 @@ class LoopConnection(Connection):  # type: ignore[misc]
             # More may be whole already: decode it at the next turn, after the
             # tasks these frames woke and the loop's timers have run.
             self._decode_pending = True
+            self._last_slice_end = _perf_counter()
             self._loop_reactor.call_soon(self._decode)
 
     def _decode_segments(self) -> None:
