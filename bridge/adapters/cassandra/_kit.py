@@ -17,6 +17,7 @@ import math
 from typing import Any
 
 import anyio
+import sniffio
 
 from bridge.limiter import Limiter
 from bridge.lowlevel import Completion, Slot, Waker, current_waker
@@ -54,6 +55,11 @@ def time_left() -> float:
     asyncio's own `asyncio.timeout()` keeps its deadline where no library can
     read it, so under it this says inf and the driver's own timeout applies.
     """
+    if sniffio.thread_local.name == "trio":  # trio's own calls: no backend lookup
+        import trio
+
+        deadline = trio.current_effective_deadline()
+        return deadline if deadline == math.inf else deadline - trio.current_time()
     deadline = anyio.current_effective_deadline()
     if deadline == math.inf:
         return math.inf
