@@ -66,9 +66,16 @@ def loop_cluster(server: ServerThread, **kwargs: Any) -> AsyncCluster:
 
 
 @pytest.fixture
-async def session(cql_server: ServerThread, keyspace: None) -> AsyncIterator[AsyncSession]:
+async def cluster_and_session(
+    cql_server: ServerThread, keyspace: None
+) -> AsyncIterator[tuple[AsyncCluster, AsyncSession]]:
     async with loop_cluster(cql_server) as cluster:
-        yield await cluster.connect(KS)
+        yield cluster, await cluster.connect(KS)
+
+
+@pytest.fixture
+def session(cluster_and_session: tuple[AsyncCluster, AsyncSession]) -> AsyncSession:
+    return cluster_and_session[1]
 
 
 def connections(session: AsyncSession) -> list[LoopConnection]:
@@ -378,3 +385,37 @@ async def test_tls_connections_work_on_both_transports(
         await session.execute_concurrent([(insert, (k, big)) for k in range(300, 340)])
         rows = await session.execute("SELECT k, v FROM transport.kv WHERE k = %s", (339,))
         assert rows.one().v == big
+
+
+@pytest.mark.allow_blocking  # the loop is held on purpose, so that the thread's calls pile up
+async def test_calls_from_another_thread_reach_the_loop_with_one_wake_up_per_batch(
+    cluster_and_session: tuple[AsyncCluster, AsyncSession],
+) -> None:
+    cluster, session = cluster_and_session
+    reactor = cluster._reactor
+    assert reactor is not None
+    batches: list[int] = []
+    complete = reactor.complete
+
+    def counting_complete() -> None:
+        batches.append(len(reactor._calls))
+        complete()
+
+    reactor.complete = counting_complete  # type: ignore[method-assign]
+    futures: list[Any] = []
+
+    def fifty_requests() -> None:  # writes and request timers, from a foreign thread
+        futures.extend(
+            session.session.execute_async("SELECT v FROM transport.kv WHERE k = 1")
+            for _ in range(50)
+        )
+
+    thread = threading.Thread(target=fifty_requests)
+    thread.start()
+    thread.join()  # on the loop thread: nothing runs on the loop meanwhile
+    for future in futures:
+        await bridge.wrap_future(future)
+    # The first wake-up carried the whole batch: one flush of the fifty requests
+    # and one arming of their timers, not fifty of each (a third call only if a
+    # driver heartbeat on the control connection happened to land meanwhile).
+    assert batches[0] in (2, 3)

@@ -96,6 +96,7 @@ class Reactor:
         self._new_timers: deque[Any] = deque()
         self._seq = itertools.count()
         self._armed_end = float("inf")
+        self._arm_pending = False
 
     # -- running things on the loop -----------------------------------------
 
@@ -155,10 +156,13 @@ class Reactor:
         self._new_timers.append(timer)
         if self.on_loop():
             self._arm()
-        elif not self.closed:
+        elif not self._arm_pending and not self.closed:
+            # One queued arming serves every timer added before it runs.
+            self._arm_pending = True
             self.call_from_thread(self._arm)
 
     def _arm(self) -> None:
+        self._arm_pending = False
         heap, new = self._timers, self._new_timers
         while new:
             timer = new.popleft()
