@@ -7,8 +7,9 @@ from bridge._exceptions import (
     DeadlockError,
     NoEventLoopError,
 )
-from bridge._pool import PoolStatistics, default_pool
+from bridge._pool import PoolStatistics, WorkerPool, blocking, default_pool
 from bridge._strict import strict
+from bridge.deadline import check_cancelled, current_deadline
 from bridge.futures import to_future, wrap_future
 from bridge.iterate import AsyncIterator, iterate
 from bridge.limiter import Limiter, LimiterStatistics
@@ -36,7 +37,11 @@ __all__ = [
     "NoEventLoopError",
     "PoolStatistics",
     "Portal",
+    "WorkerPool",
     "asyncify",
+    "blocking",
+    "check_cancelled",
+    "current_deadline",
     "default_pool",
     "iterate",
     "run",

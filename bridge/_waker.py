@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 import weakref
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 import sniffio
 
 from bridge._exceptions import NoEventLoopError
+from bridge._lateness import Lateness
 
 # How many completions one drain hands out: adapted so that the tasks they wake
 # take about one TURN_BUDGET of loop time (see Waker._drain).
@@ -55,7 +57,16 @@ class Parked(Completion, Protocol):
 class Waker:
     """Delivers completions from any thread to one loop, many per wake-up."""
 
-    __slots__ = ("_batch", "_last_end", "_pending", "_scheduled", "closed", "key", "thread_id")
+    __slots__ = (
+        "_batch",
+        "_last_end",
+        "_pending",
+        "_scheduled",
+        "closed",
+        "key",
+        "lateness",
+        "thread_id",
+    )
 
     def __init__(self, key: object) -> None:
         # Weak, so that a waker never keeps a finished loop (and its sockets) alive.
@@ -66,6 +77,7 @@ class Waker:
         self._last_end = 0.0
         self.closed = False
         self.thread_id = threading.get_ident()
+        self.lateness = Lateness()  # how long each requested drain waits: adaptive limiters read it
 
     def deliver(self, item: Completion) -> None:
         """Queue `item.complete()` to run on the loop; safe from any thread."""
@@ -74,6 +86,7 @@ class Waker:
             # Losing this race only costs an extra wake-up: the drain clears
             # the flag before it empties the queue, never after.
             self._scheduled = True
+            self.lateness.asked = _perf_counter()
             try:
                 self._schedule(self._drain)
             except RuntimeError:
@@ -104,6 +117,7 @@ class Waker:
         # the time since the last drain ended is mostly the tasks it woke
         # running; over budget halves the batch, under it grows it a little.
         start = _perf_counter()
+        self.lateness.ran(start)
         batch = self._batch
         if start - self._last_end > TURN_BUDGET:
             batch = max(MIN_BATCH, batch >> 1)
@@ -120,6 +134,7 @@ class Waker:
                 _fail(item, exc)
         if pending and not self._scheduled:
             self._scheduled = True
+            self.lateness.asked = _perf_counter()
             self._schedule(self._drain)  # on the loop thread: a plain call_soon
         self._last_end = _perf_counter()
 
@@ -332,3 +347,22 @@ def _lookup(key: object) -> Waker:
                 waker = TrioWaker(key)
             _wakers[key] = waker
         return waker
+
+
+def _forget_wakers_after_fork() -> None:
+    """In a forked child the parent's loops do not run: never deliver to them again.
+
+    Their wakers are closed (a blocked `syncify` gets ClosedError, not a hang),
+    and the cache starts empty, so nothing keyed on the parent's loops or thread
+    idents is reused (a new thread may get a dead thread's ident).
+    """
+    global _last, _wakers, _wakers_lock
+    for waker in list(_wakers.values()):
+        waker._scheduled = True  # no wake-up goes to the parent's loop (its pipe is shared)
+        waker.close()
+    _last = (None, None)
+    _wakers = weakref.WeakKeyDictionary()
+    _wakers_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_wakers_after_fork)
