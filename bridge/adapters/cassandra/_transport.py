@@ -67,6 +67,7 @@ TURN_TARGET: Final = 0.001
 MIN_BUDGET: Final = 0.0001
 MAX_BUDGET: Final = 0.002
 RECV_SIZE: Final = 65536
+SEGMENT_STEP: Final = 4096  # protocol v5: bytes handed to the driver's segment decoder at a time
 
 _get_ident = threading.get_ident
 _perf_counter = time.perf_counter
@@ -373,7 +374,7 @@ class LoopConnection(Connection):  # type: ignore[misc]
     def _decode_slice(self, start: float) -> None:
         """Process whole frames for at most the budget; the rest at the next turn."""
         if self._is_checksumming_enabled:
-            self._decode_segments()
+            self._decode_segments(start)
             return
         buf = self._inbuf
         pos = 0
@@ -414,17 +415,23 @@ class LoopConnection(Connection):  # type: ignore[misc]
             self._last_slice_end = _perf_counter()
             self._loop_reactor.call_soon(self._decode)
 
-    def _decode_segments(self) -> None:
+    def _decode_segments(self, start: float) -> None:
         # Protocol v5 checksummed segments: the driver's own buffer logic, fed
-        # a bounded slice per turn.
+        # SEGMENT_STEP bytes at a time until the slice's time is used up.
         buf = self._inbuf
-        chunk = bytes(buf[:RECV_SIZE])
-        del buf[: len(chunk)]
-        self._iobuf.write(chunk)
-        self.process_io_buffer()
-        if buf and not self.is_closed:
-            self._decode_pending = True
-            self._loop_reactor.call_soon(self._decode)
+        deadline = start + self._budget
+        while buf:
+            chunk = bytes(buf[:SEGMENT_STEP])
+            del buf[:SEGMENT_STEP]
+            self._iobuf.write(chunk)
+            self.process_io_buffer()
+            if self.is_closed:
+                return
+            if buf and _perf_counter() > deadline:
+                self._decode_pending = True
+                self._last_slice_end = _perf_counter()
+                self._loop_reactor.call_soon(self._decode)
+                return
 
     # -- closing ---------------------------------------------------------------------
 
