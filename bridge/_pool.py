@@ -26,10 +26,10 @@ no throughput, only contention. So when jobs stayed queued through a window:
   short are limited by the loop handing them out, not by threads.
 
 A growth step must raise the completion rate by `KEEP_GAIN` (50%; doubling
-threads that wait on I/O nearly doubles it), judged over
-the next two jobs per thread, or it is undone (the added threads leave after
-their job) and growth pauses for `BRAKE` (1 s, doubling while steps keep
-failing, up to 30 s): hill climbing's test, for when
+threads that wait on I/O nearly doubles it) and leave the workers under
+`CPU_BUSY`, judged over the next two jobs per thread, or it is undone (the
+added threads leave after their job) and growth pauses for `BRAKE` (1 s,
+doubling while steps keep failing, up to 30 s): hill climbing's test, for when
 the CPU reading misleads (other processes taking the CPU, a loop that is the
 bottleneck). Where the platform has no per-thread CPU clock, workers count as
 blocked and the brake alone keeps the size. Idle threads retire after
@@ -375,10 +375,11 @@ class WorkerPool(Executor):
                     cpu = _spent(used0, used) / elapsed
                     rate = taken / elapsed
                     queued = len(self._backlog)
-                    if added and rate < before * KEEP_GAIN:
-                        # The last step bought nothing: the bottleneck is elsewhere.
-                        # Undo it (the added threads leave after their job) and
-                        # try again later, waiting twice as long each time.
+                    if added and (rate < before * KEEP_GAIN or cpu >= CPU_BUSY):
+                        # The last step bought nothing, or its threads compute
+                        # instead of waiting: the bottleneck is elsewhere. Undo it
+                        # (the added threads leave after their job) and try
+                        # again later, waiting twice as long each time.
                         self._braked += 1
                         self._surplus += added
                         active -= added
@@ -484,6 +485,8 @@ class WorkerPool(Executor):
                     with lock:
                         if me in idle:  # nobody handed us a job: retire
                             idle.remove(me)
+                            if self._surplus:
+                                self._surplus -= 1  # leaving anyway: one fewer to leave later
                             self._leave(me)
                             return
                     me.signal.acquire()  # a job was handed over just as we timed out
