@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import sniffio
+
 if TYPE_CHECKING:
     from bridge._waker import Waker
     from bridge.limiter import Limiter
@@ -22,9 +24,27 @@ class _Origin(threading.local):
     """Which loop sent the job this thread is running: where `syncify` sends async work back."""
 
     waker: Waker | None = None
+    dedicated: Executor | None = None  # the DedicatedThread this thread is, if it is one
+    job: Job | None = None  # its caller's deadline and cancel flag: bridge.deadline
 
 
 origin = _Origin()
+
+
+def _never(job: Job) -> bool:
+    return False
+
+
+# Whether a job's awaiting task sits in a cancel scope that is already
+# cancelled; bridge.deadline installs the real test (it reads the scopes).
+caller_cancelled: Callable[[Job], bool] = _never
+
+# The DedicatedThreads blocked in `syncify` on the way to the running coroutine:
+# a call sent to one of them from there could never run (it queues behind the wait).
+waiting_threads: contextvars.ContextVar[tuple[Executor, ...]] = contextvars.ContextVar(
+    "bridge_waiting_threads", default=()
+)
+_sniffio_cvar = sniffio.current_async_library_cvar
 
 
 class Executor:
@@ -40,6 +60,7 @@ class Job:
     __slots__ = (
         "_claim",
         "args",
+        "cancelled",
         "cleanup",
         "ctx",
         "dropped",
@@ -51,6 +72,7 @@ class Job:
         "kwargs",
         "limiter",
         "result",
+        "waiter",
         "waker",
     )
 
@@ -76,6 +98,8 @@ class Job:
         self.has_token = False  # holds one of `limiter`'s tokens
         self.dropped = False  # cancelled while waiting for a token
         self.cleanup = False  # runs even if the caller is cancelled: a close, an __exit__
+        self.waiter: object = None  # the awaiting task, to read its deadline (bridge.deadline)
+        self.cancelled = False  # the caller gave up while this ran: check_cancelled() raises
         self._claim = [True]
 
     def claim(self) -> bool:
@@ -122,14 +146,30 @@ class Job:
         """
         if not self.claim():
             return False  # cancelled before it started: dropped, its token already returned
+        if self.waiter is not None and not self.cleanup and caller_cancelled(self):
+            # Made inside a cancel scope that was already cancelled (anyio on
+            # asyncio delivers that on the next loop turn, after the job was
+            # sent): it must not start. The cancellation reaches the task anyway.
+            self.fn = self.args = self.kwargs = self.ctx = None  # type: ignore[assignment]
+            if self.limiter is not None:
+                self.limiter._release()
+            return False
         outer = origin.waker  # a sync->async->sync chain can nest jobs on one thread
+        outer_job = origin.job
         origin.waker = self.waker
+        origin.job = self
+        ctx = self.ctx
+        if ctx.get(_sniffio_cvar) is not None:
+            # No async library runs in this thread: code that picks a path by
+            # sniffio (anyio, httpx) must not think it can use the caller's loop.
+            ctx.run(_sniffio_cvar.set, None)
         try:
-            self.result = self.ctx.run(self.fn, *self.args, **self.kwargs)
+            self.result = ctx.run(self.fn, *self.args, **self.kwargs)
         except BaseException as exc:
             self.error = exc
         finally:
             origin.waker = outer
+            origin.job = outer_job
             self.fn = self.args = self.kwargs = self.ctx = None  # type: ignore[assignment]
         if self.limiter is not None:
             self.limiter._release()  # the token comes back when the thread is really done
@@ -145,6 +185,13 @@ class Job:
             result, self.result = self.result, None  # the caller's now: a kept job must not pin it
             self.waker.finish(handle, result, error)
 
+    def fail(self, error: BaseException) -> None:
+        """On the loop: delivering the outcome failed; the awaiting task gets `error`."""
+        handle = self.handle
+        if handle is not None:
+            self.handle = None
+            self.waker.finish(handle, None, error)
+
     def cancel(self) -> None:
         """The awaiting task gave up: drop the job if it has not started, else let it finish."""
         if self.cleanup:
@@ -154,4 +201,6 @@ class Job:
             self.fn = self.args = self.kwargs = None  # type: ignore[assignment]
             if self.limiter is not None:
                 self.limiter._drop(self)
+        else:
+            self.cancelled = True  # running: tell the thread (bridge.check_cancelled)
         self.handle = None

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import sniffio
 
 from bridge._exceptions import NoEventLoopError
+from bridge._lateness import Lateness
 
 # How many completions one drain hands out: adapted so that the tasks they wake
 # take about one TURN_BUDGET of loop time (see Waker._drain).
@@ -56,7 +57,16 @@ class Parked(Completion, Protocol):
 class Waker:
     """Delivers completions from any thread to one loop, many per wake-up."""
 
-    __slots__ = ("_batch", "_last_end", "_pending", "_scheduled", "closed", "key", "thread_id")
+    __slots__ = (
+        "_batch",
+        "_last_end",
+        "_pending",
+        "_scheduled",
+        "closed",
+        "key",
+        "lateness",
+        "thread_id",
+    )
 
     def __init__(self, key: object) -> None:
         # Weak, so that a waker never keeps a finished loop (and its sockets) alive.
@@ -67,6 +77,7 @@ class Waker:
         self._last_end = 0.0
         self.closed = False
         self.thread_id = threading.get_ident()
+        self.lateness = Lateness()  # how long each requested drain waits: adaptive limiters read it
 
     def deliver(self, item: Completion) -> None:
         """Queue `item.complete()` to run on the loop; safe from any thread."""
@@ -75,6 +86,7 @@ class Waker:
             # Losing this race only costs an extra wake-up: the drain clears
             # the flag before it empties the queue, never after.
             self._scheduled = True
+            self.lateness.asked = _perf_counter()
             try:
                 self._schedule(self._drain)
             except RuntimeError:
@@ -105,6 +117,7 @@ class Waker:
         # the time since the last drain ended is mostly the tasks it woke
         # running; over budget halves the batch, under it grows it a little.
         start = _perf_counter()
+        self.lateness.ran(start)
         batch = self._batch
         if start - self._last_end > TURN_BUDGET:
             batch = max(MIN_BATCH, batch >> 1)
@@ -118,9 +131,10 @@ class Waker:
             try:
                 item.complete()
             except Exception as exc:  # one broken completion must not strand the rest
-                _report_failed_completion(item, exc)
+                _fail(item, exc)
         if pending and not self._scheduled:
             self._scheduled = True
+            self.lateness.asked = _perf_counter()
             self._schedule(self._drain)  # on the loop thread: a plain call_soon
         self._last_end = _perf_counter()
 
@@ -139,8 +153,20 @@ class Waker:
         """On the loop: hand an outcome to the task parked on `handle`."""
         raise NotImplementedError
 
+    def running(self) -> bool:
+        """False once the loop has stopped or closed: nothing queued to it will run (any thread)."""
+        raise NotImplementedError
 
-def _report_failed_completion(item: object, exc: Exception) -> None:
+
+def _fail(item: object, exc: Exception) -> None:
+    """Delivering failed: the waiting task (or blocked caller) gets the error; it never hangs."""
+    fail = getattr(item, "fail", None)
+    if fail is not None:
+        try:
+            fail(exc)
+            return
+        except Exception as again:
+            exc = again
     logging.getLogger("bridge").error(
         "bridge: delivering %r to its task failed", item, exc_info=exc
     )
@@ -204,7 +230,24 @@ class AsyncioWaker(Waker):
         if error is None:
             handle.set_result(result)
         else:
+            if isinstance(error, StopIteration):
+                # A future refuses StopIteration (it would end the awaiting
+                # coroutine as if it had returned); trio and anyio raise this.
+                error = _stop_iteration_error(error)
             handle.set_exception(error)
+
+    def running(self) -> bool:
+        loop: asyncio.AbstractEventLoop | None = self.key()  # type: ignore[assignment]
+        return loop is not None and not loop.is_closed() and loop.is_running()
+
+
+def _stop_iteration_error(error: StopIteration) -> RuntimeError:
+    wrapped = RuntimeError(
+        "the function run in a thread raised StopIteration, which cannot cross into async "
+        "code (it would silently end the awaiting coroutine); catch it in the function"
+    )
+    wrapped.__cause__ = error
+    return wrapped
 
 
 class TrioWaker(Waker):
@@ -242,6 +285,11 @@ class TrioWaker(Waker):
         result_or_error = outcome.Value(result) if error is None else outcome.Error(error)
         trio.lowlevel.reschedule(handle, result_or_error)
 
+    def running(self) -> bool:
+        # A finished run refuses run_sync_soon (the waker closes then), and trio
+        # runs every callback it accepted before it ends: gone means closed.
+        return not self.closed and self.key() is not None
+
 
 # The last loop asked about and its waker, as one tuple (replaced atomically).
 # Most programs run one loop, so this answers nearly every call without a
@@ -256,6 +304,17 @@ NO_LOOP_MESSAGE = (
     "from plain sync code, call the function directly, or use bridge.syncify / bridge.Portal "
     "to reach async code."
 )
+
+
+def on_loop_thread() -> bool:
+    """True on a thread that is running an event loop (asyncio, uvloop or trio) right now."""
+    if _sniffio_local.name is not None:
+        return True
+    try:
+        _get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def current_waker(what: str = "this call") -> Waker:

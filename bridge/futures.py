@@ -16,8 +16,9 @@ import concurrent.futures
 from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar
 
-from bridge._waker import Waker, current_waker
-from bridge.portal import _on_loop_thread, _spawn_tracked, _submit, shared_portal
+from bridge._callback import Callback
+from bridge._waker import Waker, current_waker, on_loop_thread
+from bridge.portal import _spawn_tracked, _submit, shared_portal
 
 T = TypeVar("T")
 
@@ -36,53 +37,40 @@ class DoneCallbackFuture(Protocol):
     def result(self, timeout: float | None = None) -> Any: ...
 
 
-class _FutureWait:
+class _FutureWait(Callback[Any]):
     """A task parked on a foreign future; callbacks may fire on any thread, even at once."""
 
-    __slots__ = ("error", "future", "handle", "result", "waker")
+    __slots__ = ("future",)
 
     def __init__(self, future: Any, waker: Waker) -> None:
+        super().__init__(waker, _no_start)
         self.future = future
-        self.waker = waker
-        self.handle: Any = None
-        self.result: Any = None
-        self.error: BaseException | None = None
 
     def start(self) -> None:
         future = self.future
         # hasattr, not isinstance with the runtime protocols: those cost microseconds.
         if hasattr(future, "add_callbacks"):
-            future.add_callbacks(self._on_result, self._on_error)
+            future.add_callbacks(self.set_result, self.set_exception)
         else:
             future.add_done_callback(self._on_done)
 
-    def _on_result(self, result: Any) -> None:
-        self.result = result
-        self.waker.deliver(self)
-
-    def _on_error(self, error: BaseException) -> None:
-        self.error = error
-        self.waker.deliver(self)
-
     def _on_done(self, future: Any) -> None:
         try:
-            self.result = future.result()
+            result = future.result()
         except BaseException as exc:
-            self.error = exc
-        self.waker.deliver(self)
-
-    def complete(self) -> None:
-        handle = self.handle
-        if handle is not None:
-            self.handle = None
-            error, self.error = self.error, None
-            self.waker.finish(handle, self.result, error)
+            self.set_exception(exc)
+        else:
+            self.set_result(result)
 
     def cancel(self) -> None:
         self.handle = None  # a late outcome is dropped, never reported as unretrieved
-        cancel = getattr(self.future, "cancel", None)
-        if isinstance(self.future, concurrent.futures.Future) and cancel is not None:
-            cancel()  # a job that has not started yet will not start
+        future = self.future
+        if isinstance(future, concurrent.futures.Future):
+            future.cancel()  # a job that has not started yet will not start
+
+
+def _no_start(callback: Callback[Any]) -> None:
+    return None
 
 
 async def wrap_future(
@@ -123,6 +111,6 @@ def to_future(awaitable: Awaitable[T]) -> concurrent.futures.Future[T]:
     """
     if not isinstance(awaitable, Awaitable):
         raise TypeError(f"to_future() needs an awaitable (e.g. a coroutine), got {awaitable!r}")
-    if _on_loop_thread():
+    if on_loop_thread():
         return _submit(current_waker("to_future()"), _spawn_tracked, _await, (awaitable,), {})
     return shared_portal().submit(_await, awaitable)

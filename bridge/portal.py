@@ -27,6 +27,7 @@ import atexit
 import concurrent.futures
 import contextvars
 import functools
+import inspect
 import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
@@ -36,9 +37,9 @@ import anyio
 import sniffio
 
 from bridge._exceptions import ClosedError, DeadlockError
-from bridge._job import origin
+from bridge._job import origin, waiting_threads
 from bridge._pool import blocking
-from bridge._waker import Waker, current_waker
+from bridge._waker import Waker, current_waker, on_loop_thread
 from bridge.runner import run
 
 P = ParamSpec("P")
@@ -47,14 +48,6 @@ T = TypeVar("T")
 _MISSING = object()
 
 
-def _on_loop_thread() -> bool:
-    if sniffio.thread_local.name is not None:
-        return True
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 _DEADLOCK = (
@@ -71,9 +64,13 @@ class _Call:
 
     `complete` runs on the loop (the waker delivers it) and starts the task;
     the task hands its outcome to `done`. The sync side waits on `signal`.
+    The outcome is settled once: by the task, or by the caller giving up
+    because the loop stopped or closed first (then the task, if it ever runs,
+    finds its outcome unwanted).
     """
 
     __slots__ = (
+        "_claim",
         "args",
         "cancelled",
         "ctx",
@@ -99,42 +96,67 @@ class _Call:
         self.kwargs = kwargs
         self.spawn = spawn
         self.ctx = contextvars.copy_context()
+        blocked = origin.dedicated
+        if blocked is not None:
+            # This DedicatedThread now waits for the coroutine: anything the
+            # coroutine sends back to it could never run (see DedicatedThread.run).
+            self.ctx.run(waiting_threads.set, (*self.ctx.get(waiting_threads, ()), blocked))
+        if self.ctx.get(_sniffio_cvar) is not None:
+            # The coroutine runs on its own loop, whichever library the caller's was.
+            self.ctx.run(_sniffio_cvar.set, None)
         self.result: Any = None
         self.error: BaseException | None = None
         self.task: Any = None  # asyncio: the Task; trio: the CancelScope around the call
         self.signal: threading.Lock | None = None
         self.done: Callable[[_Call], None] | None = None
         self.cancelled = False
+        # Popped by whoever settles the outcome first: `list.pop` is atomic (under
+        # the GIL, and per-object locked on free-threaded builds).
+        self._claim = [True]
 
     def complete(self) -> None:
-        self.spawn(self)
+        if self._claim:  # not given up on while it waited in the loop's queue
+            self.spawn(self)
+
+    def fail(self, error: BaseException) -> None:
+        """Starting the task failed (e.g. trio's system nursery is closed at shutdown)."""
+        self._finish(None, error)
 
     async def run_asyncio(self) -> None:
         # No cancel scope here: cancelling the task is enough, and anyio's scope
         # would cost more than the rest of the round trip.
         try:
-            self.result = await self.fn(*self.args, **self.kwargs)
+            result = await self.fn(*self.args, **self.kwargs)
         except asyncio.CancelledError:
-            self.error = concurrent.futures.CancelledError()
+            self._finish(None, concurrent.futures.CancelledError())
         except BaseException as exc:  # handed to the caller, whatever it is
-            self.error = exc
-        self._finish()
+            self._finish(None, exc)
+        else:
+            self._finish(result, None)
 
     async def run_trio(self) -> None:
         import trio
 
+        result: Any = None
+        error: BaseException | None = None
         with trio.CancelScope() as self.task:
             if self.cancelled:
                 self.task.cancel()
             try:
-                self.result = await self.fn(*self.args, **self.kwargs)
+                result = await self.fn(*self.args, **self.kwargs)
             except trio.Cancelled:
-                self.error = concurrent.futures.CancelledError()
+                error = concurrent.futures.CancelledError()
             except BaseException as exc:  # handed to the caller, whatever it is
-                self.error = exc
-        self._finish()
+                error = exc
+        self._finish(result, error)
 
-    def _finish(self) -> None:
+    def _finish(self, result: Any, error: BaseException | None) -> None:
+        try:
+            self._claim.pop()
+        except IndexError:
+            return  # settled already: the caller gave up on a stopped loop
+        self.result = result
+        self.error = error
         self.fn = self.args = self.kwargs = None  # type: ignore[assignment]
         done, self.done = self.done, None
         if done is not None:
@@ -142,32 +164,48 @@ class _Call:
 
     def _cancelled_before_start(self, task: Any) -> None:
         """asyncio: a task cancelled before its first step never runs `run_asyncio`."""
-        if task.cancelled() and self.done is not None:
-            self.error = concurrent.futures.CancelledError()
-            self._finish()
+        if task.cancelled():
+            self._finish(None, concurrent.futures.CancelledError())
 
     def fail_closed(self) -> None:
         """The loop went away before this call could run: its caller gets ClosedError."""
-        if self.done is not None:
-            self.error = ClosedError(
-                "the event loop this call was sent to has closed before running it; "
-                "keep the loop (or Portal) running until the sync code calling into it returns"
-            )
-            self._finish()
+        self._finish(None, ClosedError(_LOOP_GONE))
 
-    def wait(self) -> Any:
-        """Block this (non-loop) thread until the task is done; then act as the call did."""
-        assert self.signal is not None
+    def wait(self, waker: Waker) -> Any:
+        """Block this (non-loop) thread until the task is done; then act as the call did.
+
+        While it waits, it checks now and then that the loop still runs: a loop
+        that stopped or closed without running the call would leave this thread
+        blocked for good, so the call fails with ClosedError instead.
+        """
+        signal = self.signal
+        assert signal is not None
+        stopped_seen = False
         with blocking():  # a pool thread parked here must not starve the work it waits for
-            self.signal.acquire()
+            while not signal.acquire(timeout=_LIVENESS_POLL):
+                if waker.running():
+                    stopped_seen = False
+                elif not stopped_seen:
+                    stopped_seen = True  # one more poll: a loop may stop and restart at once
+                else:
+                    self._finish(None, ClosedError(_LOOP_GONE))
         for var, value in self.ctx.items():  # what the coroutine set flows back out
-            if var.get(_MISSING) is not value:
+            if var is not _sniffio_cvar and var.get(_MISSING) is not value:
                 var.set(value)
         error = self.error
         if error is not None:
             self.error = None
             raise error
         return self.result
+
+
+# How often a thread blocked on a coroutine checks that its loop still runs.
+_LIVENESS_POLL = 0.1
+_LOOP_GONE = (
+    "the event loop this call was sent to stopped or closed before the call finished; "
+    "keep the loop (or Portal) running until the sync code calling into it returns"
+)
+_sniffio_cvar = sniffio.current_async_library_cvar
 
 
 def _release(call: _Call) -> None:
@@ -184,11 +222,8 @@ def _blocking_call(
     call.done = _release
     waker.deliver(call)
     if waker.closed:
-        raise ClosedError(
-            "the event loop this call was sent to has closed, so the coroutine cannot run. "
-            "Keep the loop running until the sync code that calls back into it has returned."
-        )
-    return call.wait()
+        raise ClosedError(_LOOP_GONE)
+    return call.wait(waker)
 
 
 # -- spawning on a loop that is not ours --------------------------------------
@@ -248,14 +283,13 @@ def syncify(async_fn: Callable[P, Awaitable[T]]) -> Callable[P, T]:
             "syncify() takes the async function itself, not a coroutine: "
             "write syncify(fetch)(args), not syncify(fetch(args))"
         )
-    if not callable(async_fn):
-        raise TypeError(f"syncify() needs an async function, got {async_fn!r}")
+    _check_async(async_fn, "syncify()")
     name = getattr(async_fn, "__qualname__", "async function")
     what = f"syncify({name})"
 
     @functools.wraps(async_fn)
     def call(*args: P.args, **kwargs: P.kwargs) -> T:
-        if _on_loop_thread():
+        if on_loop_thread():
             raise DeadlockError(_DEADLOCK.format(what=what))
         waker = origin.waker
         if waker is not None and not waker.closed:
@@ -263,6 +297,34 @@ def syncify(async_fn: Callable[P, Awaitable[T]]) -> Callable[P, T]:
         return shared_portal().call(async_fn, *args, **kwargs)
 
     return call
+
+
+def _check_async(fn: object, api: str) -> None:
+    """Refuse, before anything runs, what is plainly not an async function.
+
+    A sync function would run on the event loop's thread, blocking it, and
+    only then fail; an async generator function has no single result to wait for.
+    """
+    if not callable(fn):
+        raise TypeError(f"{api} needs an async function, got {fn!r}")
+    target: Any = fn
+    while isinstance(target, functools.partial):
+        target = target.func
+    name = getattr(target, "__qualname__", repr(target))
+    if inspect.isasyncgenfunction(target):
+        raise TypeError(
+            f"{api} got the async generator function {name}(), which yields many values "
+            "instead of returning one. Collect them in an async function "
+            f"(`async def f(): return [x async for x in {name}()]`) and pass that."
+        )
+    if inspect.iscoroutinefunction(target):
+        return
+    if inspect.isfunction(target) or inspect.ismethod(target) or inspect.isbuiltin(target):
+        raise TypeError(
+            f"{api} got the sync function {name}(), which would run on the event loop's "
+            f"thread and block it. Call {name}() directly from sync code (it needs no "
+            "bridge), or pass an `async def` function."
+        )
 
 
 # -- Portal -------------------------------------------------------------------
@@ -283,6 +345,8 @@ class Portal:
     def __init__(
         self, *, backend: Literal["asyncio", "trio"] = "asyncio", use_uvloop: bool | None = None
     ) -> None:
+        if backend not in ("asyncio", "trio"):
+            raise ValueError(f"Portal(backend=...) must be 'asyncio' or 'trio', got {backend!r}")
         self.backend = backend
         self._started = threading.Event()
         self._closed = False
@@ -335,9 +399,7 @@ class Portal:
 
     def _spawn(self, call: _Call) -> None:
         if self._stop is not None and self._stop.is_set():
-            call.error = concurrent.futures.CancelledError()
-            if call.done is not None:
-                call.done(call)
+            call._finish(None, concurrent.futures.CancelledError())
             return
         _spawn(call, self._tasks)
 
@@ -350,6 +412,7 @@ class Portal:
 
     def call(self, async_fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `async_fn(*args, **kwargs)` on the portal's loop and block until it returns."""
+        _check_async(async_fn, "Portal.call()")
         waker = self._check("call()")
         return _blocking_call(waker, self._spawn, async_fn, args, kwargs)  # type: ignore[no-any-return]
 
@@ -357,6 +420,7 @@ class Portal:
         self, async_fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
     ) -> concurrent.futures.Future[T]:
         """Start `async_fn(*args, **kwargs)` on the loop; cancelling the future cancels it."""
+        _check_async(async_fn, "Portal.submit()")
         waker = self._check("submit()")
         return _submit(waker, self._spawn, async_fn, args, kwargs)
 
@@ -384,7 +448,7 @@ def _submit(
     kwargs: dict[str, Any],
 ) -> concurrent.futures.Future[Any]:
     """Start a call on the waker's loop; its outcome settles a concurrent future."""
-    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    future: concurrent.futures.Future[Any] = _LoopFuture(waker.thread_id)
     call = _Call(fn, args, kwargs, spawn)
 
     def done(call: _Call) -> None:
@@ -392,12 +456,43 @@ def _submit(
 
     def cancelled(f: concurrent.futures.Future[Any]) -> None:
         if f.cancelled():
+            # Tell `concurrent.futures.wait` / `as_completed` too: only this call
+            # wakes their waiters for a cancelled future.
+            f.set_running_or_notify_cancel()
             waker.deliver(_Cancel(call))
 
     call.done = done
     future.add_done_callback(cancelled)
     waker.deliver(call)
     return future
+
+
+class _LoopFuture(concurrent.futures.Future[Any]):
+    """A future settled by a loop: waiting for it on that loop's own thread is refused.
+
+    Blocking there would stop the very loop that has to settle it, freezing
+    the program without a word.
+    """
+
+    def __init__(self, loop_thread: int) -> None:
+        super().__init__()
+        self._loop_thread = loop_thread
+
+    def _refuse_deadlock(self, what: str) -> None:
+        if threading.get_ident() == self._loop_thread and not self.done():
+            raise DeadlockError(
+                f"Future.{what} was called on the thread of the event loop that must settle "
+                "this future, so it would wait forever. Await it instead "
+                "(`await bridge.wrap_future(future)`), or call it from another thread."
+            )
+
+    def result(self, timeout: float | None = None) -> Any:
+        self._refuse_deadlock("result()")
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._refuse_deadlock("exception()")
+        return super().exception(timeout)
 
 
 def _settle(

@@ -8,9 +8,12 @@ trio; only the waker knows which one is running.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextvars
 import functools
 import inspect
 import itertools
+import math
 import queue
 import threading
 from collections.abc import Awaitable, Callable
@@ -18,10 +21,11 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 import anyio
 
-from bridge._exceptions import ClosedError
-from bridge._job import Executor, Job
+from bridge._exceptions import ClosedError, DeadlockError
+from bridge._job import Executor, Job, origin, waiting_threads
 from bridge._pool import default_pool
-from bridge._waker import current_waker
+from bridge._waker import current_waker, on_loop_thread
+from bridge.deadline import capture as capture_waiter
 from bridge.limiter import Limiter
 
 P = ParamSpec("P")
@@ -82,6 +86,7 @@ async def to_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) ->
     waker = current_waker("to_thread()")
     # The hand-off of _run_job, inlined: this is the hottest path of the library.
     job = Job(fn, args, kwargs, waker, default_pool(), None)
+    job.waiter = capture_waiter(waker)  # for bridge.current_deadline() in the thread
     return _checked(fn, await waker.wait(job))  # type: ignore[no-any-return]
 
 
@@ -94,7 +99,9 @@ async def _run_job(
     api: str,
 ) -> Any:
     waker = current_waker(api)
-    return _checked(fn, await waker.wait(Job(fn, args, kwargs, waker, executor, limiter)))
+    job = Job(fn, args, kwargs, waker, executor, limiter)
+    job.waiter = capture_waiter(waker)  # for bridge.current_deadline() in the thread
+    return _checked(fn, await waker.wait(job))
 
 
 @overload
@@ -144,8 +151,15 @@ def asyncify(
         raise TypeError(f"asyncify(limiter=...) needs a bridge.Limiter, got {limiter!r}")
     if thread is not None and not isinstance(thread, DedicatedThread):
         raise TypeError(f"asyncify(thread=...) needs a bridge.DedicatedThread, got {thread!r}")
-    if timeout is not None and timeout <= 0:
-        raise ValueError(f"asyncify(timeout=...) must be positive (seconds), got {timeout}")
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not 0 < timeout < math.inf
+    ):
+        raise ValueError(
+            f"asyncify(timeout=...) must be a positive, finite number of seconds "
+            f"(or None for no timeout), got {timeout!r}"
+        )
 
     def decorate(func: Callable[P, T]) -> Callable[P, Awaitable[T]]:
         _check_sync(func, "asyncify()")
@@ -156,8 +170,15 @@ def asyncify(
         async def call(*args: P.args, **kwargs: P.kwargs) -> T:
             if timeout is None:
                 return await _run_job(func, args, kwargs, limiter, executor, api)  # type: ignore[no-any-return]
-            with anyio.fail_after(timeout):
+            with anyio.move_on_after(timeout):
                 return await _run_job(func, args, kwargs, limiter, executor, api)  # type: ignore[no-any-return]
+            # Only our own deadline gets here: a TimeoutError the function raised
+            # itself (socket.timeout is one) propagates unchanged.
+            raise TimeoutError(
+                f"{api} did not finish within its asyncify(timeout={timeout}) seconds; "
+                "it goes on in its thread (holding its limiter token) until it returns. "
+                "Raise the timeout, or give the blocking call a timeout of its own."
+            )
 
         return call
 
@@ -168,6 +189,22 @@ def asyncify(
 
 _thread_ids = itertools.count(1)
 _STOP = object()
+
+
+class _SyncCall:
+    """A call queued by sync code (`DedicatedThread.call`); its caller waits on a future."""
+
+    __slots__ = ("args", "fn")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.args = args
+
+    def run(self) -> None:
+        fn, args = self.fn, self.args
+        self.fn = self.args = None  # type: ignore[assignment]
+        fn(*args)
+
 
 
 class DedicatedThread(Executor):
@@ -188,6 +225,8 @@ class DedicatedThread(Executor):
     """
 
     def __init__(self, name: str | None = None) -> None:
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"DedicatedThread(name=...) needs a str (a thread name), got {name!r}")
         self.name = name or f"bridge-dedicated-{next(_thread_ids)}"
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
@@ -223,9 +262,55 @@ class DedicatedThread(Executor):
         _check_sync(fn, "DedicatedThread.run()")
         if self._closed:
             self.submit(None)  # type: ignore[arg-type]  # raises ClosedError
+        if self in waiting_threads.get():
+            raise DeadlockError(
+                f"{self!r} is blocked in syncify() waiting for this very coroutine, so a call "
+                "sent to it now would wait forever behind that wait. Run that part of the "
+                "work on another thread (bridge.to_thread, another DedicatedThread), or do it "
+                "on the dedicated thread before calling syncify()."
+            )
         return await _run_job(fn, args, kwargs, None, self, "DedicatedThread.run()")  # type: ignore[no-any-return]
 
+    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """From sync code: run `fn(*args, **kwargs)` on this thread and block until it returns.
+
+        For making the objects that must live here (a sqlite3 connection) at
+        start-up in a sync application. Refused on an event loop's thread
+        (it would block the loop: `await t.run(...)` there) and on this thread
+        itself (the call would queue behind the caller: a deadlock).
+        """
+        _check_sync(fn, "DedicatedThread.call()")
+        if threading.get_ident() == self._thread.ident:
+            raise DeadlockError(
+                f"DedicatedThread.call() was called on {self!r}'s own thread, where it would "
+                "wait behind itself forever. Call the function directly: you are already there."
+            )
+        if on_loop_thread():
+            raise DeadlockError(
+                "DedicatedThread.call() blocks until the call returns, and this thread runs an "
+                "event loop that would stop meanwhile. From async code use "
+                "`await thread.run(fn, ...)` instead."
+            )
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        self._queue_sync(contextvars.copy_context().run, run)
+        return future.result()
+
+    def _queue_sync(self, fn: Callable[..., Any], *args: Any) -> None:
+        with self._lock:
+            if not self._closed:
+                self._queue.put(_SyncCall(fn, args))
+                return
+        self.submit(None)  # type: ignore[arg-type]  # raises ClosedError
+
     def _work(self) -> None:
+        origin.dedicated = self
         get = self._queue.get
         while True:
             job = get()

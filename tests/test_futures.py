@@ -122,3 +122,15 @@ def test_to_future_from_sync_code_runs_on_the_shared_portal() -> None:
         return x + 1
 
     assert to_future(work(1)).result(timeout=30) == 2
+
+
+async def test_blocking_on_to_future_from_its_own_loop_raises_deadlock_error() -> None:
+    async def later() -> int:
+        await anyio.lowlevel.checkpoint()
+        return 1
+
+    future = bridge.to_future(later())
+    with pytest.raises(bridge.DeadlockError, match="would wait forever"):
+        future.result()
+    assert await wrap_future(future) == 1
+    assert future.result() == 1  # settled: reading it is fine anywhere

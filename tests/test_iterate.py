@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Iterator
 
@@ -72,13 +73,11 @@ async def test_cancellation_mid_iteration_closes_the_generator() -> None:
 
     it = iterate(slow())  # held here, so only bridge, not the GC, can close it
 
-    async def consume() -> None:
+    with anyio.CancelScope() as scope:
         async with it:
             async for x in it:
                 got.append(x)
-
-    with anyio.move_on_after(0.05) as scope:
-        await consume()
+                scope.cancel()  # the next item's fetch is running (blocked on the gate)
     assert scope.cancelled_caught
     assert got == [1]
     gate.set()
@@ -129,3 +128,17 @@ async def test_aclose_cancelled_by_a_timeout_still_closes_on_a_worker_thread() -
     await eventually(lambda: bool(closed_on))
     assert closed_on[0].startswith("bridge-worker-")
     del it
+
+
+@pytest.mark.parametrize("prefetch", [0, 1, 3])
+async def test_break_closes_the_generator_without_the_garbage_collector(prefetch: int) -> None:
+    produced: list[int] = []
+    closed = threading.Event()
+    gc.disable()  # only reference counting may end the iterator
+    try:
+        async for x in iterate(_counting(produced, closed), prefetch=prefetch):
+            if x == 2:
+                break
+        await eventually(closed.is_set)
+    finally:
+        gc.enable()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextvars
+import functools
 import threading
 import traceback
+from collections.abc import AsyncIterator
 
 import anyio
 import anyio.lowlevel
 import pytest
+import sniffio
 
 import bridge
 from bridge import DeadlockError, Portal, syncify, to_thread
@@ -187,3 +191,185 @@ def test_calls_racing_a_stop_fail_cleanly_instead_of_hanging(backend: str) -> No
         for t in threads:
             t.join(30)
         assert not any(t.is_alive() for t in threads), "a caller hung on a stopped portal"
+
+
+# -- a loop that stops or closes under a blocked syncify caller (issue 11.2) ----
+
+
+def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("then_close", [False, True], ids=["stopped", "closed"])
+def test_syncify_after_its_loop_stopped_raises_closed_error(kind: str, then_close: bool) -> None:
+    loop = _new_loop(kind)
+    started = threading.Event()
+    gate = threading.Event()
+    outcome: list[BaseException | int] = []
+    finished = threading.Event()
+
+    def legacy() -> None:
+        started.set()
+        gate.wait(30)
+        try:
+            outcome.append(syncify(_double)(21))  # its loop is not running any more
+        except BaseException as exc:
+            outcome.append(exc)
+        finished.set()
+
+    async def main() -> None:
+        # Fire and forget: the job keeps running after main returns.
+        asyncio.get_running_loop().create_task(to_thread(legacy))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 30)
+
+    loop.run_until_complete(main())
+    gate.set()
+    if then_close:
+        loop.close()
+    assert finished.wait(30), "syncify stayed blocked on a loop that will never run its call"
+    assert isinstance(outcome[0], bridge.ClosedError)
+    assert "stopped or closed" in str(outcome[0])
+    if not then_close:
+        loop.close()
+
+
+def test_asyncio_run_shutdowns_with_syncify_in_flight_never_hang() -> None:
+    # A worker calls syncify just as asyncio.run ends: each call must end,
+    # with its result, a cancellation or ClosedError.
+    outcomes: list[str] = []
+    for _ in range(30):
+        done = threading.Event()
+        started = threading.Event()
+
+        def legacy(done: threading.Event = done, started: threading.Event = started) -> None:
+            started.set()
+            try:
+                syncify(_double)(1)
+                outcomes.append("result")
+            except concurrent.futures.CancelledError:
+                outcomes.append("cancelled")
+            except bridge.ClosedError:
+                outcomes.append("closed")
+            finally:
+                done.set()
+
+        async def main(started: threading.Event = started) -> None:
+            asyncio.get_running_loop().create_task(to_thread(legacy))
+            await to_thread(started.wait, 30)  # running: its syncify races the loop's end
+
+        asyncio.run(main())
+        assert done.wait(30), "a syncify call racing asyncio.run's end never returned"
+    assert len(outcomes) == 30
+
+
+# -- sniffio does not cross into other loops' threads (issue 11.11) -------------
+
+
+def test_portal_call_from_a_trio_program_sees_the_portals_own_library() -> None:
+    import trio
+
+    async def library() -> str:
+        return sniffio.current_async_library()
+
+    with Portal(backend="asyncio") as portal:
+
+        async def main() -> str:
+            return await to_thread(portal.call, library)
+
+        assert trio.run(main) == "asyncio"
+        assert anyio.run(main, backend="trio") == "asyncio"
+
+
+# -- futures cancelled by Portal.stop() (issue 11.12) ---------------------------
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_futures_cancelled_by_stop_are_seen_by_wait_and_as_completed(backend: str) -> None:
+    portal = Portal(backend=backend)  # type: ignore[arg-type]
+    futures = [portal.submit(anyio.sleep_forever) for _ in range(5)]
+    portal.stop(30)
+    done, not_done = concurrent.futures.wait(futures, timeout=30)
+    assert not not_done
+    assert all(f.cancelled() for f in done)
+    assert len(list(concurrent.futures.as_completed(futures, timeout=30))) == 5
+
+
+def test_future_cancelled_by_its_holder_is_seen_by_wait() -> None:
+    with Portal() as portal:
+        future = portal.submit(anyio.sleep_forever)
+        assert future.cancel()
+        done, _ = concurrent.futures.wait([future], timeout=30)
+        assert done == {future}
+
+
+# -- misuse refused before anything runs (issues 11.8, 11.13) -------------------
+
+
+def test_syncify_refuses_a_sync_function_at_wrap_time() -> None:
+    ran: list[int] = []
+
+    def plain(x: int) -> int:
+        ran.append(x)
+        return x
+
+    with pytest.raises(TypeError, match=r"sync function .*plain\(\).*block it"):
+        syncify(plain)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="sync function"):
+        syncify(functools.partial(plain, 1))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="sync function"):
+        Portal.call(bridge.shared_portal(), plain, 1)  # type: ignore[arg-type]
+    assert ran == []
+
+
+def test_syncify_refuses_an_async_generator_function() -> None:
+    async def rows() -> AsyncIterator[int]:
+        yield 1
+
+    with pytest.raises(TypeError, match=r"async generator function .*rows\(\).*Collect them"):
+        syncify(rows)  # type: ignore[arg-type]
+
+
+def test_syncify_accepts_partials_and_async_callables() -> None:
+    class Doubler:
+        async def __call__(self, x: int) -> int:
+            return 2 * x
+
+    assert syncify(functools.partial(_double, 4))() == 8
+    assert syncify(Doubler())(5) == 10
+
+
+def test_portal_with_an_unknown_backend_raises_value_error() -> None:
+    with pytest.raises(ValueError, match="'asyncio' or 'trio'"):
+        Portal(backend="curio")  # type: ignore[arg-type]
+
+
+def test_trio_run_returns_when_a_finalizer_calls_back_into_trio_from_a_thread() -> None:
+    # At shutdown trio refuses new tasks; the worker's syncify must get that
+    # error instead of waiting forever (issue 11.9). A hang fails by timeout.
+    import trio
+
+    seen: list[str] = []
+
+    async def rows() -> AsyncIterator[int]:
+        try:
+            yield 1
+            yield 2
+        finally:
+            try:
+                await to_thread(syncify(trio.sleep), 0)
+                seen.append("ran")
+            except BaseException as exc:
+                seen.append(type(exc).__name__)
+                raise
+
+    async def main() -> None:
+        async for _ in rows():
+            break  # left unfinished: trio finalizes it as the run ends
+
+    trio.run(main)
+    assert len(seen) == 1

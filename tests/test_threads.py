@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
+import sniffio
 
 import bridge
 from bridge import DedicatedThread, Limiter, asyncify, to_thread
@@ -79,7 +80,7 @@ async def test_asyncify_timeout_raises_timeout_error_and_job_finishes_in_backgro
         release.wait(30)
         finished.set()
 
-    with pytest.raises(TimeoutError):
+    with pytest.raises(TimeoutError, match=r"slow\(\) did not finish within .*timeout=0.05"):
         await slow()
     assert limiter.statistics().running == 1  # still holds its token while running
     release.set()
@@ -261,3 +262,108 @@ def test_bad_asyncify_arguments_are_refused() -> None:
         asyncify(int, timeout=0)
     with pytest.raises(TypeError, match="Limiter"):
         asyncify(int, limiter=3)  # type: ignore[arg-type]
+
+
+async def test_a_timeout_error_raised_by_the_function_itself_is_not_rewritten() -> None:
+    @asyncify(timeout=30)
+    def connect() -> None:
+        raise TimeoutError("the driver's own")
+
+    with pytest.raises(TimeoutError, match="the driver's own"):
+        await connect()
+
+
+def test_bad_timeouts_and_thread_names_are_refused_with_the_fix() -> None:
+    for bad in (float("nan"), float("inf"), -1, "1", True):
+        with pytest.raises(ValueError, match="positive, finite number of seconds"):
+            asyncify(int, timeout=bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"name=.*needs a str"):
+        DedicatedThread(name=5)  # type: ignore[arg-type]
+
+
+async def test_stop_iteration_from_the_function_reaches_the_caller_as_runtime_error() -> None:
+    def exhausted() -> int:
+        return next(iter([]))
+
+    with pytest.raises(RuntimeError) as info:
+        await to_thread(exhausted)
+    assert isinstance(info.value.__cause__, StopIteration) or "StopIteration" in str(info.value)
+
+
+async def test_worker_threads_see_no_async_library() -> None:
+    def library() -> str:
+        try:
+            return sniffio.current_async_library()
+        except sniffio.AsyncLibraryNotFoundError:
+            return "none"
+
+    assert await to_thread(library) == "none"
+    assert await asyncify(library, thread=None)() == "none"
+
+
+async def test_dedicated_thread_waiting_on_itself_raises_deadlock_error() -> None:
+    with DedicatedThread(name="db") as db:
+
+        async def back_to_the_same_thread() -> int:
+            return await db.run(int, 7)
+
+        def on_the_thread() -> int:
+            return bridge.syncify(back_to_the_same_thread)()
+
+        with pytest.raises(bridge.DeadlockError, match="blocked in syncify"):
+            await db.run(on_the_thread)
+        assert await db.run(int, 3) == 3  # and the thread still serves
+
+        async def elsewhere() -> int:
+            return await to_thread(int, 5)
+
+        assert await db.run(lambda: bridge.syncify(elsewhere)()) == 5
+
+
+def test_dedicated_thread_call_from_sync_code() -> None:
+    import sqlite3
+
+    with DedicatedThread(name="sqlite") as db:
+        conn = db.call(sqlite3.connect, ":memory:")
+        assert db.call(lambda: conn.execute("select 40 + 2").fetchone()) == (42,)
+        with pytest.raises(ZeroDivisionError):
+            db.call(lambda: 1 / 0)
+        with pytest.raises(bridge.DeadlockError, match="own thread"):
+            db.call(lambda: db.call(int))
+        db.call(conn.close)
+    with pytest.raises(bridge.ClosedError):
+        db.call(int)
+
+
+async def test_dedicated_thread_call_is_refused_on_a_loop_thread() -> None:
+    with DedicatedThread() as db:
+        with pytest.raises(bridge.DeadlockError, match=r"await thread.run"):
+            db.call(int)
+
+
+async def test_a_call_made_in_an_already_cancelled_scope_never_starts() -> None:
+    ran: list[str] = []
+    with DedicatedThread() as thread:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await thread.run(ran.append, "run")
+        assert scope.cancelled_caught
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await asyncify(ran.append, thread=thread)("asyncify")
+        with anyio.CancelScope() as outer:
+            outer.cancel()
+            with anyio.CancelScope():  # an inner scope inherits the cancellation
+                await thread.run(ran.append, "nested")
+        await thread.run(ran.append, "after")  # FIFO: anything sent before has run or was dropped
+    assert ran == ["after"]
+
+
+async def test_a_shielded_call_in_a_cancelled_scope_still_runs() -> None:
+    ran: list[str] = []
+    with DedicatedThread() as thread:
+        with anyio.CancelScope() as outer:
+            outer.cancel()
+            with anyio.CancelScope(shield=True):
+                await thread.run(ran.append, "shielded")
+    assert ran == ["shielded"]

@@ -1,0 +1,86 @@
+"""The adapter kit: what an adapter for a blocking or callback-style driver is built from.
+
+bridge's own adapters (Cassandra, requests, DB-API) use only this module and
+the public API, so an adapter for an in-house client can do all they do:
+
+- `wait_for_callback(start)`: park a task until a driver's callback, fired on
+  any thread, completes it; outcomes are batched through the loop's one waker.
+- `run_job(fn, *args, executor=, limiter=)`: run a blocking call on a given
+  executor (the shared pool, a `WorkerPool` of the adapter's own, a
+  `DedicatedThread`) behind a limiter, and await it.
+- `ReadAhead`: a bounded read-ahead buffer between one producer (pages, rows,
+  chunks) and an async consumer.
+- `current_loop()`, `on_loop_thread()`, `current_waker()`: the loop's identity
+  and its completion path, for adapters that keep per-loop state.
+
+Everything here works the same on asyncio, uvloop and trio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from bridge._callback import Callback, wait_for_callback
+from bridge._job import Executor, Job
+from bridge._pool import WorkerPool, default_pool
+from bridge._readahead import ReadAhead
+from bridge._waker import Completion, Parked, Slot, Waker, current_waker, on_loop_thread
+from bridge.deadline import capture as capture_waiter
+from bridge.limiter import Limiter
+from bridge.threads import _check_sync, _checked
+
+T = TypeVar("T")
+
+__all__ = [
+    "Callback",
+    "Completion",
+    "Executor",
+    "Job",
+    "Parked",
+    "ReadAhead",
+    "Slot",
+    "Waker",
+    "WorkerPool",
+    "current_loop",
+    "current_waker",
+    "default_pool",
+    "on_loop_thread",
+    "run_job",
+    "wait_for_callback",
+]
+
+
+def current_loop() -> object:
+    """The running loop's identity: the asyncio loop object, or trio's `TrioToken`.
+
+    Hashable and stable for the loop's life: key per-loop state (a connection
+    bound to one loop) on it. Raises `NoEventLoopError` outside a loop.
+    """
+    key = current_waker("current_loop()").key()
+    assert key is not None  # the loop is running: it is alive
+    return key
+
+
+async def run_job(
+    fn: Callable[..., T],
+    /,
+    *args: object,
+    executor: Executor | None = None,
+    limiter: Limiter | None = None,
+    cleanup: bool = False,
+) -> T:
+    """Run `fn(*args)` on `executor` (default: the shared pool) behind `limiter`; await it.
+
+    The token is held until the call really ends, even if the awaiting task
+    is cancelled first; a call that has not started when its task is
+    cancelled never runs, unless `cleanup` is set (a close, an `__exit__`:
+    work that must happen whether or not anybody waits for it).
+    Keyword arguments: pass `functools.partial(fn, key=value)`.
+    """
+    _check_sync(fn, "run_job()")
+    waker = current_waker("run_job()")
+    job = Job(fn, args, {}, waker, executor or default_pool(), limiter)
+    job.cleanup = cleanup
+    job.waiter = capture_waiter(waker)  # for bridge.current_deadline() in the thread
+    return _checked(fn, await waker.wait(job))  # type: ignore[no-any-return]
