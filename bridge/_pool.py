@@ -11,8 +11,8 @@ the rest time out and exit.
 How many threads. Short calls are fastest on few threads (each extra thread is
 one more sleeper to wake and one more contender for the GIL); blocking calls
 need one thread each. So threads start freely only up to `core` (CPU count +
-2). Beyond it, a monitor thread looks while jobs are queued, over windows of a
-GIL switch interval (longer, until each thread has finished about one job),
+2). Beyond it, a monitor thread looks while jobs are queued, over windows of
+four GIL switch intervals (longer, until each thread has finished a job),
 and asks what the threads are doing: each worker's own CPU clock says how much
 CPU the workers used. Threads blocked in I/O use none; threads running Python
 bytecode share one GIL and together use about one core, where more threads add
@@ -21,11 +21,15 @@ no throughput, only contention. So when jobs stayed queued through a window:
 - workers under `CPU_BUSY` (0.75) of a core: they are blocked, not computing;
   the running threads double (slow start: a wrong reading costs a few threads,
   not the maximum), up to `max_workers`;
-- otherwise the GIL is the bottleneck: no thread is added (`held_back`).
+- otherwise the GIL is the bottleneck: no thread is added (`held_back`);
+  likewise when jobs take a thread under `MIN_JOB` (200 µs) each: calls that
+  short are limited by the loop handing them out, not by threads.
 
-A growth step must raise the completion rate by `KEEP_GAIN` (25%), judged over
-the next two jobs per thread, or it is undone (the added threads leave after
-their job) and growth pauses for `BRAKE` (1 s): hill climbing's test, for when
+A growth step must raise the completion rate by `KEEP_GAIN` (50%; doubling
+threads that wait on I/O nearly doubles it) and leave the workers under
+`CPU_BUSY`, judged over the next two jobs per thread, or it is undone (the
+added threads leave after their job) and growth pauses for `BRAKE` (1 s,
+doubling while steps keep failing, up to 30 s): hill climbing's test, for when
 the CPU reading misleads (other processes taking the CPU, a loop that is the
 bottleneck). Where the platform has no per-thread CPU clock, workers count as
 blocked and the brake alone keeps the size. Idle threads retire after
@@ -70,8 +74,10 @@ MAX_WORKERS_ENV = "BRIDGE_MAX_WORKERS"
 TICK = 0.001  # how often the monitor looks while jobs are queued
 CPU_BUSY = 0.75  # of one core: above it, the GIL (or the CPU) is the bottleneck
 LONGEST_WINDOW = 0.1  # a window ends after this even if few jobs finished
-KEEP_GAIN = 1.25  # a growth step is kept if the completion rate rose by this factor
+KEEP_GAIN = 1.5  # a growth step is kept if the completion rate rose by this factor
 BRAKE = 1.0  # seconds without growth after a step that did not raise the completion rate
+MAX_BRAKE = 30.0  # ... doubling after each such step in a row, up to this
+MIN_JOB = 0.0002  # jobs shorter than ~10 thread hand-offs: the loop, not threads, limits them
 
 
 def default_core() -> int:
@@ -80,7 +86,9 @@ def default_core() -> int:
 
 
 def _window() -> float:
-    return max(0.002, sys.getswitchinterval())
+    # Several GIL switch intervals (and OS time slices): shorter, and a rate
+    # measured on a loaded machine is mostly scheduling noise.
+    return max(0.01, 4 * sys.getswitchinterval())
 
 
 @dataclass(frozen=True)
@@ -339,6 +347,7 @@ class WorkerPool(Executor):
             added = 0  # threads added by the last growth step, still to be judged
             before = 0.0  # the completion rate before that step
             brake_until = 0.0
+            brake = BRAKE
             with self._lock:
                 taken0 = self._taken
             start, used0 = monotonic(), self._cpu_used()
@@ -366,18 +375,23 @@ class WorkerPool(Executor):
                     cpu = _spent(used0, used) / elapsed
                     rate = taken / elapsed
                     queued = len(self._backlog)
-                    if added and rate < before * KEEP_GAIN:
-                        # The last step bought nothing: the bottleneck is elsewhere.
-                        # Undo it (the added threads leave after their job) and
-                        # try again later, as hill climbing does.
+                    if added and (rate < before * KEEP_GAIN or cpu >= CPU_BUSY):
+                        # The last step bought nothing, or its threads compute
+                        # instead of waiting: the bottleneck is elsewhere. Undo it
+                        # (the added threads leave after their job) and try
+                        # again later, waiting twice as long each time.
                         self._braked += 1
                         self._surplus += added
                         active -= added
-                        brake_until = now + BRAKE
+                        brake_until = now + brake
+                        brake = min(2 * brake, MAX_BRAKE)
+                    elif added:
+                        brake = BRAKE
                     added = 0
                     room = self.max_workers - active
+                    job_time = active * elapsed / max(taken, 1)  # a thread's wall time per job
                     if room > 0:  # jobs waited through the whole window
-                        if cpu >= CPU_BUSY:
+                        if cpu >= CPU_BUSY or job_time < MIN_JOB:
                             self._held_back += 1
                         elif now >= brake_until:
                             count = min(queued, room, max(1, active))
@@ -471,6 +485,8 @@ class WorkerPool(Executor):
                     with lock:
                         if me in idle:  # nobody handed us a job: retire
                             idle.remove(me)
+                            if self._surplus:
+                                self._surplus -= 1  # leaving anyway: one fewer to leave later
                             self._leave(me)
                             return
                     me.signal.acquire()  # a job was handed over just as we timed out
