@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import sys
 import threading
@@ -251,8 +252,13 @@ class LoopWatchdog:
         on_block: Callable[[BlockReport], object] | None = None,
         statistics: BlockStatistics | None = None,
     ) -> None:
-        if not threshold > 0:
-            raise ValueError(f"threshold must be a positive number of seconds, got {threshold!r}")
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not (
+            0 < threshold < math.inf
+        ):
+            raise ValueError(
+                f"LoopWatchdog(threshold=...) must be a positive, finite number of seconds "
+                f"(how long the loop may be blocked before it is reported), got {threshold!r}"
+            )
         self.threshold = float(threshold)
         self.on_block = on_block
         self.statistics = statistics if statistics is not None else BlockStatistics()

@@ -20,6 +20,7 @@ import anyio.lowlevel
 import pytest
 import requests
 
+import bridge
 from bridge import to_thread
 from bridge._callsite import user_site
 from bridge.testing.httpserver import HTTPTestServer
@@ -341,3 +342,9 @@ def test_a_library_callback_is_not_blamed_on_the_programs_entry_line(tmp_path: P
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True", "_run"]
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), 0, -1, "0.1", True])
+def test_a_bad_threshold_is_refused_with_the_fix(bad: object) -> None:
+    with pytest.raises(ValueError, match="positive, finite number of seconds"):
+        bridge.LoopWatchdog(bad)  # type: ignore[arg-type]

@@ -81,6 +81,21 @@ CHUNK_SIZE: Final = 64 * 1024
 
 TimeoutType = float | tuple[float | None, float | None] | None
 
+
+def _check_timeout(timeout: object) -> None:
+    """requests would only fail at the first call (or wait forever): refuse a bad timeout now."""
+    parts = timeout if isinstance(timeout, tuple) else (timeout,)
+    if len(parts) in (1, 2) and all(
+        part is None
+        or (not isinstance(part, bool) and isinstance(part, int | float) and 0 < part < math.inf)
+        for part in parts
+    ):
+        return
+    raise ValueError(
+        f"AsyncSession(timeout=...) must be seconds > 0, a (connect, read) pair of them, or "
+        f"None for no timeout at all; got {timeout!r}"
+    )
+
 MIN_TIMEOUT: Final = 0.001
 """urllib3 refuses a timeout of 0: a deadline already passed becomes this."""
 
@@ -413,6 +428,8 @@ class AsyncSession:
             )
         self._limiter = limiter if limiter is not None else Limiter(DEFAULT_CONCURRENCY)
         tokens = self._limiter.max_tokens  # an adaptive limiter may grow to this
+        if not isinstance(timeout, _NotGiven):
+            _check_timeout(timeout)
         self.timeout: TimeoutType = DEFAULT_TIMEOUT if isinstance(timeout, _NotGiven) else timeout
         self.per_host = per_host
         self._hosts: dict[str, Limiter] = {}

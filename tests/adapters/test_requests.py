@@ -433,3 +433,14 @@ async def test_a_deadline_ends_the_call_by_requests_own_timeout(server: HTTPTest
         assert [type(e) for e in sent.errors] == [requests.exceptions.ReadTimeout]
         await eventually(lambda: threads_idle(session))
         assert (await session.get(server.url("/echo"))).status_code == 200
+
+
+@pytest.mark.parametrize("bad", [-1, 0, float("nan"), float("inf"), (1, -1), (1, 2, 3), "10"])
+def test_a_bad_timeout_is_refused_at_construction(bad: object) -> None:
+    with pytest.raises(ValueError, match=r"timeout=\.\.\.\) must be seconds > 0"):
+        AsyncSession(timeout=bad)  # type: ignore[arg-type]
+
+
+def test_good_timeouts_are_accepted() -> None:
+    for good in (5, 2.5, (3, 27), (None, 10), None):
+        assert AsyncSession(timeout=good).timeout == good
