@@ -26,17 +26,8 @@ T = TypeVar("T")
 class ReadAhead(Generic[T]):
     """Items fetched ahead of an async consumer, never more than `prefetch` waiting."""
 
-    __slots__ = (
-        "_buffer",
-        "_fetch",
-        "_prefetch",
-        "_waiter",
-        "_what",
-        "closed",
-        "exhausted",
-        "fetching",
-        "waker",
-    )
+    __slots__ = ("_buffer", "_fetch", "_prefetch", "_waiter", "_what", "closed", "exhausted",
+                 "fetching", "waker")
 
     def __init__(
         self, fetch: Callable[[ReadAhead[T]], object], *, prefetch: int = 1, what: str = "ReadAhead"

@@ -48,6 +48,8 @@ T = TypeVar("T")
 _MISSING = object()
 
 
+
+
 _DEADLOCK = (
     "{what} was called on a thread that is running an event loop. It would block that "
     "thread until the coroutine finishes, but the coroutine needs this same loop to run: "

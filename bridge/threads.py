@@ -206,6 +206,7 @@ class _SyncCall:
         fn(*args)
 
 
+
 class DedicatedThread(Executor):
     """One OS thread that runs calls one at a time, in the order they were made.
 
