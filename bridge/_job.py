@@ -30,6 +30,15 @@ class _Origin(threading.local):
 
 origin = _Origin()
 
+
+def _never(job: Job) -> bool:
+    return False
+
+
+# Whether a job's awaiting task sits in a cancel scope that is already
+# cancelled; bridge.deadline installs the real test (it reads the scopes).
+caller_cancelled: Callable[[Job], bool] = _never
+
 # The DedicatedThreads blocked in `syncify` on the way to the running coroutine:
 # a call sent to one of them from there could never run (it queues behind the wait).
 waiting_threads: contextvars.ContextVar[tuple[Executor, ...]] = contextvars.ContextVar(
@@ -137,6 +146,14 @@ class Job:
         """
         if not self.claim():
             return False  # cancelled before it started: dropped, its token already returned
+        if self.waiter is not None and not self.cleanup and caller_cancelled(self):
+            # Made inside a cancel scope that was already cancelled (anyio on
+            # asyncio delivers that on the next loop turn, after the job was
+            # sent): it must not start. The cancellation reaches the task anyway.
+            self.fn = self.args = self.kwargs = self.ctx = None  # type: ignore[assignment]
+            if self.limiter is not None:
+                self.limiter._release()
+            return False
         outer = origin.waker  # a sync->async->sync chain can nest jobs on one thread
         outer_job = origin.job
         origin.waker = self.waker

@@ -26,6 +26,7 @@ import sys
 import time
 from typing import Any
 
+import bridge._job as _job_module
 from bridge._job import Job, origin
 from bridge._waker import TrioWaker, Waker, on_loop_thread
 
@@ -167,6 +168,14 @@ def check_cancelled() -> None:
     job = _current_job("check_cancelled()")
     if job is not None and job.cancelled:
         raise _cancelled_exception(job)
+
+
+def _caller_cancelled(job: Job) -> bool:
+    """In the thread, before a job starts: was its caller's scope cancelled already?"""
+    return _deadline_of(job) == -NO_DEADLINE
+
+
+_job_module.caller_cancelled = _caller_cancelled
 
 
 def _cancelled_exception(job: Job) -> BaseException:
