@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from bridge import Limiter, asyncify
-from bridge._adaptive import Controller
+from bridge._adaptive import SETPOINT, Controller
 from bridge._lateness import Lateness
 from tests.support import eventually
 
@@ -234,7 +234,7 @@ def _window(lateness: Lateness, waits: list[float]) -> None:
 
 
 def test_controller_cuts_in_proportion_when_the_loop_is_late() -> None:
-    control = Controller(floor=2, ceiling=100, target=0.005)
+    control = Controller(floor=2, ceiling=100, target=0.005 / SETPOINT)  # aims at 5 ms
     control.limit = 40.0
     control.source = Lateness()
     _window(control.source, [0.001, 0.010])  # one wake-up twice the target
@@ -248,7 +248,7 @@ def test_controller_cuts_in_proportion_when_the_loop_is_late() -> None:
 
 
 def test_controller_grows_only_when_saturated_on_time_and_with_evidence() -> None:
-    control = Controller(floor=1, ceiling=30, target=0.010)
+    control = Controller(floor=1, ceiling=30, target=0.010 / SETPOINT)  # aims at 10 ms
     control.limit = 10.0
     control.source = Lateness()
     _window(control.source, [0.001] * 8)
