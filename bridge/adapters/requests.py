@@ -45,13 +45,8 @@ from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.poolmanager import PoolManager
 
-from bridge import current_deadline
-from bridge._exceptions import ClosedError
-from bridge._job import Job
-from bridge._pool import PoolStatistics, WorkerPool, default_pool
-from bridge._waker import Waker, current_waker
-from bridge.limiter import Limiter
-from bridge.threads import _run_job
+from bridge import ClosedError, Limiter, PoolStatistics, current_deadline
+from bridge.lowlevel import Job, Waker, WorkerPool, current_waker, run_job
 
 # anyio loads a backend's module on its first use; here that first use would be
 # on the loop (a ~70 ms import, which the watchdog rightly reports), so load the
@@ -554,12 +549,13 @@ class AsyncSession:
             await host.acquire()  # held until the request (or its streamed body) ends
         flight = _Flight(host)
         try:
-            response = await _run_job(
-                _fly, (flight, send, args, kwargs, stream), {}, self._limiter, self._pool, api
+            response = await run_job(
+                _fly, flight, send, args, kwargs, stream, executor=self._pool, limiter=self._limiter
             )
         except anyio.get_cancelled_exc_class():
             flight.abort()
             raise
+        assert response is not None  # None only when cancelled first: then nobody gets here
         return response, flight
 
     def _host_limiter(self, url: str | bytes) -> Limiter | None:
@@ -587,7 +583,7 @@ class AsyncSession:
             return
         self._closed = True
         with anyio.CancelScope(shield=True):  # finish closing even when leaving on cancellation
-            await _run_job(self.session.close, (), {}, None, default_pool(), "AsyncSession.close()")
+            await run_job(self.session.close)
 
     async def __aenter__(self) -> AsyncSession:
         return self
@@ -757,7 +753,7 @@ class AsyncResponse:
         if not self._consumed:
             self._flight.abort()  # cut the connection: the thread still reading returns at once
         with anyio.CancelScope(shield=True):
-            await _run_job(self._close, (), {}, None, default_pool(), "AsyncResponse.aclose()")
+            await run_job(self._close)
         self._flight.release_host()
 
     def _close(self) -> None:
@@ -784,7 +780,8 @@ class AsyncResponse:
                 return fn()
 
         try:
-            return await _run_job(locked, (), {}, self._session._limiter, self._session._pool, api)
+            session = self._session
+            return await run_job(locked, executor=session._pool, limiter=session._limiter)
         except anyio.get_cancelled_exc_class():
             self._flight.abort()
             raise
@@ -802,7 +799,7 @@ class AsyncResponse:
 class _Read(Job):
     """One chunk being read in a thread, started now and awaited later: the read-ahead.
 
-    `_run_job` parks the caller at once; a read-ahead must run while the
+    `run_job` parks the caller at once; a read-ahead must run while the
     caller is busy with the previous chunk. So this job starts when it is
     made, comes back through the waker like any other, and is parked on only
     if the consumer gets to it before the chunk does.
