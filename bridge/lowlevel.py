@@ -12,6 +12,9 @@ the public API, so an adapter for an in-house client can do all they do:
   chunks) and an async consumer.
 - `current_loop()`, `on_loop_thread()`, `current_waker()`: the loop's identity
   and its completion path, for adapters that keep per-loop state.
+- `limiter_enter` / `limiter_release` / `limiter_drop`: a request object of the
+  adapter's own that takes a limiter token (when `wait_for_callback` is not the
+  right shape, e.g. a result decoded on the loop thread that wakes its task directly).
 
 Everything here works the same on asyncio, uvloop and trio.
 """
@@ -19,7 +22,7 @@ Everything here works the same on asyncio, uvloop and trio.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from bridge._callback import Callback, wait_for_callback
 from bridge._job import Executor, Job
@@ -37,6 +40,7 @@ __all__ = [
     "Completion",
     "Executor",
     "Job",
+    "LimiterEntry",
     "Parked",
     "ReadAhead",
     "Slot",
@@ -45,10 +49,40 @@ __all__ = [
     "current_loop",
     "current_waker",
     "default_pool",
+    "limiter_drop",
+    "limiter_enter",
+    "limiter_release",
     "on_loop_thread",
     "run_job",
     "wait_for_callback",
 ]
+
+
+class LimiterEntry(Protocol):
+    """A claim on a limiter token that an adapter manages itself (see `limiter_enter`)."""
+
+    has_token: bool  #: set by the limiter when a token is granted
+    dropped: bool  #: set by the limiter when the entry gave up while queued
+    waker: Waker  #: the caller's loop (an adaptive limiter watches its lateness)
+
+    def grant(self) -> None:
+        """A token is yours: start the work (runs on the loop or on the releasing thread)."""
+
+
+def limiter_enter(limiter: Limiter, entry: LimiterEntry) -> None:
+    """Queue `entry` for one of `limiter`'s tokens: `entry.grant()` runs now if one is
+    free, else on whichever thread returns one (FIFO, never barged)."""
+    limiter._enter(entry)
+
+
+def limiter_release(limiter: Limiter) -> None:
+    """Give back the token an entry was granted, when its work has really ended (any thread)."""
+    limiter._release()
+
+
+def limiter_drop(limiter: Limiter, entry: LimiterEntry) -> None:
+    """`entry` gave up: queued, it leaves the queue; granted and unused, its token goes on."""
+    limiter._drop(entry)
 
 
 def current_loop() -> object:
