@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import gc
 import logging
 import threading
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -346,6 +348,24 @@ async def test_pages_read_ahead_never_run_more_than_prefetch_ahead_of_the_consum
             assert pages.requested == expected
             assert pages.buffered <= prefetch
     assert seen == list(range(95))
+
+
+async def test_a_page_stream_dropped_by_break_is_freed_and_closed_without_the_gc(
+    session: AsyncSession,
+) -> None:
+    gc.disable()  # only reference counting may end the stream
+    try:
+        pages = session.pages("SELECT c FROM paged WHERE p = 1", fetch_size=5, prefetch=2)
+        stream = weakref.ref(pages)
+        buffer = pages._buffer
+        async for _ in pages:
+            break
+        del pages  # what leaving a function after `break` does
+        assert stream() is None  # no cycle holds it: a request in flight holds the producer only
+        assert buffer is not None and buffer.closed  # and __del__ closed it
+        await eventually(lambda: session.statistics().in_flight == 0)
+    finally:
+        gc.enable()
 
 
 async def test_stopping_a_stream_early_stops_fetching(

@@ -2,18 +2,68 @@
 
 from __future__ import annotations
 
-from collections import deque
+import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import bridge
+from bridge.lowlevel import ReadAhead
 
-from ._kit import Slot, Waker, current_waker
 from ._requests import _Request
 from .results import AsyncResultSet, _with_paging_state
 
 if TYPE_CHECKING:
     from .session import AsyncSession
+
+
+class _Pages:
+    """The producer side: which page comes next, and the request fetching it.
+
+    Separate from `PageStream` so that a request in flight holds this, never
+    the stream itself: a stream dropped mid-iteration goes at once, and its
+    `__del__` stops the reading ahead.
+    """
+
+    __slots__ = ("args", "fetching", "next_state", "requested", "session", "started")
+
+    def __init__(self, session: AsyncSession, args: tuple[Any, ...]) -> None:
+        self.session = session
+        self.args = args
+        self.next_state: bytes | None = None
+        self.started = False
+        self.fetching: _Request | None = None
+        self.requested = 0
+
+    def fetch(self, buffer: ReadAhead[AsyncResultSet]) -> None:
+        """Request the next page (on the loop); `fetched` files it in `buffer`."""
+        self.session._check_open()  # ClosedError: the consumer gets it, then the end
+        args = self.args
+        if self.started:
+            assert self.next_state is not None
+            args = _with_paging_state(args, self.next_state)
+        self.started = True
+        self.requested += 1
+        waker = buffer.waker
+        assert waker is not None
+        request = self.fetching = _Request(
+            self.session, waker, args, functools.partial(self.fetched, buffer)
+        )
+        request.start()
+
+    def fetched(self, buffer: ReadAhead[AsyncResultSet], request: _Request) -> None:
+        self.fetching = None
+        error = request.error
+        if error is not None:
+            request.error = None
+            buffer.fail(error)
+            return
+        page = request.page()
+        page._in_stream = True
+        self.next_state = page.paging_state
+        buffer.put(page, last=self.next_state is None)
+
+    def stop(self) -> None:
+        if self.fetching is not None:
+            self.fetching.cancel()  # queued for a token: dropped; sent: finishes, dropped
 
 
 class PageStream:
@@ -26,115 +76,49 @@ class PageStream:
     already requested finishes in the background and is dropped.
     """
 
+    _buffer: ReadAhead[AsyncResultSet] | None = None  # __del__ before __init__ ran
+
     def __init__(self, session: AsyncSession, args: tuple[Any, ...], prefetch: int) -> None:
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
             raise ValueError(f"prefetch must be an int >= 0 (pages read ahead), got {prefetch!r}")
-        self._session = session
-        self._args = args
-        self._prefetch = prefetch
-        self._buffer: deque[AsyncResultSet | BaseException] = deque()
-        self._fetching: _Request | None = None
-        self._next_state: bytes | None = None
-        self._started = False
-        self._exhausted = False
-        self._closed = False
-        self._waker: Waker | None = None
-        self._waiter: Slot | None = None
-        self.requested = 0  #: pages requested so far
+        self._pages = _Pages(session, args)
+        self._buffer = ReadAhead(self._pages.fetch, prefetch=prefetch, what="PageStream")
         self.delivered = 0  #: pages handed to the consumer so far
+
+    @property
+    def requested(self) -> int:
+        """Pages requested so far."""
+        return self._pages.requested
 
     @property
     def buffered(self) -> int:
         """Pages fetched and not yet consumed."""
-        return len(self._buffer)
+        assert self._buffer is not None
+        return self._buffer.buffered
 
     def __aiter__(self) -> PageStream:
         return self
 
     async def __anext__(self) -> AsyncResultSet:
-        waker = current_waker("PageStream")
-        self._waker = waker
-        if not self._buffer:
-            if self._exhausted or self._closed:
-                raise StopAsyncIteration
-            if self._fetching is None:
-                self._fetch(waker)
-            slot = self._waiter = Slot(waker)
-            try:
-                await waker.wait(slot)
-            finally:
-                self._waiter = None
-            if not self._buffer:
-                raise StopAsyncIteration  # closed meanwhile
-        page = self._buffer.popleft()
-        if isinstance(page, BaseException):
-            raise page
+        assert self._buffer is not None
+        page = await self._buffer.get()
         self.delivered += 1
-        self._read_ahead(waker)
         return page
-
-    def _read_ahead(self, waker: Waker) -> None:
-        if self._fetching is None and not (self._exhausted or self._closed):
-            if len(self._buffer) < self._prefetch:
-                self._fetch(waker)
-
-    def _fetch(self, waker: Waker) -> None:
-        session = self._session
-        try:
-            session._check_open()
-        except bridge.ClosedError as exc:
-            self._buffer.append(exc)
-            self._exhausted = True
-            return
-        args = self._args
-        if self._started:
-            assert self._next_state is not None
-            args = _with_paging_state(args, self._next_state)
-        self._started = True
-        self.requested += 1
-        request = self._fetching = _Request(session, waker, args, self._fetched)
-        request.start()
-
-    def _fetched(self, request: _Request) -> None:
-        """On the loop: file the page, read further ahead, wake the consumer."""
-        self._fetching = None
-        if self._closed:
-            return
-        error = request.error
-        if error is not None:
-            request.error = None
-            self._buffer.append(error)
-            self._exhausted = True
-        else:
-            page = request.page()
-            page._in_stream = True
-            self._next_state = page.paging_state
-            if self._next_state is None:
-                self._exhausted = True
-            self._buffer.append(page)
-        self._read_ahead(request.waker)
-        if self._waiter is not None:
-            self._waiter.complete()
 
     async def aclose(self) -> None:
         """Stop fetching; a page in flight is dropped when it arrives."""
         self.close()
 
     def close(self) -> None:
-        if self._closed:
+        buffer = self._buffer
+        if buffer is None or buffer.closed:
             return
-        self._closed = True
-        self._buffer.clear()
-        if self._fetching is not None:
-            self._fetching.cancel()  # queued for a token: dropped; sent: finishes, dropped
-        if self._waiter is not None:
-            self._waiter.complete()
+        buffer.close()
+        self._pages.stop()
 
     def __del__(self) -> None:
         # Dropped mid-iteration (a `break` without `async with`): stop reading ahead.
-        if not self._closed and self._fetching is not None:
-            self._closed = True
-            self._fetching.cancel()
+        self.close()
 
     async def __aenter__(self) -> PageStream:
         return self
