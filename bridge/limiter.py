@@ -17,10 +17,12 @@ thread, as `Job.grant` (a submit) and `Waker.deliver` are.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
+from bridge import _metrics
 from bridge._waker import Slot, Waker, current_waker
 
 
@@ -68,6 +70,8 @@ class Limiter:
         self._waiting = 0
         self._peak = 0
         self._total = 0
+        self._queued_at: dict[_Entry, float] = {}  # while metrics are on: when each waiter queued
+        _metrics.track(_metrics.limiters, self)
 
     @property
     def tokens(self) -> int:
@@ -99,6 +103,8 @@ class Limiter:
             else:
                 self._waiters.append(entry)
                 self._waiting += 1
+                if _metrics.on:
+                    self._queued_at[entry] = time.perf_counter()
                 return
         entry.grant()
 
@@ -114,6 +120,7 @@ class Limiter:
         with self._lock:
             while self._waiters:
                 entry = self._waiters.popleft()
+                queued_at = self._queued_at.pop(entry, None) if self._queued_at else None
                 if entry.dropped:
                     continue
                 self._waiting -= 1
@@ -122,6 +129,8 @@ class Limiter:
             else:
                 self._available += 1
                 return
+        if queued_at is not None:
+            _metrics.limiter_wait.record(time.perf_counter() - queued_at, (self.name or "",))
         entry.grant()
 
     def _drop(self, entry: _Entry) -> None:

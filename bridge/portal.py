@@ -35,6 +35,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 import anyio
 import sniffio
 
+from bridge import _metrics
 from bridge._exceptions import ClosedError, DeadlockError
 from bridge._job import origin, waiting_threads
 from bridge._waker import Waker, current_waker, on_loop_thread
@@ -89,6 +90,8 @@ class _Call:
         kwargs: dict[str, Any],
         spawn: Callable[[_Call], None],
     ) -> None:
+        if _metrics.on:
+            _metrics.portal_calls.add()
         self.fn = fn
         self.args = args
         self.kwargs = kwargs

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
 
+from bridge import _metrics
 from bridge._callsite import CallSite, extract_stack, user_site
 
 __all__ = [
@@ -111,6 +112,7 @@ class BlockStatistics:
         self._lock = threading.Lock()
         self._sites: dict[CallSite, SiteStatistics] = {}
         self._listeners: list[Callable[[BlockStatistics], None]] = []
+        _metrics.track(_metrics.block_statistics, self)
 
     def record(self, report: BlockReport) -> None:
         """Add one finished episode."""

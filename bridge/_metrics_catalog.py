@@ -1,0 +1,246 @@
+"""Every figure bridge exports, and how each one is read at collection time.
+
+Gauges and counters here are observable: their `read()` runs when an
+exporter collects (a Prometheus scrape, an OpenTelemetry reader's cycle) and
+copies the `statistics()` snapshots the objects keep anyway, so measuring
+them adds nothing to the calls themselves. The distributions and the event
+counters that need a hook live in `_metrics`.
+
+Names and units follow OpenTelemetry's semantic conventions where one
+exists (`http.client.request.duration`, `http.client.active_requests`,
+`db.client.operation.duration`, units `s` and `{thing}`); the rest are
+`bridge.*`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bridge import _metrics
+
+Key = tuple[Any, ...]
+Kind = Literal["gauge", "counter", "updowncounter"]
+
+
+@dataclass(frozen=True)
+class Observable:
+    """One instrument read at collection time: values per attribute set."""
+
+    name: str
+    unit: str
+    description: str
+    kind: Kind
+    attributes: tuple[str, ...]
+    read: Callable[[], dict[Key, float]]
+
+
+def _add(values: dict[Key, float], key: Key, amount: float) -> None:
+    values[key] = values.get(key, 0) + amount
+
+
+# -- worker pools ----------------------------------------------------------------------------
+
+
+def _pools() -> list[tuple[str, Any]]:
+    """(name, statistics) of the shared pool and of each requests session's own threads."""
+    from bridge._pool import default_pool
+
+    found: list[tuple[str, Any]] = [("default", default_pool().statistics())]
+    found.extend(("requests", s.thread_statistics()) for s in _metrics.live(_metrics.http_sessions))
+    return found
+
+
+def _pool_threads() -> dict[Key, float]:
+    values: dict[Key, float] = {}
+    for name, s in _pools():
+        blocked = getattr(s, "blocked", 0)  # threads parked in bridge.blocking(), where known
+        _add(values, (name, "idle"), s.idle)
+        _add(values, (name, "blocked"), blocked)
+        _add(values, (name, "busy"), s.threads - s.idle - blocked)
+    return values
+
+
+def _pool_limit() -> dict[Key, float]:
+    values: dict[Key, float] = {}
+    for name, s in _pools():
+        _add(values, (name,), s.max_workers)
+    return values
+
+
+def _pool_queued() -> dict[Key, float]:
+    values: dict[Key, float] = {}
+    for name, s in _pools():
+        _add(values, (name,), s.queued)
+    return values
+
+
+_GROWTH_REASONS = ("grown", "stalls", "compensated")
+
+
+def _pool_growth() -> dict[Key, float]:
+    """Threads added past `core`, by reason (pools that count them)."""
+    values: dict[Key, float] = {}
+    for name, s in _pools():
+        for reason in _GROWTH_REASONS:
+            count = getattr(s, reason, None)
+            if count is not None:
+                _add(values, (name, reason), count)
+    return values
+
+
+# -- limiters --------------------------------------------------------------------------------
+
+
+def _limiter_figure(field: str) -> Callable[[], dict[Key, float]]:
+    def read() -> dict[Key, float]:
+        values: dict[Key, float] = {}
+        for limiter in _metrics.live(_metrics.limiters):
+            s = limiter.statistics()
+            _add(values, (limiter.name or "",), getattr(s, field))
+        return values
+
+    return read
+
+
+# -- the watchdog ----------------------------------------------------------------------------
+
+
+def _blocks(field: str) -> Callable[[], dict[Key, float]]:
+    def read() -> dict[Key, float]:
+        values: dict[Key, float] = {}
+        for statistics in _metrics.live(_metrics.block_statistics):
+            for entry in statistics.sites():
+                site = entry.site
+                _add(values, (site.function, site.filename, site.lineno), getattr(entry, field))
+        return values
+
+    return read
+
+
+# -- adapters --------------------------------------------------------------------------------
+
+
+def _http_active() -> dict[Key, float]:
+    total = sum(s.limiter.statistics().running for s in _metrics.live(_metrics.http_sessions))
+    return {(): total}
+
+
+def _cql(field: str) -> Callable[[], dict[Key, float]]:
+    def read() -> dict[Key, float]:
+        total = sum(getattr(s.statistics(), field) for s in _metrics.live(_metrics.cql_sessions))
+        return {("cassandra",): total}
+
+    return read
+
+
+_SITE = ("code.function.name", "code.file.path", "code.line.number")
+
+OBSERVABLES: tuple[Observable, ...] = (
+    Observable(
+        "bridge.pool.threads",
+        "{thread}",
+        "Worker threads alive, by state (busy running a job, idle, blocked waiting in "
+        "bridge.blocking())",
+        "updowncounter",
+        ("bridge.pool.name", "bridge.pool.thread.state"),
+        _pool_threads,
+    ),
+    Observable(
+        "bridge.pool.threads.limit",
+        "{thread}",
+        "The most worker threads the pool may run",
+        "updowncounter",
+        ("bridge.pool.name",),
+        _pool_limit,
+    ),
+    Observable(
+        "bridge.pool.jobs.queued",
+        "{job}",
+        "Jobs waiting for a worker thread",
+        "updowncounter",
+        ("bridge.pool.name",),
+        _pool_queued,
+    ),
+    Observable(
+        "bridge.pool.threads.added",
+        "{thread}",
+        "Threads the pool added beyond its core size, by reason",
+        "counter",
+        ("bridge.pool.name", "bridge.pool.growth.reason"),
+        _pool_growth,
+    ),
+    Observable(
+        "bridge.limiter.tokens.limit",
+        "{token}",
+        "Tokens of each limiter (calls allowed at once), summed by limiter name",
+        "updowncounter",
+        ("bridge.limiter.name",),
+        _limiter_figure("tokens"),
+    ),
+    Observable(
+        "bridge.limiter.tokens.used",
+        "{token}",
+        "Tokens held now: calls running, or granted and about to run",
+        "updowncounter",
+        ("bridge.limiter.name",),
+        _limiter_figure("running"),
+    ),
+    Observable(
+        "bridge.limiter.waiting",
+        "{call}",
+        "Calls queued for a token",
+        "updowncounter",
+        ("bridge.limiter.name",),
+        _limiter_figure("waiting"),
+    ),
+    Observable(
+        "bridge.limiter.grants",
+        "{token}",
+        "Tokens granted since each limiter was made",
+        "counter",
+        ("bridge.limiter.name",),
+        _limiter_figure("total"),
+    ),
+    Observable(
+        "bridge.watchdog.blocks",
+        "{episode}",
+        "Episodes of a loop blocked past the watchdog's threshold, by call site",
+        "counter",
+        _SITE,
+        _blocks("count"),
+    ),
+    Observable(
+        "bridge.watchdog.blocked_time",
+        "s",
+        "Time loops were blocked past the watchdog's threshold, by call site",
+        "counter",
+        _SITE,
+        _blocks("total"),
+    ),
+    Observable(
+        "http.client.active_requests",
+        "{request}",
+        "HTTP requests of bridge.adapters.requests sessions in flight",
+        "updowncounter",
+        (),
+        _http_active,
+    ),
+    Observable(
+        "bridge.cassandra.requests.active",
+        "{request}",
+        "Cassandra requests of bridge.adapters.cassandra sessions in flight",
+        "updowncounter",
+        ("db.system.name",),
+        _cql("in_flight"),
+    ),
+    Observable(
+        "bridge.cassandra.requests.waiting",
+        "{request}",
+        "Cassandra requests queued for a session's in-flight token",
+        "updowncounter",
+        ("db.system.name",),
+        _cql("waiting"),
+    ),
+)
