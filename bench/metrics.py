@@ -1,0 +1,175 @@
+"""What do bridge's metrics cost? Off, Prometheus on, OpenTelemetry on, side by side in one run.
+
+Core hand-off (`bridge.to_thread` of a no-op, 100 in flight) and the requests
+adapter (GETs, 100 in flight, an aiohttp server in another process), on
+asyncio, uvloop and trio. Variants are interleaved round by round and each
+figure is a median; "off again" is the same configuration as "off", measured
+again, so its ratio shows the run-to-run noise. Each round ends with one
+collection (a Prometheus scrape rendered by `generate_latest`, an
+OpenTelemetry SDK reader's collect): its time is reported apart, per call,
+since a real scrape comes every 15-60 s, not once per round.
+
+    python -m bench.metrics [--calls 20000] [--requests 1000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+import bridge
+import bridge.metrics
+from bench._report import save, table
+
+VARIANTS = ("off", "prometheus", "otel", "off again")
+BACKENDS = ("asyncio", "uvloop", "trio")
+
+
+class Variant:
+    """Metrics switched to one configuration; `collect()` reads them as an exporter would."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._collect: Callable[[], object] = lambda: None
+        if name == "prometheus":
+            from prometheus_client import CollectorRegistry, generate_latest
+
+            registry = CollectorRegistry()
+            bridge.metrics.enable_prometheus(registry)
+            self._collect = lambda: generate_latest(registry)
+        elif name == "otel":
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+            reader = InMemoryMetricReader()
+            self.provider = MeterProvider(metric_readers=[reader])
+            bridge.metrics.enable_opentelemetry(self.provider)
+            self._collect = reader.get_metrics_data
+
+    def collect(self) -> float:
+        start = time.perf_counter()
+        self._collect()
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        bridge.metrics.disable()
+        if self.name == "otel":
+            self.provider.shutdown()
+
+
+async def fan_out(call: Callable[[], Awaitable[Any]], total: int, width: int = 100) -> float:
+    per_task = total // width
+
+    async def worker() -> None:
+        for _ in range(per_task):
+            await call()
+
+    start = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(width):
+            tg.start_soon(worker)
+    return (time.perf_counter() - start) / (per_task * width) * 1e6
+
+
+def noop() -> None:
+    return None
+
+
+async def measure(
+    workload: Callable[[], Awaitable[float]], count: int, rounds: int
+) -> dict[str, dict[str, float]]:
+    await workload()  # warm up: threads started, connections open, imports done
+    timed: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    collect: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for _ in range(rounds):
+        for name in VARIANTS:
+            variant = Variant(name)
+            try:
+                timed[name].append(await workload())
+                collect[name].append(variant.collect() / count * 1e6)
+            finally:
+                variant.close()
+    return {
+        name: {"us": statistics.median(timed[name]), "collect_us": statistics.median(collect[name])}
+        for name in VARIANTS
+    }
+
+
+def run_on(backend: str, main: Callable[[], Awaitable[Any]]) -> Any:
+    if backend == "uvloop":
+        return anyio.run(main, backend_options={"use_uvloop": True})
+    return anyio.run(main, backend=backend)
+
+
+def handoff(calls: int, rounds: int, backend: str) -> dict[str, dict[str, float]]:
+    async def main() -> dict[str, dict[str, float]]:
+        return await measure(
+            lambda: fan_out(lambda: bridge.to_thread(noop), calls), calls, rounds
+        )
+
+    return run_on(backend, main)  # type: ignore[no-any-return]
+
+
+def http(url: str, total: int, rounds: int, backend: str) -> dict[str, dict[str, float]]:
+    from bridge.adapters.requests import AsyncSession
+
+    async def main() -> dict[str, dict[str, float]]:
+        async with AsyncSession(limiter=bridge.Limiter(100)) as session:
+
+            async def get() -> None:
+                if (await session.get(url)).status_code != 200:
+                    raise RuntimeError("the benchmark server failed a request")
+
+            return await measure(lambda: fan_out(get, total), total, rounds)
+
+    return run_on(backend, main)  # type: ignore[no-any-return]
+
+
+def rows_for(workload: str, backend: str, results: dict[str, dict[str, float]]) -> list[list[Any]]:
+    base = results["off"]["us"]
+    return [
+        [workload, backend, name, r["us"], r["us"] / base, r["collect_us"]]
+        for name, r in results.items()
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--requests", type=int, default=1_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--delay-ms", type=float, default=1.0)
+    args = parser.parse_args()
+
+    from bench.http import start_server
+
+    results: dict[str, Any] = {}
+    rows: list[list[Any]] = []
+    for backend in BACKENDS:
+        results[f"handoff/{backend}"] = r = handoff(args.calls, args.rounds, backend)
+        rows += rows_for("hand-off, 100 in flight", backend, r)
+    process, url = start_server(args.delay_ms)
+    try:
+        for backend in BACKENDS:
+            results[f"requests/{backend}"] = r = http(url, args.requests, args.rounds, backend)
+            rows += rows_for("requests GET, 100 in flight", backend, r)
+    finally:
+        process.terminate()
+        process.wait()
+    headers = ["workload", "loop", "metrics", "µs per call", "x off", "collection µs per call"]
+    print(table(headers, rows))
+    print(
+        f"\n{args.calls} hand-offs and {args.requests} requests per round, median of "
+        f"{args.rounds} interleaved rounds; 'collection' = one scrape/collect per round, "
+        "spread over the round's calls"
+    )
+    save("metrics", {"args": vars(args), "results": results})
+
+
+if __name__ == "__main__":
+    main()
