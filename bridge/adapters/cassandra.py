@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -55,8 +56,10 @@ from cassandra.query import (  # type: ignore[import-untyped]
     Statement,
 )
 
+from bridge import metrics
 from bridge._exceptions import ClosedError
 from bridge._waker import Slot, Waker, current_waker
+from bridge.adapters import _cassandra_metrics
 from bridge.limiter import Limiter
 from bridge.threads import to_thread
 
@@ -174,12 +177,15 @@ class _Request:
         session = self.session
         with session._counts_lock:
             session._sent += 1
+        started = time.perf_counter() if metrics.recording() else 0.0
         try:
             future = session._execute_async(*self.args)
         except BaseException as exc:  # bad parameters, a closed driver session
             self._on_error(exc)
             return
         self.future = future
+        if started:  # first, so the figure is recorded before the waiting task wakes
+            _cassandra_metrics.observe(future, started)
         future.add_callbacks(self._on_result, self._on_error)
 
     # -- the driver's side (reactor thread, or this thread if already done) -----
@@ -593,6 +599,7 @@ class AsyncSession:
         self._counts_lock = threading.Lock()
         self._sent = 0
         self._finished = 0
+        metrics.track_cassandra_session(self)
 
     def _finish(self) -> None:
         """The driver called back for a request: count it, then free its slot."""
