@@ -1,15 +1,17 @@
 """What do bridge's metrics cost? Off, Prometheus on, OpenTelemetry on, side by side in one run.
 
-Core hand-off (`bridge.to_thread` of a no-op, 100 in flight) and the requests
-adapter (GETs, 100 in flight, an aiohttp server in another process), on
-asyncio, uvloop and trio. Variants are interleaved round by round and each
-figure is a median; "off again" is the same configuration as "off", measured
-again, so its ratio shows the run-to-run noise. Each round ends with one
+Core hand-off (`bridge.to_thread` of a no-op, 100 in flight), the requests
+adapter (GETs, 100 in flight, an aiohttp server in another process) and the
+Cassandra adapter (prepared INSERT/SELECT alternating, 120 in flight, the CQL
+test server in another process), on asyncio, uvloop and trio. Variants are
+interleaved round by round and each figure is a median; "off again" is the
+same configuration as "off", measured again, so its ratio shows the
+run-to-run noise. Each round ends with one
 collection (a Prometheus scrape rendered by `generate_latest`, an
 OpenTelemetry SDK reader's collect): its time is reported apart, per call,
 since a real scrape comes every 15-60 s, not once per round.
 
-    python -m bench.metrics [--calls 20000] [--requests 1000] [--rounds 5]
+    python -m bench.metrics [--calls 20000] [--requests 1000] [--cql 5000] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -130,6 +132,41 @@ def http(url: str, total: int, rounds: int, backend: str) -> dict[str, dict[str,
     return run_on(backend, main)  # type: ignore[no-any-return]
 
 
+def cql(server: Any, total: int, rounds: int, backend: str) -> dict[str, dict[str, float]]:
+    from bench.cassandra import IN_FLIGHT, KS, connect, request_args
+    from bridge.adapters.cassandra import AsyncSession
+
+    cluster, sync_session = connect(server)
+    try:
+        sync_session.execute(
+            f"CREATE KEYSPACE IF NOT EXISTS {KS} WITH replication = "
+            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+        )
+        sync_session.set_keyspace(KS)
+        sync_session.execute("CREATE TABLE IF NOT EXISTS kv (k int PRIMARY KEY, v text)")
+        insert = sync_session.prepare("INSERT INTO kv (k, v) VALUES (?, ?)")
+        select = sync_session.prepare("SELECT k, v FROM kv WHERE k = ?")
+
+        async def main() -> dict[str, dict[str, float]]:
+            session = AsyncSession(sync_session)
+            counter = iter(range(0))
+
+            async def one() -> None:
+                stmt, params = request_args(next(counter, 0), insert, select)
+                await session.execute(stmt, params)
+
+            async def workload() -> float:
+                nonlocal counter
+                counter = iter(range(total))
+                return await fan_out(one, total, IN_FLIGHT)
+
+            return await measure(workload, total, rounds)
+
+        return run_on(backend, main)  # type: ignore[no-any-return]
+    finally:
+        cluster.shutdown()
+
+
 def rows_for(workload: str, backend: str, results: dict[str, dict[str, float]]) -> list[list[Any]]:
     base = results["off"]["us"]
     return [
@@ -142,6 +179,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--requests", type=int, default=1_000)
+    parser.add_argument("--cql", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--delay-ms", type=float, default=1.0)
     args = parser.parse_args()
@@ -161,10 +199,17 @@ def main() -> None:
     finally:
         process.terminate()
         process.wait()
+    from bridge.testing.cqlserver import ServerProcess
+
+    with ServerProcess() as server:
+        for backend in BACKENDS:
+            results[f"cassandra/{backend}"] = r = cql(server, args.cql, args.rounds, backend)
+            rows += rows_for("Cassandra, 120 in flight", backend, r)
     headers = ["workload", "loop", "metrics", "µs per call", "x off", "collection µs per call"]
     print(table(headers, rows))
     print(
-        f"\n{args.calls} hand-offs and {args.requests} requests per round, median of "
+        f"\n{args.calls} hand-offs, {args.requests} HTTP and {args.cql} CQL requests per round, "
+        "median of "
         f"{args.rounds} interleaved rounds; 'collection' = one scrape/collect per round, "
         "spread over the round's calls"
     )
