@@ -3,10 +3,12 @@
 Gauges and counters become observable instruments whose callbacks read the
 catalogue. Distributions are kept in-process (`_metrics.Distribution`), since
 the SDK's `Histogram.record` costs several µs, too much for a per-call hook:
-at each collection, before the SDK reads its histograms, the new values of
-each bucket are recorded into a real OpenTelemetry histogram with the same
-bucket bounds, as that many records of the bucket's mean. Counts per bucket
-and sums come out exact; min and max are those bucket means.
+the new values of each bucket are recorded into a real OpenTelemetry
+histogram with the same bucket bounds, as that many records of the bucket's
+mean: on the metrics thread every probe interval (so the SDK's cost is
+spread out, off the loop thread) and once more at each collection, before the
+SDK reads its histograms. Counts per bucket and sums come out exact; min and
+max are those bucket means.
 """
 
 from __future__ import annotations

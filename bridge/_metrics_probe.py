@@ -7,12 +7,18 @@ the loop runs it is the loop's lateness: a loop busy with CPU work, a
 blocking call or a GIL held by other threads shows it at once. One probe is
 in flight per loop; one still unanswered simply records a longer delay when
 the loop gets to it. The cost is one wake-up per loop per interval.
+
+The same thread runs the exporters' periodic chores (`ticks`): OpenTelemetry's
+histogram replay is spread over every interval this way instead of landing
+all at once, GIL held, when a reader collects.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
 
 from bridge import _metrics, _waker
 
@@ -48,6 +54,8 @@ class LatenessProbe:
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Called on the probe thread after each round of probes.
+        self.ticks: list[Callable[[], None]] = []
 
     def start(self) -> None:
         if self._thread is not None:
@@ -82,6 +90,11 @@ class LatenessProbe:
                 waker.deliver(probe)
             for gone in in_flight.keys() - alive:
                 del in_flight[gone]
+            for tick in list(self.ticks):
+                try:
+                    tick()
+                except Exception:
+                    logging.getLogger("bridge.metrics").exception("metrics chore %r failed", tick)
 
 
 probe = LatenessProbe()

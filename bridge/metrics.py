@@ -113,7 +113,9 @@ def enable_opentelemetry(meter_provider: MeterProvider | None = None) -> None:
     with _lock:
         if any(e.provider is provider for e in _otel):
             return
-        _otel.append(OtelExporter(provider, OBSERVABLES, __version__))
+        exporter = OtelExporter(provider, OBSERVABLES, __version__)
+        _otel.append(exporter)
+        probe.ticks.append(exporter.replay)
         _switch()
 
 
@@ -127,6 +129,7 @@ def disable() -> None:
         for exporter in _otel:
             exporter.active = False
         _otel.clear()
+        probe.ticks.clear()
         _switch()
         for dist in _metrics.DISTRIBUTIONS:
             dist.reset()
