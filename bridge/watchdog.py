@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from bridge import _metrics
 from bridge._callsite import CallSite, extract_stack, user_site
+from bridge._lateness_histogram import LatenessHistogram
 
 __all__ = [
     "BlockReport",
@@ -113,6 +114,8 @@ class BlockStatistics:
         self._sites: dict[CallSite, SiteStatistics] = {}
         self._listeners: list[Callable[[BlockStatistics], None]] = []
         _metrics.track(_metrics.block_statistics, self)
+        #: How long the loop took to answer each ping (blocked episodes included).
+        self.lateness = LatenessHistogram()
 
     def record(self, report: BlockReport) -> None:
         """Add one finished episode."""
@@ -333,7 +336,8 @@ class LoopWatchdog:
             if not target.post(self._beat):
                 return
             if self._answered.wait(self.threshold) or self._stopping:
-                pass
+                if self._answered_at > sent:
+                    self.statistics.lateness.add(self._answered_at - sent)
             elif target.is_running():
                 self._episode(sent, target.backend)
             else:
@@ -377,6 +381,7 @@ class LoopWatchdog:
         end = self._answered_at if self._answered_at > sent else self._stopped_at
         report.duration = max(end - sent, report.duration)
         report.ended = True
+        self.statistics.lateness.add(report.duration)
         self.statistics.record(report)
         if self.on_block is None:
             logger.info(
