@@ -119,22 +119,27 @@ def enable_opentelemetry(meter_provider: MeterProvider | None = None) -> None:
         _switch()
 
 
-def disable() -> None:
-    """Stop measuring: unregister from every registry, silence OpenTelemetry callbacks,
-    stop the lateness probe, forget the histograms. The hot path is back to no work."""
+def disable(target: object = None) -> None:
+    """Stop exporting to `target` (a registry or meter provider given to `enable_*`), or,
+    by default, to all of them.
+
+    Once no exporter is left, measuring stops: the lateness probe ends, the
+    histograms are forgotten, and the hot path is back to no work.
+    """
     with _lock:
-        for registry, collector in _prometheus:
-            registry.unregister(collector)
-        _prometheus.clear()
-        for exporter in _otel:
+        for entry in [e for e in _prometheus if target is None or e[0] is target]:
+            entry[0].unregister(entry[1])
+            _prometheus.remove(entry)
+        for exporter in [e for e in _otel if target is None or e.provider is target]:
             exporter.active = False
-        _otel.clear()
-        probe.ticks.clear()
+            _otel.remove(exporter)
+            probe.ticks.remove(exporter.replay)
         _switch()
-        for dist in _metrics.DISTRIBUTIONS:
-            dist.reset()
-        for counter in _metrics.COUNTERS:
-            counter.reset()
+        if not _metrics.on:
+            for dist in _metrics.DISTRIBUTIONS:
+                dist.reset()
+            for counter in _metrics.COUNTERS:
+                counter.reset()
 
 
 def enabled() -> bool:

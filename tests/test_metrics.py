@@ -214,3 +214,21 @@ def _histogram_now(otel: Otel) -> Histogram:
 
     collected = anyio.run(collect)
     return collected.histogram("bridge.limiter.wait.duration", bridge__limiter__name="exact")
+
+
+def test_disabling_one_registry_keeps_the_others() -> None:
+    first, second = CollectorRegistry(), CollectorRegistry()
+    try:
+        bridge.metrics.enable_prometheus(first)
+        bridge.metrics.enable_prometheus(second)
+        bridge.metrics.disable(first)
+        assert (
+            first.get_sample_value("bridge_pool_threads_limit", {"bridge_pool_name": "default"})
+            is None
+        )
+        assert second.get_sample_value(
+            "bridge_pool_threads_limit", {"bridge_pool_name": "default"}
+        ) == (bridge.default_pool().statistics().max_workers)
+        assert bridge.metrics.enabled()
+    finally:
+        bridge.metrics.disable()
