@@ -244,3 +244,9 @@ OBSERVABLES: tuple[Observable, ...] = (
         _cql("waiting"),
     ),
 )
+
+# The event counters kept by hooks are read like the rest.
+OBSERVABLES += tuple(
+    Observable(c.name, c.unit, c.description, "counter", c.attributes, c.snapshot)
+    for c in _metrics.COUNTERS
+)

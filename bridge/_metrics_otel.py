@@ -56,13 +56,6 @@ class OtelExporter:
                 unit=spec.unit,
                 description=spec.description,
             )
-        for counter in _metrics.COUNTERS:
-            meter.create_observable_counter(
-                counter.name,
-                callbacks=[self._observe(counter.attributes, counter.snapshot)],
-                unit=counter.unit,
-                description=counter.description,
-            )
         self._histograms: list[tuple[_metrics.Distribution, Histogram]] = [
             (
                 dist,

@@ -60,8 +60,11 @@ class LatenessProbe:
     def start(self) -> None:
         if self._thread is not None:
             return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="bridge-metrics-probe", daemon=True)
+        # A new event per thread: a previous thread still winding down keeps its own, set.
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(self._stop,), name="bridge-metrics-probe", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -71,9 +74,9 @@ class LatenessProbe:
             if thread is not threading.current_thread():
                 thread.join(1.0)
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         in_flight: dict[int, tuple[_waker.Waker, _Probe]] = {}  # id(waker) -> its last probe
-        while not self._stop.wait(self.interval):
+        while not stop.wait(self.interval):
             with _waker._wakers_lock:
                 wakers = list(_waker._wakers.values())
             names = {t.ident: t.name for t in threading.enumerate()}

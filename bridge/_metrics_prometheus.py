@@ -56,15 +56,6 @@ class BridgeCollector(Collector):
             for key, value in spec.read().items():
                 family.add_metric(_labels(key), value)
             yield family
-        for counter in _metrics.COUNTERS:
-            family = CounterMetricFamily(
-                metric_name(counter.name, counter.unit),
-                counter.description,
-                labels=label_names(counter.attributes),
-            )
-            for key, value in counter.snapshot().items():
-                family.add_metric(_labels(key), value)
-            yield family
         for dist in _metrics.DISTRIBUTIONS:
             histogram = HistogramMetricFamily(
                 metric_name(dist.name, dist.unit),

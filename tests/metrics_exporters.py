@@ -147,7 +147,7 @@ class Prometheus(Exporter):
 
 
 def _all_names() -> Iterator[tuple[str, str]]:
-    for spec in (*OBSERVABLES, *_metrics.COUNTERS, *_metrics.DISTRIBUTIONS):
+    for spec in (*OBSERVABLES, *_metrics.DISTRIBUTIONS):
         yield spec.name, spec.unit
 
 
