@@ -64,18 +64,26 @@ class Variant:
             self.provider.shutdown()
 
 
-async def fan_out(call: Callable[[], Awaitable[Any]], total: int, width: int = 100) -> float:
+async def fan_out(
+    call: Callable[[], Awaitable[Any]], total: int, width: int = 100
+) -> tuple[float, float]:
+    """µs per call: wall time, and this process's CPU time (all its threads).
+
+    On a shared machine the CPU time is the steadier figure: time spent
+    descheduled while other programs run does not count.
+    """
     per_task = total // width
 
     async def worker() -> None:
         for _ in range(per_task):
             await call()
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     async with anyio.create_task_group() as tg:
         for _ in range(width):
             tg.start_soon(worker)
-    return (time.perf_counter() - start) / (per_task * width) * 1e6
+    calls = per_task * width
+    return (time.perf_counter() - start) / calls * 1e6, (time.process_time() - cpu) / calls * 1e6
 
 
 def noop() -> None:
@@ -83,21 +91,28 @@ def noop() -> None:
 
 
 async def measure(
-    workload: Callable[[], Awaitable[float]], count: int, rounds: int
+    workload: Callable[[], Awaitable[tuple[float, float]]], count: int, rounds: int
 ) -> dict[str, dict[str, float]]:
     await workload()  # warm up: threads started, connections open, imports done
-    timed: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    wall: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
     collect: dict[str, list[float]] = {v: [] for v in VARIANTS}
     for _ in range(rounds):
         for name in VARIANTS:
             variant = Variant(name)
             try:
-                timed[name].append(await workload())
+                w, c = await workload()
+                wall[name].append(w)
+                cpu[name].append(c)
                 collect[name].append(variant.collect() / count * 1e6)
             finally:
                 variant.close()
     return {
-        name: {"us": statistics.median(timed[name]), "collect_us": statistics.median(collect[name])}
+        name: {
+            "us": statistics.median(wall[name]),
+            "cpu_us": statistics.median(cpu[name]),
+            "collect_us": statistics.median(collect[name]),
+        }
         for name in VARIANTS
     }
 
@@ -155,7 +170,7 @@ def cql(server: Any, total: int, rounds: int, backend: str) -> dict[str, dict[st
                 stmt, params = request_args(next(counter, 0), insert, select)
                 await session.execute(stmt, params)
 
-            async def workload() -> float:
+            async def workload() -> tuple[float, float]:
                 nonlocal counter
                 counter = iter(range(total))
                 return await fan_out(one, total, IN_FLIGHT)
@@ -168,11 +183,49 @@ def cql(server: Any, total: int, rounds: int, backend: str) -> dict[str, dict[st
 
 
 def rows_for(workload: str, backend: str, results: dict[str, dict[str, float]]) -> list[list[Any]]:
-    base = results["off"]["us"]
+    off = results["off"]
     return [
-        [workload, backend, name, r["us"], r["us"] / base, r["collect_us"]]
+        [
+            workload,
+            backend,
+            name,
+            r["us"],
+            r["us"] / off["us"],
+            r["cpu_us"],
+            r["cpu_us"] / off["cpu_us"],
+            r["collect_us"],
+        ]
         for name, r in results.items()
     ]
+
+
+def hook_costs() -> list[list[Any]]:
+    """What each hook adds per call, measured alone (best of several repeats), in µs."""
+    import timeit
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from bridge import _metrics
+    from bridge.adapters.requests import _record_request
+
+    def best(stmt: Callable[[], object], number: int = 20_000) -> float:
+        return min(timeit.repeat(stmt, number=number, repeat=7)) / number * 1e6
+
+    dist = _metrics.Distribution("bench", "s", "", ("a",), _metrics.DELAY_BOUNDS)
+    meter = MeterProvider(metric_readers=[InMemoryMetricReader()]).get_meter("bench")
+    histogram = meter.create_histogram("bench", unit="s")
+    args = ("GET", "http://127.0.0.1:8080/x")
+    rows = [
+        ["off: the `if _metrics.on:` check", best(lambda: _metrics.on and None)],
+        ["on: Distribution.record (each histogram hook)", best(lambda: dist.record(0.003, ("x",)))],
+        ["on: requests hook (URL split + record)",
+         best(lambda: _record_request(args, 0.01, 200, None))],
+        ["OpenTelemetry SDK Histogram.record (per value, at replay)",
+         best(lambda: histogram.record(0.003, {"a": "x"}))],
+    ]  # fmt: skip
+    _metrics.http_duration.reset()
+    return rows
 
 
 def main() -> None:
@@ -205,8 +258,15 @@ def main() -> None:
         for backend in BACKENDS:
             results[f"cassandra/{backend}"] = r = cql(server, args.cql, args.rounds, backend)
             rows += rows_for("Cassandra, 120 in flight", backend, r)
-    headers = ["workload", "loop", "metrics", "µs per call", "x off", "collection µs per call"]
+    headers = [
+        "workload", "loop", "metrics", "wall µs/call", "x off", "CPU µs/call", "x off",
+        "collection µs/call",
+    ]  # fmt: skip
     print(table(headers, rows))
+    costs = hook_costs()
+    print()
+    print(table(["hook", "µs"], costs))
+    results["hook_costs"] = {name: us for name, us in costs}
     print(
         f"\n{args.calls} hand-offs, {args.requests} HTTP and {args.cql} CQL requests per round, "
         "median of "
