@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from typing import Any
 
 #: True while an exporter is enabled; hooks read it before recording anything.
+#: Read without a lock (also on free-threaded builds): a stale read around a
+#: switch only records, or misses, the values of that moment.
 on = False
 
 #: Bucket bounds in seconds for delays that should be near zero (lateness, token waits).
