@@ -128,6 +128,7 @@ class _Request:
         "result",
         "sent",
         "session",
+        "started",
         "starting",
         "waker",
     )
@@ -153,6 +154,7 @@ class _Request:
         self.dropped = False
         self.starting = False
         self.sent = False
+        self.started = 0.0
         self.cancelled = False
 
     # -- the limiter's side ---------------------------------------------------
@@ -177,25 +179,27 @@ class _Request:
         session = self.session
         with session._counts_lock:
             session._sent += 1
-        started = time.perf_counter() if metrics.recording() else 0.0
+        self.started = time.perf_counter() if metrics.recording() else 0.0  # 0.0: not timed
         try:
             future = session._execute_async(*self.args)
         except BaseException as exc:  # bad parameters, a closed driver session
             self._on_error(exc)
             return
         self.future = future
-        if started:  # first, so the figure is recorded before the waiting task wakes
-            _cassandra_metrics.observe(future, started)
         future.add_callbacks(self._on_result, self._on_error)
 
     # -- the driver's side (reactor thread, or this thread if already done) -----
 
     def _on_result(self, rows: Any) -> None:
+        if self.started:  # metrics on: recorded before the waiting task wakes
+            _cassandra_metrics.record(self.future, self.started, None)
         self.result = rows
         self.session._finish()
         self.waker.deliver(self)
 
     def _on_error(self, error: BaseException) -> None:
+        if self.started:
+            _cassandra_metrics.record(self.future, self.started, error)
         self.error = error
         self.session._finish()
         self.waker.deliver(self)
