@@ -12,6 +12,7 @@ OpenTelemetry SDK reader's collect): its time is reported apart, per call,
 since a real scrape comes every 15-60 s, not once per round.
 
     python -m bench.metrics [--calls 20000] [--requests 1000] [--cql 5000] [--rounds 5]
+                            [--only handoff,requests,cassandra]
 """
 
 from __future__ import annotations
@@ -235,29 +236,36 @@ def main() -> None:
     parser.add_argument("--cql", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--delay-ms", type=float, default=1.0)
+    parser.add_argument(
+        "--only", default="handoff,requests,cassandra", help="workloads to run, comma-separated"
+    )
     args = parser.parse_args()
 
     from bench.http import start_server
 
+    only = set(args.only.split(","))
     results: dict[str, Any] = {}
     rows: list[list[Any]] = []
-    for backend in BACKENDS:
-        results[f"handoff/{backend}"] = r = handoff(args.calls, args.rounds, backend)
-        rows += rows_for("hand-off, 100 in flight", backend, r)
-    process, url = start_server(args.delay_ms)
-    try:
+    if "handoff" in only:
         for backend in BACKENDS:
-            results[f"requests/{backend}"] = r = http(url, args.requests, args.rounds, backend)
-            rows += rows_for("requests GET, 100 in flight", backend, r)
-    finally:
-        process.terminate()
-        process.wait()
-    from bridge.testing.cqlserver import ServerProcess
+            results[f"handoff/{backend}"] = r = handoff(args.calls, args.rounds, backend)
+            rows += rows_for("hand-off, 100 in flight", backend, r)
+    if "requests" in only:
+        process, url = start_server(args.delay_ms)
+        try:
+            for backend in BACKENDS:
+                results[f"requests/{backend}"] = r = http(url, args.requests, args.rounds, backend)
+                rows += rows_for("requests GET, 100 in flight", backend, r)
+        finally:
+            process.terminate()
+            process.wait()
+    if "cassandra" in only:
+        from bridge.testing.cqlserver import ServerProcess
 
-    with ServerProcess() as server:
-        for backend in BACKENDS:
-            results[f"cassandra/{backend}"] = r = cql(server, args.cql, args.rounds, backend)
-            rows += rows_for("Cassandra, 120 in flight", backend, r)
+        with ServerProcess() as server:
+            for backend in BACKENDS:
+                results[f"cassandra/{backend}"] = r = cql(server, args.cql, args.rounds, backend)
+                rows += rows_for("Cassandra, 120 in flight", backend, r)
     headers = [
         "workload", "loop", "metrics", "wall µs/call", "x off", "CPU µs/call", "x off",
         "collection µs/call",
