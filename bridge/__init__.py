@@ -7,7 +7,7 @@ from bridge._exceptions import (
     DeadlockError,
     NoEventLoopError,
 )
-from bridge._pool import PoolStatistics, default_pool
+from bridge._pool import PoolStatistics, WorkerPool, blocking, default_pool
 from bridge._strict import strict
 from bridge.futures import to_future, wrap_future
 from bridge.iterate import AsyncIterator, iterate
@@ -36,7 +36,9 @@ __all__ = [
     "NoEventLoopError",
     "PoolStatistics",
     "Portal",
+    "WorkerPool",
     "asyncify",
+    "blocking",
     "default_pool",
     "iterate",
     "run",

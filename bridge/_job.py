@@ -145,7 +145,7 @@ class Job:
             self.error = exc
         finally:
             origin.waker = outer
-            self.fn = self.args = self.kwargs = None  # type: ignore[assignment]
+            self.fn = self.args = self.kwargs = self.ctx = None  # type: ignore[assignment]
         if self.limiter is not None:
             self.limiter._release()  # the token comes back when the thread is really done
         return True
@@ -157,7 +157,8 @@ class Job:
             self.handle = None
             error = self.error
             self.error = None  # no cycle through the traceback's frames
-            self.waker.finish(handle, self.result, error)
+            result, self.result = self.result, None  # the caller's now: a kept job must not pin it
+            self.waker.finish(handle, result, error)
 
     def fail(self, error: BaseException) -> None:
         """On the loop: delivering the outcome failed; the awaiting task gets `error`."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 import weakref
@@ -336,3 +337,22 @@ def _lookup(key: object) -> Waker:
                 waker = TrioWaker(key)
             _wakers[key] = waker
         return waker
+
+
+def _forget_wakers_after_fork() -> None:
+    """In a forked child the parent's loops do not run: never deliver to them again.
+
+    Their wakers are closed (a blocked `syncify` gets ClosedError, not a hang),
+    and the cache starts empty, so nothing keyed on the parent's loops or thread
+    idents is reused (a new thread may get a dead thread's ident).
+    """
+    global _last, _wakers, _wakers_lock
+    for waker in list(_wakers.values()):
+        waker._scheduled = True  # no wake-up goes to the parent's loop (its pipe is shared)
+        waker.close()
+    _last = (None, None)
+    _wakers = weakref.WeakKeyDictionary()
+    _wakers_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_wakers_after_fork)

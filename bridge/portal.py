@@ -28,6 +28,7 @@ import concurrent.futures
 import contextvars
 import functools
 import inspect
+import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal, ParamSpec, TypeVar
@@ -38,6 +39,7 @@ import sniffio
 from bridge import _metrics
 from bridge._exceptions import ClosedError, DeadlockError
 from bridge._job import origin, waiting_threads
+from bridge._pool import blocking
 from bridge._waker import Waker, current_waker, on_loop_thread
 from bridge.runner import run
 
@@ -182,13 +184,14 @@ class _Call:
         signal = self.signal
         assert signal is not None
         stopped_seen = False
-        while not signal.acquire(timeout=_LIVENESS_POLL):
-            if waker.running():
-                stopped_seen = False
-            elif not stopped_seen:
-                stopped_seen = True  # one more poll: a loop may stop and restart at once
-            else:
-                self._finish(None, ClosedError(_LOOP_GONE))
+        with blocking():  # a pool thread parked here must not starve the work it waits for
+            while not signal.acquire(timeout=_LIVENESS_POLL):
+                if waker.running():
+                    stopped_seen = False
+                elif not stopped_seen:
+                    stopped_seen = True  # one more poll: a loop may stop and restart at once
+                else:
+                    self._finish(None, ClosedError(_LOOP_GONE))
         for var, value in self.ctx.items():  # what the coroutine set flows back out
             if var is not _sniffio_cvar and var.get(_MISSING) is not value:
                 var.set(value)
@@ -552,3 +555,15 @@ def shared_portal() -> Portal:
                 atexit.register(_shared.stop, 5)
             portal = _shared
     return portal
+
+
+def _forget_shared_portal_after_fork() -> None:
+    """In a forked child the portal's thread does not exist: the next use starts a new one."""
+    global _shared, _shared_lock
+    if _shared is not None:
+        _shared._closed = True  # its atexit stop() then does nothing
+    _shared = None
+    _shared_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_shared_portal_after_fork)

@@ -4,10 +4,13 @@ Method calls become awaitables that run off the loop, `async with` maps to
 `__enter__`/`__exit__`, `async for` to iteration with each `next()` off the
 loop, and plain attributes pass through.
 
-The rule for what a call returns: plain data (None, bools, numbers, strings,
-bytes, dates, UUIDs and the builtin containers) comes back as it is; any other
+The rule for what a call returns: data comes back as it is, and any other
 object comes back wrapped the same way, on the same thread and behind the
-same limiter, because it may hold the same resource. So a cursor that a
+same limiter, because it may hold the same resource. Data is None, bools,
+numbers, strings, bytes, dates, UUIDs, enums, the builtin containers, and any
+sequence or mapping that has no `close()`: that is how drivers' row types
+(`sqlite3.Row`, psycopg2's `DictRow`, PyMySQL's dicts) look, and a row must
+answer `row["a"]` and `dict(row)`, not hand back awaitables. So a cursor that a
 wrapped sqlite3 connection returns works without the user knowing that
 sqlite3 objects must stay on the thread that made them. `unwrap(proxy)` gives
 the raw object back.
@@ -17,9 +20,10 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import enum
 import functools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from bridge._job import Executor, Job
@@ -53,7 +57,23 @@ _PLAIN = (
     frozenset,
     BaseException,
     type,
+    enum.Enum,
 )
+
+_data_types: dict[type, bool] = {}  # per type, the answer of _is_data
+
+
+def _is_data(value: object) -> bool:
+    """Plain data, or a row-like sequence or mapping that holds no resource (no `close()`)."""
+    kind = type(value)
+    known = _data_types.get(kind)
+    if known is None:
+        known = isinstance(value, _PLAIN) or (
+            isinstance(value, (Sequence, Mapping)) and not hasattr(kind, "close")
+        )
+        if len(_data_types) < 1024:  # a cache, not a leak, however many classes pass by
+            _data_types[kind] = known
+    return known
 
 
 class AsyncProxy(Generic[T]):
@@ -103,7 +123,7 @@ class AsyncProxy(Generic[T]):
         """Apply the module's rule to a call's result."""
         if value is self._bridge_target:
             return self
-        if isinstance(value, _PLAIN) or isinstance(value, AsyncProxy):
+        if isinstance(value, AsyncProxy) or _is_data(value):
             return value
         return AsyncProxy(value, self._bridge_executor, self._bridge_limiter)
 
@@ -146,6 +166,11 @@ def wrap(obj: T, *, limiter: Limiter | None = None, thread: DedicatedThread | No
     """
     if isinstance(obj, AsyncProxy):
         return obj
+    if obj is None:
+        raise TypeError(
+            "wrap(None): there is no object to wrap. Pass the blocking object itself "
+            "(a connection, a client, a file); did a connect or factory call return None?"
+        )
     if limiter is not None and not isinstance(limiter, Limiter):
         raise TypeError(f"wrap(limiter=...) needs a bridge.Limiter, got {limiter!r}")
     if thread is not None and not isinstance(thread, DedicatedThread):

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import multiprocessing
+import os
+import select
+import signal
+import subprocess
+import sys
 import threading
+import weakref
+from typing import Any
 
 import anyio
 import pytest
 
 import bridge
 from bridge._pool import WorkerPool, default_pool
+from bridge.threads import _run_job
 from tests.support import eventually
 
 
@@ -107,6 +117,330 @@ def test_loop_closing_with_work_running_leaks_no_thread_and_raises_nothing() -> 
     assert len(_bridge_threads()) <= default_pool().max_workers
 
 
-def test_pool_rejects_a_zero_bound() -> None:
+# -- growth: a Limiter(50) of blocking calls means 50 threads ---------------------
+
+
+@pytest.mark.anyio
+async def test_fifty_blocked_calls_behind_a_limiter_of_fifty_all_run_at_once() -> None:
+    barrier = threading.Barrier(50, timeout=60)  # passes only if all 50 wait at once
+    wait = bridge.asyncify(barrier.wait, limiter=bridge.Limiter(50))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(50):
+            tg.start_soon(wait)
+    assert not barrier.broken
+    stats = default_pool().statistics()
+    assert stats.max_workers >= 50
+    assert stats.peak >= 50
+
+
+def test_growth_events_are_counted_in_statistics() -> None:
+    pool = WorkerPool(16, core=2, name="bridge-worker-grows")
+    barrier = threading.Barrier(12, timeout=60)
+
+    async def main() -> None:
+        waker = bridge._waker.current_waker()
+        jobs = [bridge._job.Job(barrier.wait, (), {}, waker, pool, None) for _ in range(12)]
+        for job in jobs:
+            job.handle = asyncio.get_running_loop().create_future()
+            pool.submit(job)
+        await asyncio.gather(*(job.handle for job in jobs))
+
+    asyncio.run(main())
+    stats = pool.statistics()
+    assert stats.core == 2
+    assert stats.grown >= 10  # all but the core threads were added for blocked work
+    assert stats.peak >= 12
+    assert pool.wait_idle(timeout=30)
+
+
+# -- compensation: a thread parked in blocking() does not starve the work it waits for
+
+
+def test_a_blocked_thread_gets_a_replacement_for_the_work_it_waits_for() -> None:
+    pool = WorkerPool(1, name="bridge-worker-compensated")  # one thread: the waiter holds it
+    ready = threading.Event()
+
+    def waiter() -> str:
+        with bridge.blocking():
+            assert pool.statistics().blocked == 1
+            assert ready.wait(60)
+        return "served"
+
+    async def main() -> list[str]:
+        waker = bridge._waker.current_waker()
+        jobs = [
+            bridge._job.Job(waiter, (), {}, waker, pool, None),
+            bridge._job.Job(ready.set, (), {}, waker, pool, None),  # queued behind the waiter
+        ]
+        for job in jobs:
+            job.handle = asyncio.get_running_loop().create_future()
+            pool.submit(job)
+        return await asyncio.gather(*(job.handle for job in jobs))
+
+    assert asyncio.run(main()) == ["served", None]
+    stats = pool.statistics()
+    assert stats.compensated == 1
+    assert stats.blocked == 0
+    assert pool.wait_idle(timeout=30)
+    assert pool.statistics().threads == 1  # the thread over the bound left after its job
+
+
+def test_blocking_does_nothing_off_pool_threads() -> None:
+    with bridge.blocking():
+        with bridge.blocking():
+            pass
+    assert default_pool().statistics().blocked == 0
+
+
+async def _fetch_user(user_id: int) -> dict[str, str]:
+    return await bridge.to_thread(lambda: {"name": f"user {user_id}"})
+
+
+def _legacy_report(user_id: int) -> str:
+    return bridge.syncify(_fetch_user)(user_id)["name"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("handlers", [64, 300, 1000])
+async def test_migration_pattern_completes_with_many_concurrent_handlers(handlers: int) -> None:
+    # The README's pattern: each handler holds a worker that syncify parks
+    # while the coroutine it waits for needs a worker of its own.
+    served: list[str] = []
+
+    async def handler(user_id: int) -> None:
+        served.append(await bridge.to_thread(_legacy_report, user_id))
+
+    with anyio.fail_after(120):
+        async with anyio.create_task_group() as tg:
+            for user_id in range(handlers):
+                tg.start_soon(handler, user_id)
+    assert sorted(served) == sorted(f"user {i}" for i in range(handlers))
+
+
+@pytest.mark.anyio
+async def test_nesting_a_hundred_deep_completes() -> None:
+    async def level(depth: int) -> int:
+        if depth == 0:
+            return 0
+        return 1 + await bridge.to_thread(lambda: bridge.syncify(level)(depth - 1))
+
+    with anyio.fail_after(120):
+        assert await level(100) == 100
+
+
+@pytest.mark.anyio
+async def test_threads_stay_within_max_workers_plus_the_threads_parked_in_syncify() -> None:
+    # What bounds the thread count: a Limiter on the sync function that calls
+    # syncify bounds the parked threads, and the rest stay within max_workers.
+    samples: list[bridge.PoolStatistics] = []
+
+    async def fetch(user_id: int) -> int:
+        samples.append(default_pool().statistics())
+        return await bridge.to_thread(lambda: user_id)
+
+    report = bridge.asyncify(lambda i: bridge.syncify(fetch)(i), limiter=bridge.Limiter(10))
+    with anyio.fail_after(120):
+        async with anyio.create_task_group() as tg:
+            for i in range(300):
+                tg.start_soon(report, i)
+    assert len(samples) == 300
+    for stats in samples:
+        assert 1 <= stats.blocked <= 10
+        assert stats.threads - stats.blocked <= stats.max_workers
+
+
+# -- results are not kept alive by the pool ---------------------------------------
+
+
+class _Big:
+    """Stands for a large result (a 200 MB frame, a Response holding sockets)."""
+
+
+def test_a_result_is_collectable_as_soon_as_the_caller_drops_it() -> None:
+    pool = WorkerPool(2, name="bridge-worker-results")  # fresh: the job is a thread's first
+    dedicated = bridge.DedicatedThread(name="bridge-results")
+
+    async def main() -> list[weakref.ref[_Big]]:
+        refs = []
+        for executor in (pool, pool, dedicated):
+            result = await _run_job(_Big, (), {}, None, executor, "test")
+            refs.append(weakref.ref(result))
+            del result
+        return refs
+
+    for backend, options in (("asyncio", {}), ("trio", {})):
+        refs = bridge.run(main, backend=backend, **options)  # type: ignore[arg-type]
+        gc.collect()
+        assert [ref() for ref in refs] == [None, None, None]
+    dedicated.close()
+
+
+# -- waiting until the pool is idle, thread names -----------------------------------
+
+
+def test_wait_idle_returns_once_every_job_has_finished() -> None:
+    pool = WorkerPool(4, name="bridge-worker-idle")
+    release = threading.Event()
+    finished: list[int] = []
+
+    def call(i: int) -> None:
+        release.wait(60)
+        finished.append(i)
+
+    async def main() -> None:
+        waker = bridge._waker.current_waker()
+        for i in range(8):  # more than the threads: some are queued
+            job = bridge._job.Job(call, (i,), {}, waker, pool, None)
+            pool.submit(job)
+        assert not pool.wait_idle(timeout=0.01)  # blocked on release: not idle
+        release.set()
+        assert pool.wait_idle()
+        assert sorted(finished) == list(range(8))
+
+    asyncio.run(main())
+    stats = pool.statistics()
+    assert stats.idle == stats.threads and stats.queued == 0
+
+
+@pytest.mark.anyio
+async def test_wait_idle_on_a_pool_thread_is_refused() -> None:
+    with pytest.raises(bridge.DeadlockError, match="wait for itself"):
+        await bridge.to_thread(default_pool().wait_idle)
+
+
+@pytest.mark.anyio
+async def test_pool_and_dedicated_threads_are_named() -> None:
+    name = await bridge.to_thread(lambda: threading.current_thread().name)
+    assert name.startswith("bridge-worker-") and name.removeprefix("bridge-worker-").isdigit()
+    with bridge.DedicatedThread(name="sqlite") as db:
+        assert await db.run(lambda: threading.current_thread().name) == "sqlite"
+    with bridge.DedicatedThread() as anonymous:
+        name = await anonymous.run(lambda: threading.current_thread().name)
+        assert name.startswith("bridge-dedicated-")
+
+
+# -- configuration ------------------------------------------------------------------
+
+
+def test_configure_changes_the_bounds_and_checks_them() -> None:
+    pool = WorkerPool(name="bridge-worker-configured")
+    pool.configure(max_workers=300, core=3, idle_timeout=2.5)
+    assert (pool.max_workers, pool.core, pool.idle_timeout) == (300, 3, 2.5)
+    pool.configure(max_workers=2)
+    assert pool.core == 2  # never above max_workers
+    with pytest.raises(ValueError, match="how many blocking calls"):
+        pool.configure(max_workers=0)
+    with pytest.raises(TypeError, match="must be an int"):
+        pool.configure(max_workers=2.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        pool.configure(idle_timeout=-1)
     with pytest.raises(ValueError, match="at least 1"):
         WorkerPool(0)
+
+
+def test_the_default_maximum_comes_from_the_environment() -> None:
+    code = "import bridge; print(bridge.default_pool().max_workers)"
+    env = {**os.environ, "BRIDGE_MAX_WORKERS": "200"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "200", out.stderr
+    env["BRIDGE_MAX_WORKERS"] = "lots"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "BRIDGE_MAX_WORKERS='lots' is not a whole number" in out.stderr
+
+
+def test_lowering_idle_timeout_applies_to_threads_already_idle() -> None:
+    pool = WorkerPool(4, idle_timeout=600, name="bridge-worker-rearmed")
+    barrier = threading.Barrier(3, timeout=60)
+
+    async def main() -> None:
+        waker = bridge._waker.current_waker()
+        jobs = [bridge._job.Job(barrier.wait, (), {}, waker, pool, None) for _ in range(3)]
+        for job in jobs:
+            job.handle = asyncio.get_running_loop().create_future()
+            pool.submit(job)
+        await asyncio.gather(*(job.handle for job in jobs))
+
+    asyncio.run(main())
+    assert pool.wait_idle(timeout=30)
+    pool.configure(idle_timeout=0.01)
+    with anyio.from_thread.start_blocking_portal() as portal:
+        portal.call(eventually, lambda: pool.statistics().threads == 0)
+    assert pool.statistics().retired == 3
+
+
+# -- fork ---------------------------------------------------------------------------
+
+
+async def _child_work() -> list[Any]:
+    """What a forked child does: the pool, syncify back to its loop, and the shared portal."""
+    inner = await bridge.to_thread(lambda: bridge.syncify(_fetch_user)(7))
+    from_thread: list[Any] = []
+
+    def plain_thread() -> None:  # a new thread may reuse the dead portal thread's ident
+        try:
+            from_thread.append(bridge.syncify(_fetch_user)(8))
+        except BaseException as exc:
+            from_thread.append(repr(exc))
+
+    thread = threading.Thread(target=plain_thread)
+    thread.start()
+    await bridge.to_thread(thread.join, 60)
+    return [inner, from_thread[0], await bridge.to_thread(os.getpid)]
+
+
+def _use_everything_in_the_parent() -> None:
+    assert bridge.run(_child_work)[0] == {"name": "user 7"}  # threads, wakers, portal exist
+    assert bridge.syncify(_fetch_user)(1) == {"name": "user 1"}  # the shared portal runs
+
+
+def _in_child(backend: str) -> list[Any]:
+    return bridge.run(_child_work, backend=backend)  # type: ignore[arg-type]
+
+
+def _read_until_exit(read: int, pid: int) -> tuple[str, int]:
+    """The child's report and exit code; a child silent for 60 s is killed (it hung)."""
+    chunks = []
+    try:
+        while select.select([read], [], [], 60)[0]:
+            chunk = os.read(read, 4096)
+            if not chunk:  # the child exited: its end of the pipe closed
+                break
+            chunks.append(chunk)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            chunks.append(b" (hung: killed after 60 s of silence)")
+    finally:
+        os.close(read)
+        _, status = os.waitpid(pid, 0)
+    return b"".join(chunks).decode(), os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_forked_child_uses_the_pool_and_syncify(backend: str) -> None:
+    _use_everything_in_the_parent()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report through the pipe, never return into pytest
+        code = 1
+        try:
+            os.write(write, repr(_in_child(backend)).encode())
+            code = 0
+        except BaseException as exc:
+            os.write(write, repr(exc).encode())
+        finally:
+            os._exit(code)
+    os.close(write)
+    report = _read_until_exit(read, pid)
+    expected = [{"name": "user 7"}, {"name": "user 8"}, pid]
+    assert report == (repr(expected), 0)
+
+
+def test_a_multiprocessing_fork_child_uses_the_pool_and_syncify() -> None:
+    _use_everything_in_the_parent()
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as processes:
+        inner, from_thread, pid = processes.apply_async(_in_child, ("asyncio",)).get(60)
+    assert (inner, from_thread) == ({"name": "user 7"}, {"name": "user 8"})
+    assert pid != os.getpid()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 import sqlite3
 import threading
+from collections.abc import Iterator, Mapping
 
 import pytest
 
-from bridge import DedicatedThread, Limiter, unwrap, wrap
+from bridge import AsyncProxy, DedicatedThread, Limiter, unwrap, wrap
 
 pytestmark = pytest.mark.anyio
 
@@ -83,3 +84,60 @@ async def test_exit_still_runs_when_the_task_is_cancelled() -> None:
     assert scope.cancelled_caught
     entered.set()
     await eventually(exited.is_set)
+
+
+async def test_driver_rows_come_back_as_rows_not_proxies() -> None:
+    with DedicatedThread(name="sqlite-rows") as thread:
+        raw = await thread.run(sqlite3.connect, ":memory:")
+        raw.row_factory = sqlite3.Row  # a plain attribute: no call on the connection
+        conn = wrap(raw, thread=thread)
+        cursor = await conn.execute("select 1 as a, 'x' as b union all select 2, 'y'")
+        first = await cursor.fetchone()
+        assert isinstance(first, sqlite3.Row)
+        assert (first["a"], dict(first)) == (1, {"a": 1, "b": "x"})
+        rows = [row async for row in cursor]
+        assert [dict(row) for row in rows] == [{"a": 2, "b": "y"}]
+        await conn.close()
+
+
+async def test_a_mapping_with_close_is_a_resource_and_stays_wrapped() -> None:
+    class Pages(list[int]):
+        def close(self) -> None:
+            pass
+
+    class Source:
+        def pages(self) -> Pages:
+            return Pages([1, 2])
+
+        def mapping(self) -> dict[str, int]:
+            return {"a": 1}
+
+    source = wrap(Source())
+    assert isinstance(await source.pages(), Pages)  # a list subclass is data, close() or not
+    assert await source.mapping() == {"a": 1}
+
+    class Shelf(Mapping[str, int]):
+        def __getitem__(self, key: str) -> int:
+            return 1
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(["k"])
+
+        def __len__(self) -> int:
+            return 1
+
+        def close(self) -> None:
+            pass
+
+    class Opener:
+        def open(self) -> Shelf:
+            return Shelf()
+
+    shelf = await wrap(Opener()).open()
+    assert isinstance(shelf, AsyncProxy)  # a mapping with close() holds something: wrapped
+    assert isinstance(unwrap(shelf), Shelf)
+
+
+def test_wrap_none_says_what_went_wrong() -> None:
+    with pytest.raises(TypeError, match=r"wrap\(None\).*did a connect or factory call return None"):
+        wrap(None)

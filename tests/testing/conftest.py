@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -27,7 +30,10 @@ __all__ = [
     "cql_server",
     "cql_server_factory",
     "cql_session",
+    "keyspace_session",
     "make_cluster",
+    "table_factory",
+    "versioned_session",
 ]
 
 
@@ -38,6 +44,53 @@ def make_cluster(server: ServerThread | ServerProcess, **kwargs: Any) -> Cluster
     contact points; its defaults are exactly what these tests want.)
     """
     return Cluster(server.contact_points, port=server.port, **kwargs)
+
+
+@contextmanager
+def keyspace_session(
+    server: ServerThread | ServerProcess, protocol_version: int, keyspace: str
+) -> Iterator[Session]:
+    """A session on ``protocol_version`` using ``keyspace`` (created if missing)."""
+    cluster = make_cluster(server, protocol_version=protocol_version)
+    try:
+        session = cluster.connect()
+        session.execute(
+            f"CREATE KEYSPACE IF NOT EXISTS {keyspace} "
+            "WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}"
+        )
+        session.set_keyspace(keyspace)
+        yield session
+    finally:
+        cluster.shutdown()
+
+
+_table_names = itertools.count()
+
+
+def table_factory(session: Session) -> Callable[..., str]:
+    """``create(columns, options="")``: a fresh table in the session's keyspace; its name."""
+
+    def create(columns: str, options: str = "") -> str:
+        name = f"t{next(_table_names)}"
+        session.execute(f"CREATE TABLE {name} ({columns}){options}")
+        return name
+
+    return create
+
+
+@pytest.fixture(scope="module", params=[4, 5], ids=lambda v: f"v{v}")
+def versioned_session(
+    request: pytest.FixtureRequest, cql_server: ServerThread
+) -> Iterator[Session]:
+    """One session per protocol version (4 and 5), in the test module's ``KS`` keyspace."""
+    with keyspace_session(cql_server, request.param, request.module.KS) as session:
+        yield session
+
+
+@pytest.fixture
+def table(versioned_session: Session) -> Callable[..., str]:
+    """Create a fresh table in ``versioned_session``'s keyspace; returns its name."""
+    return table_factory(versioned_session)
 
 
 @pytest.fixture(scope="module")

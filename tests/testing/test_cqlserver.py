@@ -54,14 +54,14 @@ def no_faults(cql_server: ServerThread) -> Any:
     cql_server.clear_faults()
 
 
-def test_driver_connects_with_defaults_on_protocol_v4(session: Session) -> None:
-    assert session.cluster.protocol_version == 4
+def test_driver_connects_with_defaults_on_protocol_v5(session: Session) -> None:
+    assert session.cluster.protocol_version == 5
     row = session.execute("SELECT release_version, partitioner FROM system.local").one()
     assert row.partitioner == "org.apache.cassandra.dht.Murmur3Partitioner"
     assert row.release_version.startswith("4.")
 
 
-def test_protocol_versions_above_v4_are_refused_like_cassandra(cql_server: ServerThread) -> None:
+def test_protocol_versions_above_v5_are_refused_like_cassandra(cql_server: ServerThread) -> None:
     # What the driver sends first (DSE_V2 = 0x42): an OPTIONS frame in its
     # version; the refusal comes back in that version, as Cassandra sends it.
     with socket.create_connection((cql_server.contact_points[0], cql_server.port), timeout=30) as s:
@@ -74,7 +74,7 @@ def test_protocol_versions_above_v4_are_refused_like_cassandra(cql_server: Serve
     assert code == f.PROTOCOL_ERROR
     message = body[6 : 6 + n].decode()
     assert message == (
-        "Invalid or unsupported protocol version (66); supported versions are (4/v4)"
+        "Invalid or unsupported protocol version (66); supported versions are (4/v4, 5/v5)"
     )
 
 

@@ -1,4 +1,4 @@
-"""An in-memory Cassandra speaking native protocol v4, for tests and benchmarks.
+"""An in-memory Cassandra speaking native protocol v5 and v4, for tests and benchmarks.
 
 The real ``cassandra-driver`` connects to it over real sockets, with its
 default settings::

@@ -24,7 +24,7 @@ from ._server import CQLServer
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bridge.testing.cqlserver",
-        description="An in-memory Cassandra (native protocol v4) for tests and benchmarks.",
+        description="An in-memory Cassandra (native protocol v5 and v4) for tests and benchmarks.",
     )
     p.add_argument("--host", default="127.0.0.1", help="first node's address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=9042, help="port of every node (0: any free one)")
@@ -42,11 +42,21 @@ def _parser() -> argparse.ArgumentParser:
         "--no-uvloop", action="store_true", help="use asyncio's loop even if uvloop is installed"
     )
     p.add_argument("--no-activity-log", action="store_true", help="do not record received requests")
+    p.add_argument(
+        "--auth",
+        action="store_true",
+        help="require logins (PasswordAuthenticator; default superuser cassandra/cassandra)",
+    )
     return p
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    server = CQLServer(nodes=args.nodes, host=args.host, port=args.port)
+    server = CQLServer(
+        nodes=args.nodes,
+        host=args.host,
+        port=args.port,
+        authenticator="PasswordAuthenticator" if args.auth else None,
+    )
     if args.no_activity_log:
         server.activity_log.enabled = False
     for spec in args.fault:

@@ -11,7 +11,7 @@ from typing import Literal
 
 # --- terms (values written in a statement) ---------------------------------
 
-ConstantKind = Literal["string", "integer", "float", "boolean", "uuid", "hex"]
+ConstantKind = Literal["string", "integer", "float", "boolean", "uuid", "hex", "duration"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,27 @@ class MapTerm:
 
 
 @dataclass(frozen=True)
+class TupleTerm:
+    """``(1, 'a')``: a tuple value."""
+
+    items: tuple[Term, ...]
+
+
+@dataclass(frozen=True)
+class UserTypeTerm:
+    """``{street: 'x', zip: 1}``: a user-defined type value, fields by name."""
+
+    fields: tuple[tuple[str, Term], ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Decoded:
+    """A value already decoded (from an INSERT JSON document); evaluates to itself."""
+
+    value: object
+
+
+@dataclass(frozen=True)
 class FunctionCall:
     """A function in a term position, e.g. ``now()`` or ``toTimestamp(now())``."""
 
@@ -65,7 +86,19 @@ class ColumnRef:
     name: str
 
 
-Term = Constant | Null | BindMarker | ListTerm | SetTerm | MapTerm | FunctionCall | ColumnRef
+Term = (
+    Constant
+    | Null
+    | BindMarker
+    | ListTerm
+    | SetTerm
+    | MapTerm
+    | TupleTerm
+    | UserTypeTerm
+    | FunctionCall
+    | ColumnRef
+    | Decoded
+)
 
 
 # --- statement parts --------------------------------------------------------
@@ -92,11 +125,20 @@ class Relation:
 
 @dataclass(frozen=True)
 class Selector:
-    """One item of a SELECT list."""
+    """One item of a SELECT list.
 
-    kind: Literal["column", "count", "writetime", "ttl"]
+    ``aggregate`` is min/max/sum/avg of ``column``; ``token``, ``cast`` and
+    ``function`` take their operands as selectors in ``args``.
+    """
+
+    kind: Literal[
+        "column", "count", "writetime", "ttl", "aggregate", "token", "cast", "function", "field"
+    ]
     column: str | None
     alias: str | None
+    function: str | None = None
+    args: tuple[Selector, ...] = ()
+    cast: str | None = None  # the target type's text (for "field": the field's name)
 
 
 @dataclass(frozen=True)
@@ -110,13 +152,15 @@ class Assignment:
     """One item of UPDATE ... SET.
 
     ``op`` is ``=`` (``c = v``), ``+`` (``c = c + v``), ``prepend`` (``c = v + c``),
-    ``-`` (``c = c - v``) or ``index`` (``c[k] = v``).
+    ``-`` (``c = c - v``), ``index`` (``c[k] = v``) or ``field`` (``udt.f = v``, the
+    field's name in ``field``).
     """
 
     column: str
-    op: Literal["=", "+", "-", "prepend", "index"]
+    op: Literal["=", "+", "-", "prepend", "index", "field"]
     value: Term
     key: Term | None = None
+    field: str | None = None
 
 
 # --- statements -------------------------------------------------------------
@@ -132,6 +176,8 @@ class Select:
     per_partition_limit: Term | None
     allow_filtering: bool
     distinct: bool = False
+    group_by: tuple[str, ...] = ()
+    json: bool = False  # SELECT JSON: one "[json]" text column per row
 
 
 @dataclass(frozen=True)
@@ -141,6 +187,18 @@ class Insert:
     values: tuple[Term, ...]
     if_not_exists: bool
     using: Using
+    json: Term | None = None  # INSERT ... JSON: the document (columns and values then empty)
+    json_default_unset: bool = False  # DEFAULT UNSET: columns the document omits stay
+
+
+@dataclass(frozen=True)
+class IfCondition:
+    """One ``IF`` condition of a lightweight transaction: ``column[key] op value``."""
+
+    column: str
+    op: Operator
+    value: Term | tuple[Term, ...]
+    key: Term | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +208,7 @@ class Update:
     assignments: tuple[Assignment, ...]
     where: tuple[Relation, ...]
     if_exists: bool
+    conditions: tuple[IfCondition, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -167,6 +226,7 @@ class Delete:
     using: Using
     where: tuple[Relation, ...]
     if_exists: bool
+    conditions: tuple[IfCondition, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -215,6 +275,96 @@ class DropTable:
 
 
 @dataclass(frozen=True)
+class AlterTable:
+    """``ALTER TABLE``: one of ADD columns, DROP columns, RENAME key columns, WITH options."""
+
+    table: TableName
+    action: Literal["add", "drop", "rename", "with"]
+    added: tuple[ColumnDefinition, ...] = ()
+    dropped: tuple[str, ...] = ()
+    renamed: tuple[tuple[str, str], ...] = ()
+    options: dict[str, object] = field(default_factory=dict, hash=False)
+    if_exists: bool = False  # the table
+    if_column: bool = False  # ADD IF NOT EXISTS / DROP IF EXISTS / RENAME IF EXISTS
+
+
+@dataclass(frozen=True)
+class AlterKeyspace:
+    name: str
+    if_exists: bool
+    options: dict[str, object] = field(hash=False)
+
+
+@dataclass(frozen=True)
+class CreateType:
+    keyspace: str | None
+    name: str
+    if_not_exists: bool
+    fields: tuple[tuple[str, str], ...]  # (name, type text)
+
+
+@dataclass(frozen=True)
+class DropType:
+    keyspace: str | None
+    name: str
+    if_exists: bool
+
+
+@dataclass(frozen=True)
+class AlterType:
+    """``ALTER TYPE``: ADD a field, or RENAME fields."""
+
+    keyspace: str | None
+    name: str
+    added: tuple[tuple[str, str], ...] = ()
+    renamed: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class CreateIndex:
+    """``CREATE INDEX [name] ON table (target)``; ``target`` is ``v``, ``keys(m)``, ..."""
+
+    table: TableName
+    name: str | None
+    column: str
+    target: Literal["values", "keys", "entries", "full"] | None  # None: the column itself
+    if_not_exists: bool
+    custom: str | None = None  # USING 'class'
+
+
+@dataclass(frozen=True)
+class DropIndex:
+    keyspace: str | None
+    name: str
+    if_exists: bool
+
+
+@dataclass(frozen=True)
+class RoleStatement:
+    """CREATE / ALTER / DROP of a ROLE (or USER, the older spelling that implies LOGIN)."""
+
+    action: Literal["create", "alter", "drop"]
+    name: str
+    if_flag: bool  # IF NOT EXISTS / IF EXISTS
+    user_syntax: bool
+    options: dict[str, object] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """GRANT / REVOKE: answered as by Cassandra's default AllowAllAuthorizer."""
+
+    action: Literal["grant", "revoke"]
+
+
+@dataclass(frozen=True)
+class Disabled:
+    """A statement Cassandra 4.1 refuses in its default configuration (views, functions)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
 class Truncate:
     table: TableName
 
@@ -234,6 +384,16 @@ Statement = (
     | CreateTable
     | DropKeyspace
     | DropTable
+    | AlterTable
+    | AlterKeyspace
+    | CreateType
+    | DropType
+    | AlterType
+    | CreateIndex
+    | DropIndex
+    | RoleStatement
+    | Permissions
+    | Disabled
     | Truncate
     | Use
 )

@@ -18,6 +18,7 @@ from ._results import ColumnSpec
 from ._schema import Column, Table
 from ._types import (
     BIGINT,
+    BLOB,
     DATE,
     INT,
     TIME,
@@ -29,8 +30,12 @@ from ._types import (
     ListType,
     MapType,
     SetType,
+    TupleType,
+    UserType,
     is_empty_null,
+    native_type,
 )
+from ._unset import UNSET
 
 # 100ns intervals between the UUID epoch (1582-10-15) and the Unix epoch.
 _UUID_EPOCH_OFFSET = 0x01B21DD213814000
@@ -61,6 +66,23 @@ class Receivers:
             for k, v in term.items:
                 self.term(k, _child(spec, f"key({spec.name})", key))
                 self.term(v, _child(spec, f"value({spec.name})", value))
+        elif isinstance(term, ast.TupleTerm):
+            if not isinstance(spec.type, TupleType):
+                raise Invalid(f"Invalid tuple literal for {spec.name} of type {spec.type.name}")
+            elements = spec.type.elements
+            if len(term.items) > len(elements):
+                raise Invalid(
+                    f"Invalid tuple literal for {spec.name}: too many elements. Type "
+                    f"{spec.type.name} expects {len(elements)} but got {len(term.items)}"
+                )
+            for index, (item, element) in enumerate(zip(term.items, elements, strict=False)):
+                self.term(item, _child(spec, f"{spec.name}[{index}]", element))
+        elif isinstance(term, ast.UserTypeTerm):
+            fields = dict(spec.type.fields) if isinstance(spec.type, UserType) else {}
+            for name, item in term.fields:
+                if name not in fields:
+                    raise Invalid(f"Unknown field '{name}' in value of user defined type")
+                self.term(item, _child(spec, f"{spec.name}.{name}", fields[name]))
         elif isinstance(term, ast.FunctionCall):
             for arg in term.args:
                 if _has_marker(arg):
@@ -87,11 +109,13 @@ def _element_type(cql_type: CQLType) -> CQLType:
 def _has_marker(term: ast.Term) -> bool:
     if isinstance(term, ast.BindMarker):
         return True
-    if isinstance(term, ast.ListTerm | ast.SetTerm | ast.FunctionCall):
+    if isinstance(term, ast.ListTerm | ast.SetTerm | ast.TupleTerm | ast.FunctionCall):
         children: tuple[ast.Term, ...] = (
             term.items if not isinstance(term, ast.FunctionCall) else term.args
         )
         return any(_has_marker(child) for child in children)
+    if isinstance(term, ast.UserTypeTerm):
+        return any(_has_marker(value) for _, value in term.fields)
     if isinstance(term, ast.MapTerm):
         return any(_has_marker(k) or _has_marker(v) for k, v in term.items)
     return False
@@ -115,9 +139,16 @@ def decode_values(decoders: list[Decoder], values: list[bytes | None]) -> list[o
     decoded: list[object] = []
     append = decoded.append
     for (spec, deserialize, empty_is_null), raw in zip(decoders, values, strict=True):
-        if raw is None or (empty_is_null and not raw):
+        if raw is None:
             append(None)
             continue
+        if not raw:
+            if raw is UNSET:
+                append(UNSET)  # the statement leaves this column alone
+                continue
+            if empty_is_null:
+                append(None)
+                continue
         try:
             append(deserialize(raw))
         except Invalid as error:
@@ -170,10 +201,14 @@ def evaluate(term: ast.Term, cql_type: CQLType, context: Context, what: str = ""
             ) from None
     if isinstance(term, ast.Null):
         return None
+    if isinstance(term, ast.Decoded):
+        return term.value
     if isinstance(term, ast.BindMarker):
         return context.values[term.index]
     if isinstance(term, ast.ListTerm | ast.SetTerm | ast.MapTerm):
         return _collection(term, cql_type, context)
+    if isinstance(term, ast.TupleTerm | ast.UserTypeTerm):
+        return _composite(term, cql_type, context)
     if isinstance(term, ast.FunctionCall):
         return _call(term, cql_type, context)
     raise Invalid(f"Invalid value for type {cql_type.name}")
@@ -186,6 +221,8 @@ def _collection(
         value = evaluate(sub, sub_type, context)
         if value is None:
             raise Invalid("null is not supported inside collections")
+        if value is UNSET:
+            raise Invalid("unset value is not supported inside collections")
         return value
 
     if isinstance(cql_type, ListType) and isinstance(term, ast.ListTerm):
@@ -203,8 +240,77 @@ def _collection(
     raise Invalid(f"Invalid {kind} literal for value of type {cql_type.name}")
 
 
+def _convert(term: ast.FunctionCall, cql_type: CQLType, context: Context) -> object:
+    """``blobAsInt(0x...)`` and ``intAsBlob(3)``: a value re-read as another type's bytes."""
+    name = term.name
+    to_blob = name.endswith("asblob")
+    other = native_type(name[: -len("asblob")] if to_blob else name[len("blobas") :])
+    if other is None or other is BLOB:
+        raise Invalid(f"Unknown function '{name}'")
+    if len(term.args) != 1:
+        raise Invalid(
+            f"Invalid number of arguments in call to function system.{name}: "
+            f"1 required but {len(term.args)} provided"
+        )
+    source, result_type = (other, BLOB) if to_blob else (BLOB, other)
+    if result_type != cql_type:
+        raise Invalid(
+            f"Type error: cannot assign result of function system.{name} "
+            f"(type {result_type.name}) to a value of type {cql_type.name}"
+        )
+    argument = evaluate(term.args[0], source, context)
+    if argument is None:
+        return None
+    raw = source.serialize(argument)
+    if to_blob:
+        return raw
+    try:
+        return other.deserialize(raw)
+    except (Invalid, ValueError) as error:
+        raise Invalid(
+            f"In call to function system.{name}, value 0x{raw.hex()} is not a valid "
+            f"binary representation for type {other.name}"
+        ) from error
+
+
+def _composite(
+    term: ast.TupleTerm | ast.UserTypeTerm, cql_type: CQLType, context: Context
+) -> tuple[object, ...]:
+    """A tuple or UDT literal: its fields' values in order, None for those not given."""
+    if isinstance(term, ast.TupleTerm):
+        if not isinstance(cql_type, TupleType):
+            raise Invalid(f"Invalid tuple literal for value of type {cql_type.name}")
+        if len(term.items) > len(cql_type.elements):
+            raise Invalid(
+                f"Invalid tuple literal: too many elements. Type {cql_type.name} expects "
+                f"{len(cql_type.elements)} but got {len(term.items)}"
+            )
+        values = [
+            evaluate(i, t, context) for i, t in zip(term.items, cql_type.elements, strict=False)
+        ]
+        values += [None] * (len(cql_type.elements) - len(values))
+    else:
+        if not isinstance(cql_type, UserType):
+            raise Invalid(f"Invalid user type literal for value of type {cql_type.name}")
+        given = dict(term.fields)
+        unknown = [name for name in given if name not in dict(cql_type.fields)]
+        if unknown:
+            raise Invalid(
+                f"Unknown field '{unknown[0]}' in value of user defined type {cql_type.type_name}"
+            )
+        values = [
+            evaluate(given[name], field_type, context) if name in given else None
+            for name, field_type in cql_type.fields
+        ]
+    if any(v is UNSET for v in values):
+        raise Invalid("Invalid unset value in a tuple or user type literal")
+    return tuple(values)
+
+
 def _call(term: ast.FunctionCall, cql_type: CQLType, context: Context) -> object:
     name = term.name
+    if name.startswith("blobas") or name.endswith("asblob"):
+        return _convert(term, cql_type, context)
     if term.args and name not in ("totimestamp", "todate", "tounixtimestamp"):
         raise Invalid(f"Invalid number of arguments in call to function system.{name}")
     now_ms = int(context.clock() * 1000)
@@ -245,6 +351,8 @@ def positive_int(term: ast.Term | None, context: Context, what: str) -> int | No
     if term is None:
         return None
     value = evaluate(term, INT, context)
+    if value is UNSET:
+        return None  # as Cassandra: an unset LIMIT is no limit
     if value is None:
         raise Invalid(f"Invalid null value of {what}")
     assert isinstance(value, int)

@@ -36,13 +36,21 @@ class Invalid(CQLError):
     code = 0x2200
 
 
+class ConfigurationError(CQLError):
+    """A schema option Cassandra cannot configure (bad compression or compaction options)."""
+
+    code = 0x2300
+
+
 class AlreadyExists(CQLError):
     """CREATE of a keyspace or table that exists, without IF NOT EXISTS."""
 
     code = 0x2400
 
-    def __init__(self, keyspace: str, table: str = "") -> None:
-        if table:
+    def __init__(self, keyspace: str, table: str = "", what: str = "table") -> None:
+        if table and what != "table":
+            message = f"A {what} with name '{table}' already exists in keyspace {keyspace}"
+        elif table:
             message = f'Cannot add already existing table "{table}" to keyspace "{keyspace}"'
         else:
             message = f'Cannot add existing keyspace "{keyspace}"'

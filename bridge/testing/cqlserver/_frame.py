@@ -1,6 +1,10 @@
-"""Native protocol v4 frames: the header, request decoding and response encoding.
+"""Native protocol v4 and v5 frames: the header, request decoding and response encoding.
 
-Written from ``doc/native_protocol_v4.spec`` in the Cassandra repository. The
+Written from ``doc/native_protocol_v4.spec`` and ``native_protocol_v5.spec`` in
+the Cassandra repository. The two differ inside a few bodies (int query flags,
+the per-query keyspace, the result metadata id, failure reason maps); v5's
+segments around the frames are ``_segment``'s. Responses are encoded with
+v4's version byte; a v5 connection sets its own when it sends them. The
 hot path (QUERY/EXECUTE in, RESULT out) uses precompiled ``struct`` objects and
 one ``b"".join`` per response so a request costs a handful of small copies.
 """
@@ -13,7 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from ._unset import UNSET
+
 PROTOCOL_VERSION: Final = 4
+V5: Final = 5
+VERSIONS: Final = (PROTOCOL_VERSION, V5)
 RESPONSE_VERSION: Final = 0x80 | PROTOCOL_VERSION
 HEADER: Final = struct.Struct(">BBhBi")
 HEADER_SIZE: Final = HEADER.size  # 9
@@ -93,6 +101,7 @@ RESULT_SCHEMA_CHANGE: Final = 0x0005
 META_GLOBAL_TABLES_SPEC: Final = 0x0001
 META_HAS_MORE_PAGES: Final = 0x0002
 META_NO_METADATA: Final = 0x0004
+META_METADATA_CHANGED: Final = 0x0008  # v5: a new result metadata id follows
 
 # QUERY/EXECUTE parameter flags.
 Q_VALUES: Final = 0x01
@@ -102,6 +111,9 @@ Q_PAGING_STATE: Final = 0x08
 Q_SERIAL_CONSISTENCY: Final = 0x10
 Q_DEFAULT_TIMESTAMP: Final = 0x20
 Q_NAMES_FOR_VALUES: Final = 0x40
+Q_WITH_KEYSPACE: Final = 0x80  # v5
+Q_NOW_IN_SECONDS: Final = 0x100  # v5
+PREPARE_WITH_KEYSPACE: Final = 0x01  # v5
 
 CONSISTENCY_NAMES: Final = {
     0x0000: "ANY",
@@ -147,6 +159,7 @@ class QueryParams:
     paging_state: bytes | None = None
     serial_consistency: int | None = None
     timestamp: int | None = None
+    keyspace: str | None = None  # v5: the keyspace named by the request itself
 
 
 @dataclass(slots=True)
@@ -158,6 +171,7 @@ class BatchRequest:
     consistency: int = 1
     serial_consistency: int | None = None
     timestamp: int | None = None
+    keyspace: str | None = None
 
 
 class BodyReader:
@@ -230,9 +244,7 @@ class BodyReader:
         if n == -1:
             return None
         if n == -2:
-            # "not set": the engine takes absent values as null, which for an
-            # upsert of a fresh row is the same thing.
-            return None
+            return UNSET  # "not set": the column is left alone, unlike null
         raise FrameError(f"Invalid value length {n} (must be >= -2)")
 
     def _read_values(self, count: int) -> list[bytes | None]:
@@ -254,8 +266,10 @@ class BodyReader:
                     raise FrameError("Not enough bytes to read the frame body (truncated message)")
                 append(data[pos:stop])
                 pos = stop
-            elif n == -1 or n == -2:
-                append(None)  # null, or "not set" (taken as null, see read_value)
+            elif n == -1:
+                append(None)
+            elif n == -2:
+                append(UNSET)
             else:
                 raise FrameError(f"Invalid value length {n} (must be >= -2)")
         self.pos = pos
@@ -278,9 +292,13 @@ class BodyReader:
             out[key] = self.read_bytes()
         return out
 
-    def read_query_params(self) -> QueryParams:
-        start = self._take(3)
-        consistency, flags = _SHORT_BYTE.unpack_from(self.data, start)
+    def read_query_params(self, version: int = PROTOCOL_VERSION) -> QueryParams:
+        if version >= V5:
+            consistency = self.read_short()
+            flags = self.read_int()
+        else:
+            start = self._take(3)
+            consistency, flags = _SHORT_BYTE.unpack_from(self.data, start)
         params = QueryParams(consistency=consistency)
         if flags & Q_VALUES:
             count = self.read_short()
@@ -303,9 +321,22 @@ class BodyReader:
             params.serial_consistency = self.read_short()
         if flags & Q_DEFAULT_TIMESTAMP:
             (params.timestamp,) = _LONG.unpack_from(self.data, self._take(8))
+        if version >= V5:
+            if flags & Q_WITH_KEYSPACE:
+                params.keyspace = self.read_string()
+            if flags & Q_NOW_IN_SECONDS:
+                self.read_int()  # a test server's clock is the engine's own
         return params
 
-    def read_batch(self) -> BatchRequest:
+    def read_prepare(self, version: int) -> tuple[str, str | None]:
+        """PREPARE's query and, in v5, the keyspace it names."""
+        query = self.read_long_string()
+        if version < V5:
+            return query, None
+        flags = self.read_int()
+        return query, self.read_string() if flags & PREPARE_WITH_KEYSPACE else None
+
+    def read_batch(self, version: int = PROTOCOL_VERSION) -> BatchRequest:
         batch_type = self.read_byte()
         if batch_type > 2:
             raise FrameError(f"Unknown batch type {batch_type}")
@@ -324,7 +355,7 @@ class BodyReader:
                 )
             request.statements.append((target, [value() for _ in range(self.read_short())]))
         request.consistency = self.read_short()
-        flags = self.read_byte()
+        flags = self.read_int() if version >= V5 else self.read_byte()
         if flags & Q_NAMES_FOR_VALUES:
             # The spec itself says this cannot work (CASSANDRA-10246).
             raise FrameError("Named values in BATCH are not supported")
@@ -332,6 +363,11 @@ class BodyReader:
             request.serial_consistency = self.read_short()
         if flags & Q_DEFAULT_TIMESTAMP:
             request.timestamp = self.read_long()
+        if version >= V5:
+            if flags & Q_WITH_KEYSPACE:
+                request.keyspace = self.read_string()
+            if flags & Q_NOW_IN_SECONDS:
+                self.read_int()
         return request
 
 
@@ -381,8 +417,32 @@ def enc_inet(address: str, port: int) -> bytes:
     return _BYTE.pack(len(packed)) + packed + _pack_int(port)
 
 
+def with_envelope(
+    response: bytes, tracing_id: bytes | None = None, warnings: Sequence[str] = ()
+) -> bytes:
+    """A response frame with a tracing id and/or warnings put before its body (section 4)."""
+    version, flags, stream, opcode, length = HEADER.unpack_from(response)
+    prefix = b""
+    if tracing_id is not None:
+        flags |= FLAG_TRACING
+        prefix += tracing_id
+    if warnings:
+        flags |= FLAG_WARNING
+        prefix += enc_string_list(warnings)
+    header = HEADER.pack(version, flags, stream, opcode, length + len(prefix))
+    return header + prefix + response[HEADER_SIZE:]
+
+
 def ready(stream: int) -> bytes:
     return frame(READY, stream, b"")
+
+
+def authenticate(stream: int, authenticator: str) -> bytes:
+    return frame(AUTHENTICATE, stream, enc_string(authenticator))
+
+
+def auth_success(stream: int) -> bytes:
+    return frame(AUTH_SUCCESS, stream, _NULL)  # no final SASL token
 
 
 def supported(stream: int, options: dict[str, list[str]]) -> bytes:
@@ -410,24 +470,37 @@ def read_timeout_extra(
     return _pack_short(consistency) + _INT_INT.pack(received, block_for) + bytes([data_present])
 
 
+def _failures(failed: Sequence[str], version: int) -> bytes:
+    """v4: how many replicas failed; v5: a reason map, each failed address with code 0."""
+    if version < V5:
+        return _pack_int(len(failed))
+    parts = [_pack_int(len(failed))]
+    for address in failed:
+        packed = ipaddress.ip_address(address).packed
+        parts.append(_BYTE.pack(len(packed)) + packed + _pack_short(0))  # 0: UNKNOWN
+    return b"".join(parts)
+
+
 def read_failure_extra(
-    consistency: int, received: int, block_for: int, failures: int, data_present: bool
-) -> bytes:
+    consistency: int, received: int, block_for: int, failed: Sequence[str],
+    data_present: bool, version: int = PROTOCOL_VERSION,
+) -> bytes:  # fmt: skip
     return (
         _pack_short(consistency)
         + _INT_INT.pack(received, block_for)
-        + _pack_int(failures)
+        + _failures(failed, version)
         + bytes([data_present])
     )
 
 
 def write_failure_extra(
-    consistency: int, received: int, block_for: int, failures: int, write_type: str
-) -> bytes:
+    consistency: int, received: int, block_for: int, failed: Sequence[str],
+    write_type: str, version: int = PROTOCOL_VERSION,
+) -> bytes:  # fmt: skip
     return (
         _pack_short(consistency)
         + _INT_INT.pack(received, block_for)
-        + _pack_int(failures)
+        + _failures(failed, version)
         + enc_string(write_type)
     )
 
@@ -520,9 +593,19 @@ def rows_metadata(
 
 
 def rows_metadata_from_specs(
-    n_columns: int, flags: int, specs: bytes, paging_state: bytes | None
-) -> bytes:
-    """As :func:`rows_metadata`, from column specs encoded once and cached."""
+    n_columns: int, flags: int, specs: bytes, paging_state: bytes | None,
+    new_metadata_id: bytes | None = None,
+) -> bytes:  # fmt: skip
+    """As :func:`rows_metadata`, from column specs encoded once and cached.
+
+    ``new_metadata_id`` (v5) tells a client its prepared result metadata is stale.
+    """
+    if new_metadata_id is not None:
+        flags |= META_METADATA_CHANGED
+        state = b"" if paging_state is None else enc_bytes(paging_state)
+        if paging_state is not None:
+            flags |= META_HAS_MORE_PAGES
+        return _INT_INT.pack(flags, n_columns) + state + enc_short_bytes(new_metadata_id) + specs
     if paging_state is not None:
         flags |= META_HAS_MORE_PAGES
         return _INT_INT.pack(flags, n_columns) + enc_bytes(paging_state) + specs
@@ -557,11 +640,14 @@ def result_prepared(
     bind: Sequence[ColumnMeta],
     pk_indexes: Sequence[int],
     result: Sequence[ColumnMeta] | None,
+    result_metadata_id: bytes | None = None,
 ) -> bytes:
+    """A Prepared RESULT; v5 passes ``result_metadata_id``, which follows the statement id."""
     spec_flag, specs = col_specs(bind)
     parts = [
         _pack_int(RESULT_PREPARED),
         enc_short_bytes(statement_id),
+        b"" if result_metadata_id is None else enc_short_bytes(result_metadata_id),
         _INT_INT.pack(spec_flag, len(bind)),
         _pack_int(len(pk_indexes)),
         b"".join(_pack_short(i) for i in pk_indexes),

@@ -7,14 +7,24 @@ the line is 1-based and the column 0-based, as ANTLR reports them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, NoReturn
 
 from . import _ast as ast
-from ._errors import CQLSyntaxError
+from ._errors import CQLSyntaxError, Invalid
 
 TokenKind = Literal[
-    "ident", "qident", "string", "integer", "float", "hex", "uuid", "marker", "symbol", "eof"
+    "ident",
+    "qident",
+    "string",
+    "integer",
+    "float",
+    "hex",
+    "uuid",
+    "duration",
+    "marker",
+    "symbol",
+    "eof",
 ]
 
 _TOKEN_RE = re.compile(
@@ -22,6 +32,7 @@ _TOKEN_RE = re.compile(
     (?P<space>\s+|--[^\n]*|//[^\n]*|/\*.*?\*/)
   | (?P<uuid>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?![\w-]))
   | (?P<hex>0[xX][0-9a-fA-F]*(?!\w))
+  | (?P<duration>(?:\d+(?:mo|ms|us|µs|ns|[ywdhms]))+(?!\w))
   | (?P<float>\d+\.\d*(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\.\d+(?:[eE][+-]?\d+)?)
   | (?P<integer>\d+(?![\w.]))
   | (?P<ident>[A-Za-z][A-Za-z0-9_]*)
@@ -71,6 +82,7 @@ def tokenize(query: str) -> list[Token]:
 
 _KINDS: dict[str, TokenKind] = {
     "uuid": "uuid",
+    "duration": "duration",
     "hex": "hex",
     "float": "float",
     "integer": "integer",
@@ -187,6 +199,15 @@ class _Parser:
             parsed = self._create()
         elif self._accept_keyword("drop"):
             parsed = self._drop()
+        elif self._accept_keyword("alter"):
+            parsed = self._alter()
+        elif self._accept_keyword("grant") or self._accept_keyword("revoke"):
+            action: Literal["grant", "revoke"] = (
+                "grant" if self._tokens[self._index - 1].value == "grant" else "revoke"
+            )
+            while self._peek.kind != "eof" and not self._is_symbol(";"):
+                self._advance()  # permissions are not modelled: see Permissions
+            parsed = ast.Permissions(action)
         elif self._accept_keyword("truncate"):
             self._accept_keyword("table") or self._accept_keyword("columnfamily")
             parsed = ast.Truncate(self._table_name())
@@ -210,6 +231,12 @@ class _Parser:
         return ast.TableName(None, first)
 
     def _select(self) -> ast.Select:
+        json = self._is_keyword("json") and not (
+            self._is_keyword("from", self._ahead(1)) or self._is_symbol(",", self._ahead(1))
+            or self._is_keyword("as", self._ahead(1))
+        )  # fmt: skip
+        if json:
+            self._advance()
         distinct = self._accept_keyword("distinct")
         selectors: list[ast.Selector] = []
         if not self._accept_symbol("*"):
@@ -219,6 +246,11 @@ class _Parser:
         self._expect_keyword("from")
         table = self._table_name()
         where = self._where() if self._accept_keyword("where") else ()
+        group_by: list[str] = []
+        if self._accept_keyword("group", "by"):
+            group_by.append(self._identifier("a column name"))
+            while self._accept_symbol(","):
+                group_by.append(self._identifier("a column name"))
         order_by: list[tuple[str, Literal["asc", "desc"]]] = []
         if self._accept_keyword("order", "by"):
             order_by.append(self._ordering())
@@ -231,37 +263,54 @@ class _Parser:
         allow_filtering = self._accept_keyword("allow", "filtering")
         return ast.Select(
             table, tuple(selectors), where, tuple(order_by), limit,
-            per_partition_limit, allow_filtering, distinct,
+            per_partition_limit, allow_filtering, distinct, tuple(group_by), json,
         )  # fmt: skip
 
     def _selector(self) -> ast.Selector:
-        kind: Literal["column", "count", "writetime", "ttl"] = "column"
-        column: str | None
-        if self._is_symbol("(", self._ahead(1)) and self._peek.kind == "ident":
-            function = self._advance().value
-            self._expect_symbol("(")
-            if function == "count":
-                kind = "count"
-                if self._accept_symbol("*"):
-                    column = None
-                elif self._ahead(0).kind == "integer" and self._ahead(0).text == "1":
-                    self._advance()
-                    column = None
-                else:
-                    column = self._identifier("'*' or a column name")
-            elif function in ("writetime", "ttl"):
-                kind = "writetime" if function == "writetime" else "ttl"
-                column = self._identifier("a column name")
-            else:
-                raise CQLSyntaxError(
-                    f"line {self._peek.line}:{self._peek.column} "
-                    f"unsupported selector function '{function}'"
-                )
-            self._expect_symbol(")")
-        else:
-            column = self._identifier("a column name or '*'")
+        item = self._selection()
         alias = self._identifier("an alias") if self._accept_keyword("as") else None
-        return ast.Selector(kind, column, alias)
+        return replace(item, alias=alias) if alias else item
+
+    def _selection(self) -> ast.Selector:
+        """One selector without its alias: a column, or a function of selectors."""
+        if not (self._is_symbol("(", self._ahead(1)) and self._peek.kind == "ident"):
+            name = self._identifier("a column name or '*'")
+            if self._accept_symbol("."):
+                inner = ast.Selector("column", name, None)
+                field = self._identifier("a field name")
+                return ast.Selector("field", None, None, args=(inner,), cast=field)
+            return ast.Selector("column", name, None)
+        function = self._advance().value
+        self._expect_symbol("(")
+        item: ast.Selector
+        if function == "count":
+            if self._accept_symbol("*"):
+                column = None
+            elif self._ahead(0).kind == "integer" and self._ahead(0).text == "1":
+                self._advance()
+                column = None
+            else:
+                column = self._identifier("'*' or a column name")
+            item = ast.Selector("count", column, None)
+        elif function in ("writetime", "ttl"):
+            kind: Literal["writetime", "ttl"] = "writetime" if function == "writetime" else "ttl"
+            item = ast.Selector(kind, self._identifier("a column name"), None)
+        elif function in ("min", "max", "sum", "avg"):
+            item = ast.Selector("aggregate", self._identifier("a column name"), None, function)
+        elif function == "cast":
+            inner = self._selection()
+            self._expect_keyword("as")
+            item = ast.Selector("cast", None, None, args=(inner,), cast=self._type_text())
+        else:
+            args: list[ast.Selector] = []
+            if not self._is_symbol(")"):
+                args.append(self._selection())
+                while self._accept_symbol(","):
+                    args.append(self._selection())
+            kind_of: Literal["token", "function"] = "token" if function == "token" else "function"
+            item = ast.Selector(kind_of, None, None, function, tuple(args))
+        self._expect_symbol(")")
+        return item
 
     def _ordering(self) -> tuple[str, Literal["asc", "desc"]]:
         column = self._identifier("a column name")
@@ -313,8 +362,16 @@ class _Parser:
     def _insert(self) -> ast.Insert:
         self._expect_keyword("into")
         table = self._table_name()
-        if self._is_keyword("json"):
-            self._fail("'('")
+        if self._accept_keyword("json"):
+            document = self._term()
+            default_unset = False
+            if self._accept_keyword("default"):
+                if self._accept_keyword("unset"):
+                    default_unset = True
+                else:
+                    self._expect_keyword("null")
+            if_not_exists = self._accept_keyword("if", "not", "exists")
+            return ast.Insert(table, (), (), if_not_exists, self._using(), document, default_unset)
         self._expect_symbol("(")
         columns = [self._identifier("a column name")]
         while self._accept_symbol(","):
@@ -354,11 +411,38 @@ class _Parser:
             assignments.append(self._assignment())
         self._expect_keyword("where")
         where = self._where()
-        if_exists = self._accept_keyword("if", "exists")
-        return ast.Update(table, using, tuple(assignments), where, if_exists)
+        if_exists, conditions = self._if_clause()
+        return ast.Update(table, using, tuple(assignments), where, if_exists, conditions)
+
+    def _if_clause(self) -> tuple[bool, tuple[ast.IfCondition, ...]]:
+        """``IF EXISTS`` or ``IF cond AND cond ...`` after UPDATE/DELETE's WHERE clause."""
+        if not self._accept_keyword("if"):
+            return False, ()
+        if self._accept_keyword("exists"):
+            return True, ()
+        conditions = [self._if_condition()]
+        while self._accept_keyword("and"):
+            conditions.append(self._if_condition())
+        return False, tuple(conditions)
+
+    def _if_condition(self) -> ast.IfCondition:
+        column = self._identifier("a column name")
+        key = None
+        if self._accept_symbol("["):
+            key = self._term()
+            self._expect_symbol("]")
+        if self._accept_keyword("in"):
+            if self._accept_symbol("("):
+                return ast.IfCondition(column, "IN", self._terms_until(")"), key)
+            return ast.IfCondition(column, "IN", self._term(), key)
+        return ast.IfCondition(column, self._comparison(), self._term(), key)
 
     def _assignment(self) -> ast.Assignment:
         column = self._identifier("a column name")
+        if self._accept_symbol("."):
+            field = self._identifier("a field name")
+            self._expect_symbol("=")
+            return ast.Assignment(column, "field", self._term(), field=field)
         if self._accept_symbol("["):
             key = self._term()
             self._expect_symbol("]")
@@ -395,8 +479,8 @@ class _Parser:
         using = self._using()
         self._expect_keyword("where")
         where = self._where()
-        if_exists = self._accept_keyword("if", "exists")
-        return ast.Delete(table, tuple(targets), using, where, if_exists)
+        if_exists, conditions = self._if_clause()
+        return ast.Delete(table, tuple(targets), using, where, if_exists, conditions)
 
     def _delete_target(self) -> ast.DeleteTarget:
         column = self._identifier("a column name or FROM")
@@ -436,7 +520,81 @@ class _Parser:
             return ast.CreateKeyspace(name, if_not_exists, self._properties())
         if self._accept_keyword("table") or self._accept_keyword("columnfamily"):
             return self._create_table()
-        self._fail("KEYSPACE or TABLE")
+        if self._accept_keyword("type"):
+            if_not_exists = self._accept_keyword("if", "not", "exists")
+            keyspace, name = self._qualified_name("a type name")
+            self._expect_symbol("(")
+            fields = [self._field()]
+            while self._accept_symbol(","):
+                fields.append(self._field())
+            self._expect_symbol(")")
+            return ast.CreateType(keyspace, name, if_not_exists, tuple(fields))
+        if self._is_keyword("role") or self._is_keyword("user"):
+            return self._role("create")
+        disabled = None
+        if self._accept_keyword("materialized", "view"):
+            disabled = "Materialized views are disabled. Enable in cassandra.yaml to use."
+        elif self._accept_keyword("function") or self._accept_keyword("or", "replace", "function"):
+            disabled = (
+                "User-defined functions are disabled in cassandra.yaml - set "
+                "user_defined_functions_enabled=true to enable"
+            )
+        if disabled is not None:
+            while self._peek.kind != "eof" and not self._is_symbol(";"):
+                self._advance()  # the rest of the definition is not needed to refuse it
+            return ast.Disabled(disabled)
+        custom = self._accept_keyword("custom")
+        if self._accept_keyword("index"):
+            return self._create_index(custom)
+        self._fail("KEYSPACE, TABLE, TYPE or INDEX")
+
+    def _create_index(self, custom: bool) -> ast.CreateIndex:
+        if_not_exists = self._accept_keyword("if", "not", "exists")
+        name = None if self._is_keyword("on") else self._identifier("an index name")
+        self._expect_keyword("on")
+        table = self._table_name()
+        self._expect_symbol("(")
+        target: Literal["values", "keys", "entries", "full"] | None = None
+        if self._peek.value in ("values", "keys", "entries", "full") and self._is_symbol(
+            "(", self._ahead(1)
+        ):
+            target = self._advance().value  # type: ignore[assignment]
+            self._expect_symbol("(")
+            column = self._identifier("a column name")
+            self._expect_symbol(")")
+        else:
+            column = self._identifier("a column name")
+        self._expect_symbol(")")
+        using = None
+        if self._accept_keyword("using"):
+            token = self._advance()
+            if token.kind != "string":
+                self._fail("an index class name")
+            using = token.value
+            if self._accept_keyword("with"):
+                self._properties()  # options of a custom index class: not interpreted
+        if custom and using is None:
+            self._fail("USING")
+        return ast.CreateIndex(table, name, column, target, if_not_exists, using)
+
+    def _renames(self, what: str) -> tuple[tuple[str, str], ...]:
+        """``a TO b [AND c TO d ...]``."""
+        renamed = []
+        while True:
+            old = self._identifier(what)
+            self._expect_keyword("to")
+            renamed.append((old, self._identifier(what)))
+            if not self._accept_keyword("and"):
+                return tuple(renamed)
+
+    def _qualified_name(self, what: str) -> tuple[str | None, str]:
+        first = self._identifier(what)
+        if self._accept_symbol("."):
+            return first, self._identifier(what)
+        return None, first
+
+    def _field(self) -> tuple[str, str]:
+        return self._identifier("a field name"), self._type_text()
 
     def _create_table(self) -> ast.CreateTable:
         if_not_exists = self._accept_keyword("if", "not", "exists")
@@ -530,7 +688,7 @@ class _Parser:
                 while True:
                     map_key = self._property_value()
                     self._expect_symbol(":")
-                    mapping[str(map_key)] = str(self._property_value())
+                    mapping[_option_text(map_key)] = _option_text(self._property_value())
                     if not self._accept_symbol(","):
                         break
                 self._expect_symbol("}")
@@ -566,7 +724,101 @@ class _Parser:
         if self._accept_keyword("table") or self._accept_keyword("columnfamily"):
             if_exists = self._accept_keyword("if", "exists")
             return ast.DropTable(self._table_name(), if_exists)
-        self._fail("KEYSPACE or TABLE")
+        if self._accept_keyword("type"):
+            if_exists = self._accept_keyword("if", "exists")
+            return ast.DropType(*self._qualified_name("a type name"), if_exists)
+        if self._accept_keyword("index"):
+            if_exists = self._accept_keyword("if", "exists")
+            return ast.DropIndex(*self._qualified_name("an index name"), if_exists)
+        if self._is_keyword("role") or self._is_keyword("user"):
+            return self._role("drop")
+        self._fail("KEYSPACE, TABLE, TYPE or INDEX")
+
+    def _role(self, action: Literal["create", "alter", "drop"]) -> ast.RoleStatement:
+        """The rest of CREATE/ALTER/DROP ROLE|USER (the keyword ROLE or USER comes next)."""
+        user_syntax = self._advance().value == "user"
+        if_flag = self._accept_keyword("if", "not", "exists") or self._accept_keyword(
+            "if", "exists"
+        )
+        token = self._peek
+        if token.kind == "string":
+            self._advance()
+            name = token.value
+        else:
+            name = self._identifier("a role name")
+        options: dict[str, object] = {}
+        if action != "drop" and self._accept_keyword("with"):
+            if user_syntax:
+                self._expect_keyword("password")
+                options["password"] = self._property_value()
+            else:
+                options = self._properties()
+        if user_syntax:
+            if self._accept_keyword("superuser"):
+                options["superuser"] = True
+            elif self._accept_keyword("nosuperuser"):
+                options["superuser"] = False
+        return ast.RoleStatement(action, name, if_flag, user_syntax, options)
+
+    def _alter(self) -> ast.Statement:
+        if self._is_keyword("role") or self._is_keyword("user"):
+            return self._role("alter")
+        if self._accept_keyword("type"):
+            keyspace, name = self._qualified_name("a type name")
+            if self._accept_keyword("add"):
+                return ast.AlterType(keyspace, name, added=(self._field(),))
+            self._expect_keyword("rename")
+            return ast.AlterType(keyspace, name, renamed=self._renames("a field name"))
+        if self._accept_keyword("keyspace") or self._accept_keyword("schema"):
+            if_exists = self._accept_keyword("if", "exists")
+            name = self._identifier("a keyspace name")
+            self._expect_keyword("with")
+            return ast.AlterKeyspace(name, if_exists, self._properties())
+        if not (self._accept_keyword("table") or self._accept_keyword("columnfamily")):
+            self._fail("KEYSPACE or TABLE")
+        if_exists = self._accept_keyword("if", "exists")
+        table = self._table_name()
+        if self._accept_keyword("add"):
+            if_column = self._accept_keyword("if", "not", "exists")
+            added: list[ast.ColumnDefinition] = []
+            grouped = self._accept_symbol("(")
+            while True:
+                name = self._identifier("a column name")
+                type_text = self._type_text()
+                static = self._accept_keyword("static")
+                added.append(ast.ColumnDefinition(name, type_text, static, False))
+                if not grouped or not self._accept_symbol(","):
+                    break
+            if grouped:
+                self._expect_symbol(")")
+            return ast.AlterTable(
+                table, "add", added=tuple(added), if_exists=if_exists, if_column=if_column
+            )
+        if self._accept_keyword("drop"):
+            if_column = self._accept_keyword("if", "exists")
+            if self._accept_symbol("("):
+                dropped = [self._identifier("a column name")]
+                while self._accept_symbol(","):
+                    dropped.append(self._identifier("a column name"))
+                self._expect_symbol(")")
+            else:
+                dropped = [self._identifier("a column name")]
+            if self._accept_keyword("using", "timestamp"):
+                self._term()  # no dropped_columns history: the drop is immediate
+            return ast.AlterTable(
+                table, "drop", dropped=tuple(dropped), if_exists=if_exists, if_column=if_column
+            )
+        if self._accept_keyword("rename"):
+            if_column = self._accept_keyword("if", "exists")
+            renamed = self._renames("a column name")
+            return ast.AlterTable(
+                table, "rename", renamed=renamed, if_exists=if_exists, if_column=if_column
+            )
+        if self._accept_keyword("with"):
+            return ast.AlterTable(table, "with", options=self._properties(), if_exists=if_exists)
+        if self._accept_keyword("alter"):
+            raise Invalid("Altering column types is no longer supported")
+        self._fail("ADD, DROP, RENAME, WITH or ALTER")
 
     # --- terms ---------------------------------------------------------------------
 
@@ -582,7 +834,7 @@ class _Parser:
             if token.text == "-":
                 self._advance()
                 number = self._peek
-                if number.kind in ("integer", "float"):
+                if number.kind in ("integer", "float", "duration"):
                     self._advance()
                     return ast.Constant(number.kind, "-" + number.text)
                 if self._is_keyword("nan") or self._is_keyword("infinity"):
@@ -595,8 +847,9 @@ class _Parser:
             if token.text == "{":
                 return self._brace_term()
             if token.text == "(":
-                self._fail("a value (tuples are not supported)")
-        if token.kind in ("string", "integer", "float", "hex", "uuid"):
+                self._advance()
+                return ast.TupleTerm(self._terms_until(")"))
+        if token.kind in ("string", "integer", "float", "hex", "uuid", "duration"):
             self._advance()
             return ast.Constant(token.kind, token.value)
         if token.kind == "ident":
@@ -609,6 +862,9 @@ class _Parser:
             if token.value in ("nan", "infinity"):
                 self._advance()
                 return ast.Constant("float", token.value)
+            if _ISO_DURATION.match(token.text):
+                self._advance()
+                return ast.Constant("duration", token.text)
             if self._is_symbol("(", self._ahead(1)):
                 self._advance()
                 self._advance()
@@ -630,10 +886,24 @@ class _Parser:
         self._expect_symbol(closing)
         return tuple(items)
 
+    def _udt_field(self) -> tuple[str, ast.Term]:
+        name = self._identifier("a field name")
+        self._expect_symbol(":")
+        return name, self._term()
+
     def _brace_term(self) -> ast.Term:
         self._expect_symbol("{")
         if self._accept_symbol("}"):
             return ast.MapTerm(())
+        if (
+            self._peek.kind in ("ident", "qident") and self._is_symbol(":", self._ahead(1))
+            and self._peek.value not in ("true", "false", "null", "nan", "infinity")
+        ):  # fmt: skip
+            fields = [self._udt_field()]
+            while self._accept_symbol(","):
+                fields.append(self._udt_field())
+            self._expect_symbol("}")
+            return ast.UserTypeTerm(tuple(fields))
         first = self._term()
         if self._accept_symbol(":"):
             pairs = [(first, self._term())]
@@ -648,3 +918,14 @@ class _Parser:
             items.append(self._term())
         self._expect_symbol("}")
         return ast.SetTerm(tuple(items))
+
+
+# An ISO 8601 duration written bare (P1DT2H): the tokenizer sees an identifier.
+_ISO_DURATION = re.compile(r"P(?=\w)(\d+[YMWD])*(T(\d+[HMS])+)?$", re.IGNORECASE)
+
+
+def _option_text(value: object) -> str:
+    """A map option's value as Cassandra stores it: text, booleans in lower case."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

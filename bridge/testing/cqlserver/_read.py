@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from . import _ast as ast
+from . import _selectors as selectors
 from ._binding import Context, Decoder, bind_decoders, decode_values, positive_int
 from ._errors import Invalid
 from ._murmur3 import murmur3_token
@@ -20,6 +21,7 @@ from ._results import ColumnSpec, RowsResult
 from ._schema import Column, Table
 from ._storage import Cell, Partition, Row, TableData, bound_key_bytes
 from ._types import BIGINT, INT, CQLType
+from ._unset import UNSET
 from ._where import Condition, Restrictions, column_of, condition_holds
 
 _POSITION = 0  # paging state: resume after a (partition, clustering) position
@@ -31,9 +33,10 @@ class Selection:
     """The SELECT list resolved against a table."""
 
     items: list[ast.Selector]
-    columns: list[Column | None]
+    columns: list[Column | None]  # None: a function, cast or token() (see ``_selectors``)
     specs: list[ColumnSpec]
     aggregate: bool
+    table: Table | None = None
 
 
 def selection(table: Table, select: ast.Select) -> Selection:
@@ -46,10 +49,13 @@ def selection(table: Table, select: ast.Select) -> Selection:
         return Selection(items, columns, specs, False)
     columns, specs = [], []
     for item in select.selectors:
-        column = column_of(table, item.column) if item.column is not None else None
+        plain = item.kind in ("column", "count", "writetime", "ttl")
+        column = column_of(table, item.column) if plain and item.column is not None else None
         cql_type: CQLType
         if item.kind == "count":
-            name, cql_type = "count", BIGINT
+            # Cassandra 4 names count(*) "count" and count(v) "system.count(v)".
+            name = "count" if column is None else f"system.count({column.name})"
+            cql_type = BIGINT
         elif item.kind == "writetime":
             assert column is not None
             name, cql_type = f"writetime({column.name})", BIGINT
@@ -58,13 +64,17 @@ def selection(table: Table, select: ast.Select) -> Selection:
             assert column is not None
             name, cql_type = f"ttl({column.name})", INT
             _check_cell_function(column, "ttl")
-        else:
+        elif item.kind == "column":
             assert column is not None
             name, cql_type = column.name, column.type
+        else:
+            name, cql_type = selectors.describe(table, item)
         columns.append(column)
         specs.append(ColumnSpec(table.keyspace, table.name, item.alias or name, cql_type))
-    aggregate = any(item.kind == "count" for item in select.selectors)
-    return Selection(list(select.selectors), columns, specs, aggregate)
+    aggregate = any(item.kind in ("count", "aggregate") for item in select.selectors)
+    selectors.check_group_by(table, select.group_by)
+    grouped = aggregate or bool(select.group_by)
+    return Selection(list(select.selectors), columns, specs, grouped, table)
 
 
 def _check_cell_function(column: Column, function: str) -> None:
@@ -80,6 +90,7 @@ class _Plan:
     reverse: bool
     distinct: bool
     now: float
+    context: Context
 
 
 def check_order_by(table: Table, select: ast.Select) -> bool:
@@ -132,9 +143,12 @@ def run_select(
         _check_distinct(table, chosen)
     limit = positive_int(select.limit, context, "limit")
     per_partition = positive_int(select.per_partition_limit, context, "per partition limit")
-    plan = _Plan(table, data, restrictions, reverse, select.distinct, context.clock())
+    plan = _Plan(table, data, restrictions, reverse, select.distinct, context.clock(), context)
     if chosen.aggregate:
-        return _aggregate(plan, chosen, per_partition)
+        result = _aggregate(plan, chosen, per_partition, len(select.group_by), limit)
+        if restrictions.partition_keys(table) is None and not table.virtual:
+            result.warnings = ("Aggregation query used without partition key",)
+        return result
     keys = restrictions.partition_keys(table)
     global_sort = bool(select.order_by) and keys is not None and len(keys) > 1
     if global_sort:
@@ -162,19 +176,20 @@ def run_select(
     for partition, row, count in rows:
         if remaining is not None and remaining <= 0:
             break
-        page.append(_output(plan.now, chosen, partition, row))
+        page.append(_output(plan.now, chosen, partition, row, plan.context))
         last = (partition, row, count)
         if remaining is not None:
             remaining -= 1
         if page_size and len(page) >= page_size:
             break
-    more = last is not None and (remaining is None or remaining > 0) and page_size is not None
-    if more and page_size and len(page) >= page_size:
-        # Peek: the last page carries no paging state, even when it is exactly full.
-        if next(rows, None) is None:
-            more = False
-    else:
-        more = False
+    # A full page carries a paging state even when nothing follows (the next
+    # page is then empty), as Cassandra's pager does; a LIMIT reached ends it.
+    more = (
+        last is not None
+        and (remaining is None or remaining > 0)
+        and bool(page_size)
+        and len(page) >= (page_size or 0)
+    )
     next_state = None
     if more and last is not None:
         partition, row, count = last
@@ -205,7 +220,7 @@ class SelectPlan:
         cls, select: ast.Select, table: Table, data: TableData, specs: list[ColumnSpec]
     ) -> SelectPlan | None:
         """The plan, or None when ``run_select`` must run (it also raises what is wrong)."""
-        if select.distinct or select.order_by or table.virtual:
+        if select.distinct or select.order_by or table.virtual or select.json:
             return None
         markers: dict[str, tuple[Column, int]] = {}
         for relation in select.where:
@@ -221,8 +236,8 @@ class SelectPlan:
         if len(markers) != len(table.partition_key):
             return None
         chosen = selection(table, select)
-        if chosen.aggregate:
-            return None
+        if chosen.aggregate or any(c is None for c in chosen.columns):
+            return None  # functions, casts and token() take the general path
         return cls(
             data,
             bind_decoders(specs),
@@ -239,6 +254,8 @@ class SelectPlan:
         """The rows, or None when the result needs a paging state (``run_select``'s job)."""
         decoded = decode_values(self.decoders, values)
         for column, index in self.key_markers:
+            if decoded[index] is UNSET:
+                raise Invalid(f"Invalid unset value for column {column.name}")
             if decoded[index] is None:
                 raise Invalid(f"Invalid null value in condition for column {column.name}")
         cap: int | None = None
@@ -263,6 +280,8 @@ class SelectPlan:
                 page.append(_output(now, chosen, partition, row))
         if not page and any(cell.alive(now) for cell in partition.static.values()):
             page.append(_output(now, chosen, partition, None))  # only static values
+        if page_size and len(page) >= page_size:
+            return None  # a full page carries a paging state
         return RowsResult(chosen.specs, page, None)
 
 
@@ -384,11 +403,36 @@ def _limited(
 
 
 def _output(
-    now: float, chosen: Selection, partition: Partition, row: Row | None
-) -> list[bytes | None]:
-    values: list[bytes | None] = []
-    for item, column, spec in zip(chosen.items, chosen.columns, chosen.specs, strict=True):
-        assert column is not None
+    now: float, chosen: Selection, partition: Partition, row: Row | None,
+    context: Context | None = None,
+) -> list[bytes | None]:  # fmt: skip
+    return [
+        None if value is None else spec.type.serialize(value)
+        for value, spec in zip(
+            _values(now, chosen, partition, row, context), chosen.specs, strict=True
+        )
+    ]
+
+
+def _values(
+    now: float, chosen: Selection, partition: Partition, row: Row | None,
+    context: Context | None,
+) -> list[object]:  # fmt: skip
+    """Each selector's Python value for one row (None for null); aggregates read their column."""
+    values: list[object] = []
+    for item, column in zip(chosen.items, chosen.columns, strict=True):
+        if column is None and item.kind == "count":
+            values.append(None)  # count(*): counted by the caller, row by row
+            continue
+        if column is None:
+            assert context is not None and chosen.table is not None
+            values.append(
+                selectors.value(
+                    item, chosen.table, partition.token,
+                    lambda c: _column_value(c, partition, row, now), context,
+                )
+            )  # fmt: skip
+            continue
         cell: Cell | None = None
         value: object = None
         if column.kind == "partition_key":
@@ -406,48 +450,89 @@ def _output(
         elif item.kind == "ttl":
             expires = cell.expires if cell is not None else None
             value = max(0, math.ceil(expires - now)) if expires is not None else None
-        values.append(None if value is None else spec.type.serialize(value))
+        values.append(value)
     return values
 
 
-def _aggregate(plan: _Plan, chosen: Selection, per_partition: int | None) -> RowsResult:
-    """count(*) and count(col): one row over every matching row (the LIMIT caps rows, not this)."""
+def _column_value(column: Column, partition: Partition, row: Row | None, now: float) -> object:
+    if column.kind == "partition_key":
+        return partition.key[column.position]
+    if column.kind == "clustering":
+        return row.clustering[column.position] if row is not None else None
+    cells = partition.static if column.kind == "static" else (row.cells if row else {})
+    return _cell_value(cells.get(column.name), now)
+
+
+def _aggregate(
+    plan: _Plan, chosen: Selection, per_partition: int | None, grouped: int, limit: int | None
+) -> RowsResult:
+    """Aggregates (count, min, max, sum, avg) over every matching row, or per GROUP BY group.
+
+    Other selectors take the group's first row's values; LIMIT caps the groups.
+    """
     keys = plan.restrictions.partition_keys(plan.table)
-    counts = [0] * len(chosen.items)
-    first: tuple[Partition, Row | None] | None = None
-    for partition, row, _ in _limited(plan, keys, None, per_partition, 0):
-        if first is None:
-            first = (partition, row)
-        for index, (item, column) in enumerate(zip(chosen.items, chosen.columns, strict=True)):
-            if item.kind != "count":
-                continue
-            if column is None:
-                counts[index] += 1
+    n_partition = len(plan.table.partition_key)
+    output: list[list[bytes | None]] = []
+    group: object = _NO_GROUP
+    folds: list[selectors.Fold | None] = []
+    counts: list[int] = []
+    first: list[object] = []
+
+    def emit() -> None:
+        row: list[bytes | None] = []
+        for index, (item, spec) in enumerate(zip(chosen.items, chosen.specs, strict=True)):
+            fold = folds[index]
+            if item.kind == "count":
+                value: object = counts[index]
+            elif fold is not None:
+                value = fold.result()
             else:
-                single = Selection(
-                    [ast.Selector("column", column.name, None)],
-                    [column],
-                    [chosen.specs[index]],
-                    False,
-                )
-                if _output(plan.now, single, partition, row)[0] is not None:
+                value = first[index]
+            row.append(None if value is None else spec.type.serialize(value))
+        output.append(row)
+
+    def start() -> None:
+        folds[:] = [
+            selectors.Fold(item.function, spec.type) if item.kind == "aggregate" and item.function
+            else None
+            for item, spec in zip(chosen.items, chosen.specs, strict=True)
+        ]  # fmt: skip
+        counts[:] = [0] * len(chosen.items)
+        first[:] = []
+
+    start()
+    for partition, row, _ in _limited(plan, keys, None, per_partition, 0):
+        if grouped:
+            clustering = row.clustering if row is not None else ()
+            key = (partition.key_bytes, tuple(clustering[: max(0, grouped - n_partition)]))
+            if key != group:
+                if group is not _NO_GROUP:
+                    emit()
+                    if limit is not None and len(output) >= limit:
+                        return RowsResult(chosen.specs, output, None)
+                    start()
+                group = key
+        values = _values(plan.now, chosen, partition, row, plan.context)
+        if not first:
+            first[:] = values
+        for index, item in enumerate(chosen.items):
+            if item.kind == "count":
+                if item.column is None or values[index] is not None:
                     counts[index] += 1
-    plain_items = [i for i, item in enumerate(chosen.items) if item.kind != "count"]
-    plain_values: list[bytes | None] = [None] * len(chosen.items)
-    if first is not None and plain_items:
-        plain = Selection(
-            [chosen.items[i] for i in plain_items],
-            [chosen.columns[i] for i in plain_items],
-            [chosen.specs[i] for i in plain_items],
-            False,
-        )
-        for index, value in zip(plain_items, _output(plan.now, plain, *first), strict=True):
-            plain_values[index] = value
-    output: list[bytes | None] = [
-        BIGINT.serialize(counts[index]) if item.kind == "count" else plain_values[index]
-        for index, item in enumerate(chosen.items)
-    ]
-    return RowsResult(chosen.specs, [output], None)
+            fold = folds[index]
+            if fold is not None:
+                fold.add(values[index])
+    if grouped:
+        if group is not _NO_GROUP:
+            emit()
+    else:
+        if not first:
+            first[:] = [None] * len(chosen.items)
+        emit()
+    return RowsResult(chosen.specs, output, None)
+
+
+_NO_GROUP = object()
 
 
 def _sorted_page(
@@ -473,7 +558,7 @@ def _sorted_page(
             raise Invalid("Invalid value for the paging state")
         offset = state[3] or 0
     end = len(found) if not page_size else min(len(found), offset + page_size)
-    rows = [_output(plan.now, chosen, p, r) for p, r in found[offset:end]]
+    rows = [_output(plan.now, chosen, p, r, plan.context) for p, r in found[offset:end]]
     next_state = struct.pack(">Bi", _OFFSET, end) if end < len(found) else None
     return RowsResult(chosen.specs, rows, next_state)
 

@@ -33,6 +33,7 @@ class RowsResult:
     columns: list[ColumnSpec]
     rows: list[list[bytes | None]]
     paging_state: bytes | None = None
+    warnings: tuple[str, ...] = ()  # client warnings Cassandra would attach
 
 
 @dataclass
@@ -43,7 +44,7 @@ class SetKeyspaceResult:
 @dataclass
 class SchemaChangeResult:
     change_type: Literal["CREATED", "UPDATED", "DROPPED"]
-    target: Literal["KEYSPACE", "TABLE"]
+    target: Literal["KEYSPACE", "TABLE", "TYPE"]
     keyspace: str
     name: str | None = None
 

@@ -229,9 +229,17 @@ class ServerProcess:
         use_uvloop: bool | None = None,
         python: str = sys.executable,
         startup_timeout: float = 60.0,
+        authenticator: str | None = None,
     ) -> None:
         cmd = [python, "-m", "bridge.testing.cqlserver", "--host", host, "--port", str(port)]
         cmd += ["--nodes", str(nodes)]
+        if authenticator in (
+            "PasswordAuthenticator",
+            "org.apache.cassandra.auth.PasswordAuthenticator",
+        ):
+            cmd.append("--auth")
+        elif authenticator not in (None, "AllowAllAuthenticator"):
+            raise ValueError(f"unknown authenticator {authenticator!r}")
         for spec in faults:
             cmd += ["--fault", spec]
         if use_uvloop is False:

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ._types import CollectionType, CQLType, parse_type
+from ._errors import ConfigurationError
+from ._types import CollectionType, CQLType, UserType, UserTypes, parse_type
 
 ColumnKind = Literal["partition_key", "clustering", "regular", "static"]
 
@@ -36,8 +37,14 @@ class Table:
     options: dict[str, object] = field(default_factory=dict)
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     virtual: bool = False
+    # Secondary indexes: name -> (column name, target as system_schema shows it).
+    indexes: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.reindex()
+
+    def reindex(self) -> None:
+        """Rebuild the name lookup after ALTER TABLE changed the columns."""
         self._by_name = {column.name: column for column in self.columns}
 
     def column(self, name: str) -> Column | None:
@@ -58,7 +65,7 @@ class Table:
 
 
 def _multi_cell(cql_type: CQLType) -> bool:
-    return isinstance(cql_type, CollectionType) and not cql_type.frozen
+    return isinstance(cql_type, CollectionType | UserType) and cql_type.is_multi_cell()
 
 
 @dataclass
@@ -67,6 +74,7 @@ class Keyspace:
     replication: dict[str, str]
     durable_writes: bool = True
     tables: dict[str, Table] = field(default_factory=dict)
+    types: dict[str, UserType] = field(default_factory=dict)
 
 
 def make_table(
@@ -77,6 +85,7 @@ def make_table(
     clustering_order: Mapping[str, str] | None = None,
     options: dict[str, object] | None = None,
     virtual: bool = False,
+    user_types: UserTypes | None = None,
 ) -> Table:
     """A table from ``(name, cql type, kind)`` triples, keys in the order given."""
     order = clustering_order or {}
@@ -91,7 +100,8 @@ def make_table(
         direction: Literal["asc", "desc", "none"] = "none"
         if kind == "clustering":
             direction = "desc" if order.get(column_name) == "desc" else "asc"
-        built.append(Column(column_name, parse_type(type_text), kind, position, direction))  # type: ignore[arg-type]
+        cql_type = parse_type(type_text, user_types)
+        built.append(Column(column_name, cql_type, kind, position, direction))  # type: ignore[arg-type]
     return Table(
         keyspace,
         name,
@@ -273,6 +283,45 @@ TABLE_OPTION_DEFAULTS: dict[str, object] = {
 }
 
 
+def normalize_table_options(options: Mapping[str, object]) -> dict[str, object]:
+    """Options as Cassandra stores them: strategy classes in full, compression's defaults."""
+    result = dict(options)
+    compression = result.get("compression")
+    if isinstance(compression, dict):
+        result["compression"] = _compression(compression)
+    compaction = result.get("compaction")
+    if isinstance(compaction, dict) and "class" in compaction:
+        compaction = dict(compaction)
+        compaction["class"] = _full_class(
+            compaction["class"], "org.apache.cassandra.db.compaction."
+        )
+        compaction.setdefault("max_threshold", "32")
+        compaction.setdefault("min_threshold", "4")
+        result["compaction"] = compaction
+    return result
+
+
+def _compression(given: dict[str, str]) -> dict[str, str]:
+    """``CompressionParams.asMap``: disabled is ``{'enabled': 'false'}``, else class and chunk."""
+    options = dict(given)
+    enabled = options.pop("enabled", "true").lower() != "false"
+    if "sstable_compression" in options:  # the pre-3.0 spelling
+        options.setdefault("class", options.pop("sstable_compression"))
+    if "chunk_length_kb" in options:
+        options.setdefault("chunk_length_in_kb", options.pop("chunk_length_kb"))
+    if not enabled or not options:
+        return {"enabled": "false"}
+    if not options.get("class"):
+        raise ConfigurationError("Missing sub-option 'class' for the 'compression' option.")
+    options["class"] = _full_class(options["class"], "org.apache.cassandra.io.compress.")
+    options.setdefault("chunk_length_in_kb", "16")
+    return options
+
+
+def _full_class(name: str, package: str) -> str:
+    return name if "." in name else package + name
+
+
 def table_option(table: Table, name: str) -> object:
     """An option as ``system_schema.tables`` shows it: the table's own value or the default."""
     value = table.options.get(name, TABLE_OPTION_DEFAULTS.get(name))
@@ -303,6 +352,34 @@ def table_rows(keyspaces: list[Keyspace]) -> list[dict[str, object]]:
             row["id"] = table.id
             rows.append(row)
     return rows
+
+
+def index_rows(keyspaces: list[Keyspace]) -> list[dict[str, object]]:
+    return [
+        {
+            "keyspace_name": ks.name,
+            "table_name": table.name,
+            "index_name": name,
+            "kind": "COMPOSITES",
+            "options": [("target", target)],
+        }
+        for ks in keyspaces
+        for table in ks.tables.values()
+        for name, (_column, target) in table.indexes.items()
+    ]
+
+
+def type_rows(keyspaces: list[Keyspace]) -> list[dict[str, object]]:
+    return [
+        {
+            "keyspace_name": ks.name,
+            "type_name": user_type.type_name,
+            "field_names": [name for name, _ in user_type.fields],
+            "field_types": [field_type.name for _, field_type in user_type.fields],
+        }
+        for ks in keyspaces
+        for user_type in ks.types.values()
+    ]
 
 
 def column_rows(keyspaces: list[Keyspace]) -> list[dict[str, object]]:

@@ -1,4 +1,4 @@
-"""The network side: nodes listening on 127.0.0.x, connections speaking protocol v4.
+"""The network side: nodes listening on 127.0.0.x, connections speaking protocol v4 or v5.
 
 Every node of a ``CQLServer`` shares one :class:`Engine` (one copy of the
 data: a cluster with full replication). A connection is an
@@ -28,15 +28,21 @@ from . import _engine as eng
 from . import _frame as f
 from ._faults import Activity, ActivityLog, ErrorKind, Fault, FaultRegistry, Opcode
 from ._results import Result
+from ._roles import AUTHENTICATOR as AUTH
+from ._segment import SegmentError, SegmentReader
+from ._segment import encode as encode_segments
 from ._system import CQL_VERSION, register_system_tables, spread_tokens
+from ._tracing import EVENT_COLUMNS, SESSION_COLUMNS, Traces, TraceSession
 
 if TYPE_CHECKING:
     from ._engine import ColumnSpec, Engine, Prepared
 
 log = logging.getLogger("bridge.testing.cqlserver")
 
-SUPPORTED_VERSIONS_TEXT = "4/v4"
+SUPPORTED_VERSIONS = ["4/v4", "5/v5"]
+SUPPORTED_VERSIONS_TEXT = ", ".join(SUPPORTED_VERSIONS)
 _EVENT_TYPES = frozenset({"TOPOLOGY_CHANGE", "STATUS_CHANGE", "SCHEMA_CHANGE"})
+_TRACEABLE = frozenset({f.QUERY, f.EXECUTE, f.PREPARE, f.BATCH})
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 _PAUSE_AT = 8 * 1024 * 1024  # pause reading a client whose answers pile up unread
 
@@ -110,9 +116,18 @@ class CQLServer:
         rack: str = "rack1",
         release_version: str = "4.1.4",
         activity_maxlen: int = 100_000,
+        authenticator: str | None = None,
     ) -> None:
         if nodes < 1:
             raise ValueError("a cluster needs at least one node")
+        if authenticator not in (None, "AllowAllAuthenticator", "PasswordAuthenticator", AUTH):
+            raise ValueError(
+                f"unknown authenticator {authenticator!r}: use None (or 'AllowAllAuthenticator') "
+                "for none, or 'PasswordAuthenticator' for logins checked against the roles "
+                "(default superuser cassandra/cassandra; add more with CREATE ROLE)"
+            )
+        # Whether connections must log in (PasswordAuthenticator) before anything else.
+        self.password_auth = authenticator in ("PasswordAuthenticator", AUTH)
         first = ipaddress.ip_address(host)
         self.cluster_name = cluster_name
         self.datacenter = datacenter
@@ -130,6 +145,8 @@ class CQLServer:
         self._port = 0
         self._first_address = first
         self._specs_cache: dict[bytes, tuple[int, bytes]] = {}
+        self._metadata_ids: dict[bytes, tuple[Prepared, bytes]] = {}
+        self.traces = Traces()
         # Every statement id ever prepared, for the activity log of an
         # EXECUTE the node has forgotten (never cleared; tests are short).
         self._statement_texts: dict[bytes, str] = {}
@@ -144,6 +161,13 @@ class CQLServer:
         if not self._engine_ready:
             self._engine_ready = True
             register_system_tables(self._engine, self, generation=int(time.time()))
+            traces = self.traces
+            self._engine.register_virtual_table(
+                "system_traces", "sessions", SESSION_COLUMNS, traces.session_rows
+            )
+            self._engine.register_virtual_table(
+                "system_traces", "events", EVENT_COLUMNS, traces.event_rows
+            )
             self._engine.add_schema_listener(self._on_schema_change)
         return self._engine
 
@@ -264,6 +288,12 @@ class CQLServer:
     def _on_schema_change(self, change: eng.SchemaChangeResult) -> None:
         self.schema_version = uuid.uuid4()
         self._specs_cache.clear()
+        self._metadata_ids.clear()
+        # Statements on a dropped table are forgotten by every node, so one
+        # prepared again on a single node is UNPREPARED on the others.
+        known = self.engine.prepared_ids()
+        for node in self.nodes:
+            node.prepared_ids &= known
         event = f.event_schema_change(
             change.change_type, change.target, change.keyspace, change.name
         )
@@ -328,6 +358,15 @@ class CQLServer:
         for node in self.nodes:
             node.prepared_ids.clear()
 
+    def result_metadata_id(self, prepared: Prepared) -> bytes:
+        """The v5 id of a prepared statement's result columns (changes when they do)."""
+        found = self._metadata_ids.get(prepared.id)
+        if found is None or found[0] is not prepared:
+            columns = b"" if prepared.result is None else f.col_specs(_metas(prepared.result))[1]
+            found = (prepared, hashlib.md5(columns).digest())
+            self._metadata_ids[prepared.id] = found
+        return found[1]
+
     def execute(
         self, query: str, values: list[bytes | None] | None = None, keyspace: str | None = None
     ) -> Result:
@@ -374,11 +413,18 @@ class Connection(asyncio.Protocol):
         self.keyspace: str | None = None
         self.events: frozenset[str] = frozenset()
         self.started = False
+        self.authenticating = False  # AUTHENTICATE sent, waiting for the client's credentials
+        self.user: str | None = None
         self.closed = False
+        # Set by the first frame (v4 or v5) for the connection's lifetime; a v5
+        # connection wraps its frames in segments once READY has been sent.
+        self.version: int | None = None
+        self._segments: SegmentReader | None = None
         self._pending = bytearray()
         self._need = f.HEADER_SIZE
         self._paused = False
         self._out: list[bytes] | None = None
+        self._traced: dict[int, TraceSession] = {}  # by stream: requests sent with tracing
 
     # -- transport callbacks ------------------------------------------------
 
@@ -414,16 +460,35 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def write(self, data: bytes) -> None:
+        if self._traced:
+            data = self._trace_response(data)
         out = self._out
         if out is not None:
             out.append(data)  # sent with the rest of this read's answers
         elif not self.closed and self.transport is not None:
-            self.transport.write(data)
+            self.transport.write(self._wire([data]))
+
+    def _trace_response(self, data: bytes) -> bytes:
+        """Add the tracing id to the answer of a traced request, and close its session."""
+        stream = f.HEADER.unpack_from(data)[2]
+        session = self._traced.pop(stream, None) if stream >= 0 else None
+        if session is None:
+            return data
+        session.finish()
+        return f.with_envelope(data, tracing_id=session.id.bytes)
 
     def _flush(self) -> None:
         out, self._out = self._out, None
         if out and not self.closed and self.transport is not None:
-            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            self.transport.write(self._wire(out))
+
+    def _wire(self, frames: list[bytes]) -> bytes:
+        """Frames as this connection sends them: in v5 segments, with v5's version byte."""
+        if self._segments is not None:
+            return encode_segments(frames, 0x80 | f.V5)
+        if self.version == f.V5:  # before READY: plain frames, v5 header
+            return b"".join(bytes([0x80 | f.V5]) + frame[1:] for frame in frames)
+        return frames[0] if len(frames) == 1 else b"".join(frames)
 
     def abort(self) -> None:
         """Drop the connection with a reset (RST), as a crashed node would.
@@ -462,6 +527,16 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        if self._segments is not None:
+            try:
+                data = self._segments.feed(data)
+            except SegmentError as exc:
+                # Cassandra closes a connection whose checksums fail.
+                log.warning("cqlserver: closing connection %d: %s", self.id, exc)
+                self.abort()
+                return
+            if not data:
+                return
         if self._pending:
             self._pending += data
             if len(self._pending) < self._need:
@@ -473,12 +548,16 @@ class Connection(asyncio.Protocol):
         header = f.HEADER
         # Answers to every frame in this read go out in one write (one syscall).
         self._out = []
+        segmented = self._segments is not None
         try:
             while size - pos >= f.HEADER_SIZE:
                 version, flags, stream, opcode, length = header.unpack_from(data, pos)
-                if version != f.PROTOCOL_VERSION:
-                    self._bad_version(data, pos, version)
-                    return
+                if version != self.version:
+                    if self.version is None and version in f.VERSIONS:
+                        self.version = version
+                    else:
+                        self._bad_version(data, pos, version)
+                        return
                 if length < 0 or length > f.MAX_BODY:
                     self._fatal(stream, f"Invalid frame body length {length}")
                     return
@@ -490,6 +569,8 @@ class Connection(asyncio.Protocol):
                 pos = end
                 if self.closed:
                     return
+                if self._segments is not None and not segmented:
+                    break  # READY went out: what follows comes in segments
             else:
                 self._need = f.HEADER_SIZE
         except Exception as exc:  # never let one client take the server down
@@ -498,11 +579,22 @@ class Connection(asyncio.Protocol):
             return
         finally:
             self._flush()
+        if self._segments is not None and not segmented:
+            if pos < size:
+                self.data_received(data[pos:])
+            return
         if pos < size:
             self._pending += data[pos:]
 
     def _bad_version(self, data: bytes, pos: int, version_byte: int) -> None:
         version = version_byte & 0x7F
+        if self.version is not None and version in f.VERSIONS:
+            self._fatal(
+                _stream_of(data, pos, version),
+                f"Invalid message version. Got {version} but previous messages on this "
+                f"connection had version {self.version}",
+            )
+            return
         if version_byte & 0x80:
             stream = _stream_of(data, pos, version)
             self._fatal(stream, "Invalid frame: the response bit is set on a request")
@@ -527,6 +619,12 @@ class Connection(asyncio.Protocol):
             self._fatal(stream, "Compressed frame received but no compression was negotiated")
             return
         reader = f.BodyReader(data, start, end)
+        if flags & f.FLAG_TRACING and opcode in _TRACEABLE:
+            peer = self.transport.get_extra_info("peername") if self.transport else None
+            self._traced[stream] = self.server.traces.start(
+                f.OPCODE_NAMES[opcode], peer[0] if peer else "127.0.0.1",
+                self.node.address, self.server.port,
+            )  # fmt: skip
         try:
             if flags & f.FLAG_CUSTOM_PAYLOAD:
                 reader.read_bytes_map()  # ignored, as by Cassandra's default QueryHandler
@@ -546,7 +644,7 @@ class Connection(asyncio.Protocol):
                         {
                             "CQL_VERSION": [CQL_VERSION],
                             "COMPRESSION": [],  # none offered: the driver uses none
-                            "PROTOCOL_VERSIONS": [SUPPORTED_VERSIONS_TEXT],
+                            "PROTOCOL_VERSIONS": SUPPORTED_VERSIONS,
                         },
                     )
                 )
@@ -555,13 +653,7 @@ class Connection(asyncio.Protocol):
             elif opcode == f.REGISTER:
                 self._register(stream, reader)
             elif opcode == f.AUTH_RESPONSE:
-                self.write(
-                    f.error(
-                        stream,
-                        f.PROTOCOL_ERROR,
-                        "Unexpected AUTH_RESPONSE: no authentication is required",
-                    )
-                )
+                self._auth_response(stream, reader)
             else:
                 name = f.OPCODE_NAMES.get(opcode, f"0x{opcode:02X}")
                 self._fatal(stream, f"Unknown or unexpected request opcode {name}")
@@ -576,6 +668,12 @@ class Connection(asyncio.Protocol):
         params: f.QueryParams | None = None,
         consistency: int | None = None,
     ) -> None:
+        session = self._traced.get(stream) if self._traced else None
+        if session is not None:
+            session.query = query
+            level = params.consistency if params is not None else consistency
+            if level is not None:
+                session.consistency = f.CONSISTENCY_NAMES.get(level)
         if params is None:
             self.server.activity_log.record(
                 self.node.index,
@@ -625,8 +723,50 @@ class Connection(asyncio.Protocol):
                 f.error(stream, f.PROTOCOL_ERROR, f"Unknown compression algorithm: {compression}")
             )
             return
+        if self.server.password_auth:
+            self.authenticating = True
+            self.write(f.authenticate(stream, AUTH))
+        else:
+            self.started = True
+            self.write(f.ready(stream))
+        if self.version == f.V5:
+            # READY or AUTHENTICATE is the last plain frame; from here on both
+            # sides use segments.
+            self._flush()
+            self._out = []
+            self._segments = SegmentReader()
+
+    def _auth_response(self, stream: int, reader: f.BodyReader) -> None:
+        """SASL PLAIN (``\\0user\\0password``), as PasswordAuthenticator reads it."""
+        self._record("AUTH_RESPONSE", stream)
+        if not self.authenticating:
+            self.write(
+                f.error(stream, f.PROTOCOL_ERROR, "Unexpected AUTH_RESPONSE: no authentication "
+                        "is in progress on this connection")
+            )  # fmt: skip
+            return
+        token = reader.read_bytes() or b""
+        parts = token.split(b"\x00")
+        if len(parts) != 3:
+            self.write(
+                f.error(stream, f.BAD_CREDENTIALS, "Password must not be null")
+                if len(parts) == 2
+                else f.error(stream, f.PROTOCOL_ERROR, "Invalid SASL PLAIN token")
+            )
+            return
+        username, password = (p.decode("utf-8", "replace") for p in parts[1:])
+        if not self.server.engine.roles.login(username, password):
+            self.write(
+                f.error(
+                    stream, f.BAD_CREDENTIALS,
+                    f"Provided username {username} and/or password are incorrect",
+                )
+            )  # fmt: skip
+            return
+        self.authenticating = False
         self.started = True
-        self.write(f.ready(stream))
+        self.user = username
+        self.write(f.auth_success(stream))
 
     def _register(self, stream: int, reader: f.BodyReader) -> None:
         if self._not_started(stream, "REGISTER"):
@@ -644,7 +784,7 @@ class Connection(asyncio.Protocol):
         if self._not_started(stream, "QUERY"):
             return
         query = reader.read_long_string()
-        params = reader.read_query_params()
+        params = reader.read_query_params(self.version or f.PROTOCOL_VERSION)
         self._record("QUERY", stream, query, params)
         faults = self.server.faults
         if faults._faults:
@@ -666,7 +806,9 @@ class Connection(asyncio.Protocol):
         if self._not_started(stream, "EXECUTE"):
             return
         statement_id = reader.read_short_bytes()
-        params = reader.read_query_params()
+        version = self.version or f.PROTOCOL_VERSION
+        metadata_id = reader.read_short_bytes() if version >= f.V5 else None
+        params = reader.read_query_params(version)
         engine = self.server.engine
         prepared: Prepared | None = None
         if statement_id in self.node.prepared_ids:
@@ -700,20 +842,29 @@ class Connection(asyncio.Protocol):
                     "EXECUTE",
                     prepared.query,
                     statement_id,
-                    lambda: self._run(stream, bound, params),
+                    lambda: self._run(stream, bound, params, metadata_id),
                 )
                 return
-        self._run(stream, prepared, params)
+        self._run(stream, prepared, params, metadata_id)
 
-    def _run(self, stream: int, statement: str | Prepared, params: f.QueryParams) -> None:
-        """Execute on the engine and answer RESULT or ERROR."""
+    def _run(
+        self,
+        stream: int,
+        statement: str | Prepared,
+        params: f.QueryParams,
+        metadata_id: bytes | None = None,
+    ) -> None:
+        """Execute on the engine and answer RESULT or ERROR.
+
+        ``metadata_id`` is the result metadata id a v5 EXECUTE carries.
+        """
         if self.closed:
             return
         try:
             result = self.server.engine.execute(
                 statement,
                 params.values,
-                keyspace=self.keyspace,
+                keyspace=params.keyspace or self.keyspace,
                 page_size=params.page_size,
                 paging_state=params.paging_state,
                 timestamp=params.timestamp,
@@ -722,15 +873,28 @@ class Connection(asyncio.Protocol):
         except Exception as exc:
             self.write(self._error_frame(stream, exc))
             return
-        key = None if isinstance(statement, str) else statement.id
-        self.write(self._result_frame(stream, result, params.skip_metadata, key))
+        # Only a prepared SELECT has one set of result columns; a conditional
+        # write's [applied] row differs from one execution to the next.
+        key = None if isinstance(statement, str) or statement.result is None else statement.id
+        new_id = None
+        if metadata_id is not None and key is not None:
+            assert not isinstance(statement, str)
+            current = self.server.result_metadata_id(statement)
+            if metadata_id != current:
+                new_id = current  # the client's result metadata is stale: send it again
+        self.write(self._result_frame(stream, result, params.skip_metadata, key, new_id))
 
     def _result_frame(
-        self, stream: int, result: object, skip_metadata: bool, key: bytes | None = None
+        self,
+        stream: int,
+        result: object,
+        skip_metadata: bool,
+        key: bytes | None = None,
+        new_metadata_id: bytes | None = None,
     ) -> bytes:
         if isinstance(result, eng.RowsResult):  # the hot path
             columns = result.columns
-            if skip_metadata:
+            if skip_metadata and new_metadata_id is None:
                 meta = f.rows_metadata(len(columns), None, result.paging_state)
             else:
                 # A prepared statement's columns are encoded once (until the schema changes).
@@ -740,8 +904,11 @@ class Connection(asyncio.Protocol):
                     specs = f.col_specs(_metas(columns))
                     if key is not None:
                         cache[key] = specs
-                meta = f.rows_metadata_from_specs(len(columns), *specs, result.paging_state)
-            return f.result_rows(stream, meta, result.rows)
+                meta = f.rows_metadata_from_specs(
+                    len(columns), *specs, result.paging_state, new_metadata_id
+                )
+            rows = f.result_rows(stream, meta, result.rows)
+            return f.with_envelope(rows, warnings=result.warnings) if result.warnings else rows
         if isinstance(result, eng.VoidResult):
             return f.result_void(stream)
         if isinstance(result, eng.SetKeyspaceResult):
@@ -769,7 +936,7 @@ class Connection(asyncio.Protocol):
     def _prepare(self, stream: int, reader: f.BodyReader) -> None:
         if self._not_started(stream, "PREPARE"):
             return
-        query = reader.read_long_string()
+        query, keyspace = reader.read_prepare(self.version or f.PROTOCOL_VERSION)
         self._record("PREPARE", stream, query)
         faults = self.server.faults
         if faults._faults:
@@ -782,16 +949,16 @@ class Connection(asyncio.Protocol):
                     "PREPARE",
                     query,
                     None,
-                    lambda: self._run_prepare(stream, query),
+                    lambda: self._run_prepare(stream, query, keyspace),
                 )
                 return
-        self._run_prepare(stream, query)
+        self._run_prepare(stream, query, keyspace)
 
-    def _run_prepare(self, stream: int, query: str) -> None:
+    def _run_prepare(self, stream: int, query: str, keyspace: str | None) -> None:
         if self.closed:
             return
         try:
-            prepared = self.server.engine.prepare(query, self.keyspace)
+            prepared = self.server.engine.prepare(query, keyspace or self.keyspace)
         except Exception as exc:
             self.write(self._error_frame(stream, exc))
             return
@@ -802,12 +969,17 @@ class Connection(asyncio.Protocol):
             f.ColumnMeta(s.keyspace, s.table, name, s.type.option())
             for s, name in zip(prepared.bind, _bind_names(prepared), strict=True)
         ]
-        self.write(f.result_prepared(stream, prepared.id, bind, prepared.pk_indexes, result))
+        metadata_id = None
+        if self.version == f.V5:
+            metadata_id = self.server.result_metadata_id(prepared)
+        self.write(
+            f.result_prepared(stream, prepared.id, bind, prepared.pk_indexes, result, metadata_id)
+        )
 
     def _batch(self, stream: int, reader: f.BodyReader) -> None:
         if self._not_started(stream, "BATCH"):
             return
-        request = reader.read_batch()
+        request = reader.read_batch(self.version or f.PROTOCOL_VERSION)
         engine = self.server.engine
         statements: list[tuple[str | Prepared, list[bytes | None]]] = []
         texts: list[str] = []
@@ -867,7 +1039,7 @@ class Connection(asyncio.Protocol):
         try:
             result = self.server.engine.execute_batch(
                 statements,
-                keyspace=self.keyspace,
+                keyspace=request.keyspace or self.keyspace,
                 batch_type=request.batch_type,
                 timestamp=request.timestamp,
                 context=self.node,
@@ -899,7 +1071,15 @@ class Connection(asyncio.Protocol):
             elif fault.error is not None:
                 self.write(
                     _fault_error(
-                        fault.error, fault.message, stream, consistency, kind, query, statement_id
+                        fault.error,
+                        fault.message,
+                        stream,
+                        consistency,
+                        kind,
+                        query,
+                        statement_id,
+                        self.node.address,
+                        self.version or f.PROTOCOL_VERSION,
                     )
                 )
             else:
@@ -951,6 +1131,8 @@ def _fault_error(
     write_type: str,
     query: str,
     statement_id: bytes | None,
+    address: str = "127.0.0.1",
+    version: int = f.PROTOCOL_VERSION,
 ) -> bytes:
     cl_name = f.CONSISTENCY_NAMES.get(consistency, str(consistency))
     if write_type not in ("BATCH_LOG", "UNLOGGED_BATCH"):
@@ -981,14 +1163,14 @@ def _fault_error(
             stream,
             f.READ_FAILURE,
             message or "Operation failed - received 0 responses and 1 failures",
-            f.read_failure_extra(consistency, 0, 1, 1, False),
+            f.read_failure_extra(consistency, 0, 1, [address], False, version),
         )
     if kind == "write_failure":
         return f.error(
             stream,
             f.WRITE_FAILURE,
             message or "Operation failed - received 0 responses and 1 failures",
-            f.write_failure_extra(consistency, 0, 1, 1, write_type),
+            f.write_failure_extra(consistency, 0, 1, [address], write_type, version),
         )
     if kind == "unprepared":
         sid = statement_id or hashlib.md5(query.encode("utf-8")).digest()

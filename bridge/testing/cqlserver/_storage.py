@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import operator
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from ._murmur3 import murmur3_token, partition_key_bytes
 from ._schema import Column, Table
 
 
-@dataclass
+@dataclass(slots=True)
 class Cell:
     value: object
     timestamp: int  # microseconds, as in Cassandra
@@ -57,7 +58,7 @@ def clustering_sort_key(columns: list[Column], values: tuple[object, ...]) -> tu
     return tuple(key)
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     clustering: tuple[object, ...]
     sort_key: tuple[Any, ...]
@@ -70,43 +71,48 @@ class Row:
         return any(cell.alive(now) for cell in self.cells.values())
 
 
-@dataclass
+@dataclass(slots=True)
 class Partition:
     key: tuple[object, ...]
     key_bytes: bytes
     token: int
     static: dict[str, Cell] = field(default_factory=dict)
-    rows: list[Row] = field(default_factory=list)
-    _keys: list[tuple[Any, ...]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)  # sorted by sort_key (bisect with key=)
 
     def get_row(self, sort_key: tuple[Any, ...]) -> Row | None:
-        index = bisect.bisect_left(self._keys, sort_key)
-        if index < len(self._keys) and self._keys[index] == sort_key:
-            return self.rows[index]
+        rows = self.rows
+        index = bisect.bisect_left(rows, sort_key, key=_sort_key)
+        if index < len(rows) and rows[index].sort_key == sort_key:
+            return rows[index]
         return None
 
     def row(self, clustering: tuple[object, ...], sort_key: tuple[Any, ...]) -> Row:
         """The row with this clustering key, created if missing."""
-        index = bisect.bisect_left(self._keys, sort_key)
-        if index < len(self._keys) and self._keys[index] == sort_key:
-            return self.rows[index]
+        rows = self.rows
+        index = bisect.bisect_left(rows, sort_key, key=_sort_key) if rows else 0
+        if index < len(rows) and rows[index].sort_key == sort_key:
+            return rows[index]
         row = Row(clustering, sort_key)
-        self._keys.insert(index, sort_key)
-        self.rows.insert(index, row)
+        rows.insert(index, row)
         return row
 
     def remove_rows(self, keep: list[bool]) -> None:
         self.rows = [row for row, kept in zip(self.rows, keep, strict=True) if kept]
-        self._keys = [row.sort_key for row in self.rows]
 
     def rows_after(self, sort_key: tuple[Any, ...] | None, reverse: bool) -> Iterator[Row]:
         """Rows in clustering order (or reversed), strictly after ``sort_key`` when given."""
         if not reverse:
-            start = 0 if sort_key is None else bisect.bisect_right(self._keys, sort_key)
+            start = (
+                0 if sort_key is None else bisect.bisect_right(self.rows, sort_key, key=_sort_key)
+            )
             for index in range(start, len(self.rows)):
                 yield self.rows[index]
         else:
-            stop = len(self.rows) if sort_key is None else bisect.bisect_left(self._keys, sort_key)
+            stop = (
+                len(self.rows)
+                if sort_key is None
+                else bisect.bisect_left(self.rows, sort_key, key=_sort_key)
+            )
             for index in range(stop - 1, -1, -1):
                 yield self.rows[index]
 
@@ -114,6 +120,9 @@ class Partition:
         if any(cell.alive(now) for cell in self.static.values()):
             return True
         return any(row.alive(now) for row in self.rows)
+
+
+_sort_key = operator.attrgetter("sort_key")
 
 
 def bound_key_bytes(values: list[bytes | None], indexes: tuple[int, ...]) -> bytes:
@@ -134,7 +143,10 @@ class TableData:
     def __init__(self, table: Table) -> None:
         self.table = table
         self._partitions: dict[bytes, Partition] = {}
-        self._order: list[tuple[int, bytes]] = []
+        # Ring order, (token, key bytes) ascending, in two parallel lists: a list of
+        # pairs would cost a tuple per partition.
+        self._tokens: list[int] = []
+        self._raws: list[bytes] = []
 
     def __len__(self) -> int:
         return len(self._partitions)
@@ -159,24 +171,46 @@ class TableData:
         if found is None:
             found = Partition(key, raw, murmur3_token(raw))
             self._partitions[raw] = found
-            bisect.insort(self._order, (found.token, raw))
+            index = self._position(found.token, raw)
+            self._tokens.insert(index, found.token)
+            self._raws.insert(index, raw)
         return found
+
+    def _position(self, token: int, raw: bytes) -> int:
+        """Where (token, raw) is or would go in ring order."""
+        tokens, raws = self._tokens, self._raws
+        index = bisect.bisect_left(tokens, token)
+        while index < len(tokens) and tokens[index] == token and raws[index] < raw:
+            index += 1  # a token collision: ordered by key bytes
+        return index
 
     def drop(self, partition: Partition) -> None:
         if self._partitions.pop(partition.key_bytes, None) is not None:
-            self._order.remove((partition.token, partition.key_bytes))
+            index = self._position(partition.token, partition.key_bytes)
+            del self._tokens[index]
+            del self._raws[index]
 
     def clear(self) -> None:
         self._partitions.clear()
-        self._order.clear()
+        self._tokens.clear()
+        self._raws.clear()
+
+    def forget_columns(self, names: tuple[str, ...]) -> None:
+        """Drop every cell of dropped columns, so adding one back does not revive old data."""
+        for partition in self._partitions.values():
+            for name in names:
+                partition.static.pop(name, None)
+                for row in partition.rows:
+                    row.cells.pop(name, None)
 
     def scan(self, after: tuple[int, bytes] | None = None) -> Iterator[Partition]:
         """Partitions in token order, starting at ``after`` (inclusive) when given."""
-        start = 0 if after is None else bisect.bisect_left(self._order, after)
-        for index in range(start, len(self._order)):
-            if index >= len(self._order):
+        start = 0 if after is None else self._position(*after)
+        raws = self._raws
+        for index in range(start, len(raws)):
+            if index >= len(raws):
                 return
-            yield self._partitions[self._order[index][1]]
+            yield self._partitions[raws[index]]
 
     def clustering_key(self, values: tuple[object, ...]) -> tuple[Any, ...]:
         return clustering_sort_key(self.table.clustering, values)

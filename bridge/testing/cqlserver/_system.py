@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ._engine import Engine
 
 CQL_VERSION = "3.4.5"
-NATIVE_PROTOCOL_VERSION = "4"
+NATIVE_PROTOCOL_VERSION = "5"
 PARTITIONER = "org.apache.cassandra.dht.Murmur3Partitioner"
 
 _MIN_TOKEN = -(2**63)

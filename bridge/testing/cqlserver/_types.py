@@ -1,4 +1,4 @@
-"""CQL data types: their wire format (native protocol v4, section 6), their literals and order.
+"""CQL data types: their wire format (native protocol section 6), their literals and order.
 
 Python values follow one convention everywhere in the engine: text -> ``str``,
 integers -> ``int``, ``boolean`` -> ``bool``, ``float``/``double`` -> ``float``,
@@ -18,8 +18,9 @@ import re
 import struct
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 from ._errors import Invalid
 
@@ -519,6 +520,9 @@ class CollectionType(CQLType):
     def from_constant(self, kind: str, text: str) -> object:
         raise self._bad_constant(kind, text)
 
+    def is_multi_cell(self) -> bool:
+        return not self.frozen
+
     @abstractmethod
     def normalize(self, items: list[Any]) -> list[Any]:
         """Put items in this collection's canonical order (sets/maps: sorted, unique)."""
@@ -625,6 +629,244 @@ class MapType(CollectionType):
         return tuple((self.key.sort_key(k), self.value.sort_key(v)) for k, v in value)
 
 
+class _Duration(CQLType):
+    """``duration``: (months, days, nanoseconds), each a signed vint on the wire.
+
+    Cassandra refuses it in keys and comparisons; the sort key only serves set
+    and map normalization.
+    """
+
+    name = "duration"
+    type_id = 0x0015
+
+    def serialize(self, value: object) -> bytes:
+        if not isinstance(value, tuple) or len(value) != 3:
+            raise self._bad_value(value)
+        months, days, nanos = value
+        signs = {m >= 0 for m in (months, days, nanos) if m} or {True}
+        if len(signs) > 1:
+            raise Invalid("The duration months, days and nanoseconds must be all of the same sign")
+        return b"".join(_vint(int(part)) for part in (months, days, nanos))
+
+    def deserialize(self, data: bytes) -> object:
+        parts: list[int] = []
+        position = 0
+        for _ in range(3):
+            value, position = _read_vint(data, position)
+            parts.append(value)
+        if position != len(data):
+            raise Invalid("Invalid duration: trailing bytes")
+        return tuple(parts)
+
+    def from_constant(self, kind: str, text: str) -> object:
+        if kind != "duration":
+            raise self._bad_constant(kind, text)
+        return parse_duration(text)
+
+
+_DURATION_UNITS = {
+    "y": (12, 0, 0),
+    "mo": (1, 0, 0),
+    "w": (0, 7, 0),
+    "d": (0, 1, 0),
+    "h": (0, 0, 3_600_000_000_000),
+    "m": (0, 0, 60_000_000_000),
+    "s": (0, 0, 1_000_000_000),
+    "ms": (0, 0, 1_000_000),
+    "us": (0, 0, 1_000),
+    "µs": (0, 0, 1_000),
+    "ns": (0, 0, 1),
+}
+_DURATION_PART_RE = re.compile(r"(\d+)(mo|ms|us|µs|ns|[ywdhms])", re.IGNORECASE)
+_ISO_DURATION_RE = re.compile(
+    r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$",
+    re.IGNORECASE,
+)
+
+
+def parse_duration(text: str) -> tuple[int, int, int]:
+    """``1h30m``, ``-2d`` or ISO 8601 ``P1DT2H`` -> (months, days, nanoseconds)."""
+    sign = -1 if text.startswith("-") else 1
+    body = text.lstrip("-")
+    months = days = nanos = 0
+    iso = _ISO_DURATION_RE.match(body)
+    if iso and body.upper().startswith("P") and len(body) > 1:
+        y, mo, w, d, h, mi, sec = (int(g) if g else 0 for g in iso.groups())
+        months, days, nanos = y * 12 + mo, w * 7 + d, ((h * 60 + mi) * 60 + sec) * 1_000_000_000
+    else:
+        position = 0
+        for match in _DURATION_PART_RE.finditer(body):
+            if match.start() != position:
+                break
+            position = match.end()
+            unit = _DURATION_UNITS[match.group(2).lower()]
+            amount = int(match.group(1))
+            months += amount * unit[0]
+            days += amount * unit[1]
+            nanos += amount * unit[2]
+        if position != len(body) or not body:
+            raise Invalid(f"Unable to convert '{text}' to a duration")
+    return sign * months, sign * days, sign * nanos
+
+
+def _vint(value: int) -> bytes:
+    """A signed vint: zig-zag, then the unsigned vint of the spec (length in leading ones)."""
+    n = (value << 1) ^ (value >> 63)
+    if n < 0x80:
+        return bytes([n])
+    size = (n.bit_length() + 6) // 7  # enough 7-bit groups
+    size = min(max(size, 2), 9)
+    extra = size - 1
+    if extra == 8:
+        return b"\xff" + n.to_bytes(8, "big")
+    raw = n.to_bytes(size, "big")
+    mask = (0xFF << (8 - extra)) & 0xFF
+    return bytes([raw[0] | mask]) + raw[1:]
+
+
+def _read_vint(data: bytes, position: int) -> tuple[int, int]:
+    if position >= len(data):
+        raise Invalid("Invalid duration: truncated")
+    first = data[position]
+    extra = 0
+    while extra < 8 and first & (0x80 >> extra):
+        extra += 1
+    if position + 1 + extra > len(data):
+        raise Invalid("Invalid duration: truncated")
+    value = first & (0xFF >> (extra + 1)) if extra < 8 else 0
+    for byte in data[position + 1 : position + 1 + extra]:
+        value = (value << 8) | byte
+    return (value >> 1) ^ -(value & 1), position + 1 + extra
+
+
+def _pack_fields(cql_types: list[CQLType], value: object, what: str) -> bytes:
+    """A tuple's or UDT's fields: each an [int]-length value, -1 for null."""
+    if not isinstance(value, tuple | list) or len(value) > len(cql_types):
+        raise Invalid(f"Invalid value {value!r} for type {what}")
+    parts: list[bytes] = []
+    for cql_type, item in zip(cql_types, value, strict=False):
+        if item is None:
+            parts.append(b"\xff\xff\xff\xff")
+        else:
+            raw = cql_type.serialize(item)
+            parts.append(struct.pack(">i", len(raw)) + raw)
+    return b"".join(parts)
+
+
+def _unpack_fields(cql_types: list[CQLType], data: bytes) -> tuple[object, ...]:
+    """Fields back; missing trailing ones (a UDT that gained fields) are null."""
+    values: list[object] = []
+    position = 0
+    for cql_type in cql_types:
+        if position >= len(data):
+            values.append(None)
+            continue
+        if position + 4 > len(data):
+            raise Invalid("Not enough bytes to read a tuple or UDT field")
+        (size,) = struct.unpack_from(">i", data, position)
+        position += 4
+        if size < 0:
+            values.append(None)
+            continue
+        if position + size > len(data):
+            raise Invalid("Not enough bytes to read a tuple or UDT field")
+        values.append(cql_type.deserialize(data[position : position + size]))
+        position += size
+    return tuple(values)
+
+
+def _fields_sort_key(cql_types: list[CQLType], value: object) -> Any:
+    assert isinstance(value, tuple | list)
+    return tuple(
+        (0,) if item is None else (1, cql_type.sort_key(item))
+        for cql_type, item in zip(cql_types, value, strict=False)
+    )
+
+
+class TupleType(CQLType):
+    """``tuple<int, text>``: always frozen; values are Python tuples (None for null fields)."""
+
+    type_id = 0x0031
+
+    def __init__(self, elements: list[CQLType]) -> None:
+        self.elements = elements
+        self.name = f"frozen<tuple<{', '.join(e.name for e in elements)}>>"
+
+    def option(self) -> bytes:
+        return (
+            super().option()
+            + struct.pack(">H", len(self.elements))
+            + b"".join(e.option() for e in self.elements)
+        )
+
+    def serialize(self, value: object) -> bytes:
+        return _pack_fields(self.elements, value, self.name)
+
+    def deserialize(self, data: bytes) -> object:
+        return _unpack_fields(self.elements, data)
+
+    def from_constant(self, kind: str, text: str) -> object:
+        raise self._bad_constant(kind, text)
+
+    def sort_key(self, value: object) -> Any:
+        return _fields_sort_key(self.elements, value)
+
+
+class UserType(CQLType):
+    """A user-defined type of one keyspace; values are tuples in field order.
+
+    ALTER TYPE changes the one shared object, so every column using it sees the change.
+    """
+
+    type_id = 0x0030
+
+    def __init__(
+        self, keyspace: str, type_name: str, fields: list[tuple[str, CQLType]], frozen: bool = True
+    ) -> None:
+        self.keyspace = keyspace
+        self.type_name = type_name
+        self.fields = fields
+        self.frozen = frozen
+        self.name = f"frozen<{type_name}>" if frozen else type_name
+
+    def with_frozen(self, frozen: bool) -> UserType:
+        return UserType(self.keyspace, self.type_name, self.fields, frozen)
+
+    def is_multi_cell(self) -> bool:
+        return not self.frozen
+
+    @property
+    def field_types(self) -> list[CQLType]:
+        return [t for _, t in self.fields]
+
+    def option(self) -> bytes:
+        parts = [super().option(), _string(self.keyspace), _string(self.type_name)]
+        parts.append(struct.pack(">H", len(self.fields)))
+        for field_name, field_type in self.fields:
+            parts.append(_string(field_name))
+            parts.append(field_type.option())
+        return b"".join(parts)
+
+    def serialize(self, value: object) -> bytes:
+        if isinstance(value, dict):
+            value = tuple(value.get(name) for name, _ in self.fields)
+        return _pack_fields(self.field_types, value, self.name)
+
+    def deserialize(self, data: bytes) -> object:
+        return _unpack_fields(self.field_types, data)
+
+    def from_constant(self, kind: str, text: str) -> object:
+        raise self._bad_constant(kind, text)
+
+    def sort_key(self, value: object) -> Any:
+        return _fields_sort_key(self.field_types, value)
+
+
+def _string(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    return struct.pack(">H", len(raw)) + raw
+
+
 # --- names ------------------------------------------------------------------
 
 TEXT = _Text("text", 0x000D, ascii_only=False)
@@ -646,6 +888,7 @@ DATE = _Date()
 TIME = _Time()
 BLOB = _Blob()
 INET = _Inet()
+DURATION = _Duration()
 
 _NATIVE: dict[str, CQLType] = {
     "text": TEXT,
@@ -668,13 +911,26 @@ _NATIVE: dict[str, CQLType] = {
     "time": TIME,
     "blob": BLOB,
     "inet": INET,
+    "duration": DURATION,
 }
+
+
+def native_type(name: str) -> CQLType | None:
+    """The native type called ``name`` (lower case), or None."""
+    return _NATIVE.get(name)
+
 
 _TYPE_TOKEN_RE = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)|(<|>|,))")
 
 
-def parse_type(text: str) -> CQLType:
-    """``"map<text, frozen<list<int>>>"`` -> its ``CQLType``; ``Invalid`` if unknown."""
+UserTypes: TypeAlias = Mapping[str, UserType]
+
+
+def parse_type(text: str, user_types: UserTypes | None = None) -> CQLType:
+    """``"map<text, frozen<list<int>>>"`` -> its ``CQLType``; ``Invalid`` if unknown.
+
+    ``user_types`` are the keyspace's user-defined types, by name.
+    """
     tokens: list[str] = []
     position = 0
     while position < len(text.rstrip()):
@@ -683,24 +939,28 @@ def parse_type(text: str) -> CQLType:
             raise Invalid(f"Unknown type {text.strip()}")
         tokens.append((match.group(1) or match.group(2)).lower())
         position = match.end()
-    parsed, rest = _parse_type_tokens(tokens, text)
+    parsed, rest = _parse_type_tokens(tokens, text, user_types or {})
     if rest:
         raise Invalid(f"Unknown type {text.strip()}")
     return parsed
 
 
-def _parse_type_tokens(tokens: list[str], text: str) -> tuple[CQLType, list[str]]:
+def _parse_type_tokens(
+    tokens: list[str], text: str, user_types: UserTypes
+) -> tuple[CQLType, list[str]]:
     if not tokens or tokens[0] in "<>,":
         raise Invalid(f"Unknown type {text.strip()}")
     head, rest = tokens[0], tokens[1:]
     if head in _NATIVE:
         return _NATIVE[head], rest
-    if head not in ("list", "set", "map", "frozen") or not rest or rest[0] != "<":
+    if head in user_types and (not rest or rest[0] != "<"):
+        return user_types[head].with_frozen(False), rest
+    if head not in ("list", "set", "map", "frozen", "tuple") or not rest or rest[0] != "<":
         raise Invalid(f"Unknown type {text.strip()}")
     args: list[CQLType] = []
     rest = rest[1:]
     while True:
-        arg, rest = _parse_type_tokens(rest, text)
+        arg, rest = _parse_type_tokens(rest, text, user_types)
         args.append(arg)
         if not rest:
             raise Invalid(f"Unknown type {text.strip()}")
@@ -709,16 +969,25 @@ def _parse_type_tokens(tokens: list[str], text: str) -> tuple[CQLType, list[str]
             break
         if separator != ",":
             raise Invalid(f"Unknown type {text.strip()}")
+    if head == "tuple":
+        for arg in args:
+            if _multi_cell(arg):
+                raise Invalid(f"Non-frozen collections are not allowed inside tuples: {text}")
+        return TupleType(args), rest
     expected = {"list": 1, "set": 1, "map": 2, "frozen": 1}[head]
     if len(args) != expected:
         raise Invalid(f"Unknown type {text.strip()}")
     if head == "frozen":
         (inner,) = args
+        if isinstance(inner, UserType):
+            return inner.with_frozen(True), rest
+        if isinstance(inner, TupleType):
+            return inner, rest
         if not isinstance(inner, CollectionType):
-            raise Invalid(f"frozen<> is only allowed on collections, not {inner.name}")
+            raise Invalid("frozen<> is only allowed on collections, tuples, and user-defined types")
         return _frozen(inner), rest
     for arg in args:
-        if isinstance(arg, CollectionType) and not arg.frozen:
+        if _multi_cell(arg):
             raise Invalid(f"Non-frozen collections are not allowed inside collections: {text}")
         if arg is COUNTER:
             raise Invalid("Counters are not allowed inside collections")
@@ -727,6 +996,12 @@ def _parse_type_tokens(tokens: list[str], text: str) -> tuple[CQLType, list[str]
     if head == "set":
         return SetType(args[0]), rest
     return MapType(args[0], args[1]), rest
+
+
+def _multi_cell(cql_type: CQLType) -> bool:
+    if isinstance(cql_type, UserType):
+        return not cql_type.frozen
+    return isinstance(cql_type, CollectionType) and not cql_type.frozen
 
 
 def _frozen(inner: CollectionType) -> CollectionType:

@@ -14,8 +14,10 @@ from typing import Any, Literal
 from . import _ast as ast
 from ._binding import Context, Receivers, evaluate
 from ._errors import Invalid
+from ._murmur3 import murmur3_token, partition_key_bytes
 from ._schema import Column, Table
 from ._types import BIGINT, CollectionType, CQLType, ListType, MapType, SetType
+from ._unset import UNSET
 
 FILTERING_MESSAGE = (
     "Cannot execute this query as it might involve data filtering and thus may have "
@@ -38,6 +40,10 @@ def receive(table: Table, relations: tuple[ast.Relation, ...], receivers: Receiv
             for name in relation.column.split(","):
                 column_of(table, name)
             assert not isinstance(relation.value, tuple)
+            if isinstance(relation.value, ast.FunctionCall) and _is_token_call(relation.value):
+                for column, arg in zip(table.partition_key, relation.value.args, strict=False):
+                    receivers.term(arg, receivers.spec(table, column.name, column.type))
+                continue
             receivers.term(relation.value, receivers.spec(table, "partition key token", BIGINT))
             continue
         column = column_of(table, relation.column)
@@ -94,9 +100,12 @@ def check_select(table: Table, relations: tuple[ast.Relation, ...], allow_filter
                 f"must be restricted as other parts are"
             )
     full_partition = len(pk_restricted) == len(table.partition_key)
+    indexed = _indexed_restriction(table, ops)
     for column in table.columns:
-        if column.kind in ("regular", "static") and column.name in ops:
+        if column.kind in ("regular", "static") and column.name in ops and column.name != indexed:
             raise Invalid(FILTERING_MESSAGE)
+    if indexed is not None:
+        return  # a secondary index serves the query; the other restrictions are primary key ones
     for column in table.clustering:
         column_ops = ops.get(column.name)
         if column_ops is None:
@@ -117,6 +126,74 @@ def check_select(table: Table, relations: tuple[ast.Relation, ...], allow_filter
                 )
         if any(op in ("CONTAINS", "CONTAINS KEY", "!=") for op in column_ops):
             raise Invalid(FILTERING_MESSAGE)
+
+
+def check_write(table: Table, statement: ast.Insert | ast.Update | ast.Delete) -> None:
+    """What Cassandra refuses at PREPARE: a write that does not name its row's primary key."""
+    if isinstance(statement, ast.Insert):
+        named = set(statement.columns)
+        missing = [c.name for c in table.partition_key if c.name not in named]
+        if missing:
+            raise Invalid(f"Some partition key parts are missing: {', '.join(missing)}")
+        regular = any(
+            (column := table.column(name)) is not None and column.kind == "regular"
+            for name in named
+        )
+        missing = [c.name for c in table.clustering if c.name not in named]
+        if missing and regular:  # static-only inserts are judged when run
+            raise Invalid(f"Some clustering keys are missing: {', '.join(missing)}")
+        return
+    if any(relation.token for relation in statement.where):
+        return  # refused when run, with the message for it
+    restricted: dict[str, list[str]] = {}
+    for relation in statement.where:
+        column = column_of(table, relation.column)
+        if column.kind in ("regular", "static"):
+            raise Invalid(f"Non PRIMARY KEY columns found in where clause: {column.name}")
+        restricted.setdefault(column.name, []).append(relation.op)
+    missing = [c.name for c in table.partition_key if c.name not in restricted]
+    if missing:
+        raise Invalid(f"Some partition key parts are missing: {', '.join(missing)}")
+
+
+def _token_of_call(table: Table, call: ast.FunctionCall, context: Context) -> object:
+    """``token(k1, k2)`` written as a term: the Murmur3 token of those key values."""
+    if len(call.args) != len(table.partition_key):
+        raise Invalid(
+            f"Invalid number of arguments in call to function system.token: "
+            f"{len(table.partition_key)} required but {len(call.args)} provided"
+        )
+    parts: list[bytes] = []
+    for column, arg in zip(table.partition_key, call.args, strict=True):
+        value = evaluate(arg, column.type, context, column.name)
+        if value is None or value is UNSET:
+            return None
+        parts.append(column.type.serialize(value))
+    return murmur3_token(partition_key_bytes(parts))
+
+
+def _is_token_call(term: object) -> bool:
+    return isinstance(term, ast.FunctionCall) and term.name == "token"
+
+
+def _indexed_restriction(table: Table, ops: dict[str, list[str]]) -> str | None:
+    """The column whose secondary index can serve these restrictions, if one can.
+
+    An index on ``v`` serves ``v = x``; on ``values(c)`` ``c CONTAINS x``; on ``keys(m)``
+    ``m CONTAINS KEY x``. (Cassandra then reads one index; anything else is filtering.)
+    """
+    usable = {"": ("=",), "values": ("CONTAINS",), "keys": ("CONTAINS KEY",), "full": ("=",)}
+    for name, column_ops in ops.items():
+        for column_name, target in table.indexes.values():
+            if column_name != name:
+                continue
+            kind = target.split("(")[0] if "(" in target else ""
+            column = table.column(name)
+            if column is not None and isinstance(column.type, CollectionType) and kind == "":
+                kind = "values"
+            if any(op in usable.get(kind, ()) for op in column_ops):
+                return name
+    return None
 
 
 @dataclass
@@ -154,7 +231,7 @@ class Restrictions:
         )
 
     def token_matches(self, token: int) -> bool:
-        return all(_compare(token, op, bound) for op, bound in self.token)
+        return all(compare(token, op, bound) for op, bound in self.token)
 
 
 def resolve(table: Table, relations: tuple[ast.Relation, ...], context: Context) -> Restrictions:
@@ -171,7 +248,12 @@ def resolve(table: Table, relations: tuple[ast.Relation, ...], context: Context)
                     "The token function arguments must be in the partition key order: "
                     + ", ".join(c.name for c in table.partition_key)
                 )
-            bound = evaluate(relation.value, BIGINT, context)
+            if isinstance(relation.value, ast.FunctionCall) and _is_token_call(relation.value):
+                bound = _token_of_call(table, relation.value, context)
+            else:
+                bound = evaluate(relation.value, BIGINT, context)
+            if bound is UNSET:
+                raise Invalid("Invalid unset value for partition key token")
             if not isinstance(bound, int):
                 raise Invalid("Invalid null value for partition key token")
             token.append((relation.op, bound))
@@ -184,10 +266,14 @@ def resolve(table: Table, relations: tuple[ast.Relation, ...], context: Context)
                 values = [evaluate(t, operand, context, column.name) for t in relation.value]
             else:
                 listed = evaluate(relation.value, ListType(operand, True), context)
+                if listed is UNSET:
+                    raise Invalid(f"Invalid unset value for column {column.name}")
                 if listed is None:
                     raise Invalid(f"Invalid null value for IN restriction on {column.name}")
                 assert isinstance(listed, list)
                 values = listed
+            if any(v is UNSET for v in values):
+                raise Invalid(f"Invalid unset value for column {column.name}")
             if any(v is None for v in values):
                 raise Invalid(f"Invalid null value in condition for column {column.name}")
             value = values
@@ -197,6 +283,8 @@ def resolve(table: Table, relations: tuple[ast.Relation, ...], context: Context)
         else:
             assert not isinstance(relation.value, tuple)
             value = evaluate(relation.value, operand, context, column.name)
+            if value is UNSET:
+                raise Invalid(f"Invalid unset value for column {column.name}")
             if value is None:
                 raise Invalid(f"Invalid null value in condition for column {column.name}")
             if relation.op == "=":
@@ -210,7 +298,7 @@ def resolve(table: Table, relations: tuple[ast.Relation, ...], context: Context)
     return Restrictions(equal, conditions, token)
 
 
-def _compare(left: Any, op: str, right: Any) -> bool:
+def compare(left: Any, op: str, right: Any) -> bool:
     """Compare two sort keys (or tokens) with a CQL operator."""
     if op == "=":
         return bool(left == right)
@@ -246,7 +334,7 @@ def condition_holds(condition: Condition, value: object) -> bool:
     if condition.op == "IN":
         assert isinstance(condition.value, list)
         return any(key == cql_type.sort_key(v) for v in condition.value)
-    return _compare(key, condition.op, cql_type.sort_key(condition.value))
+    return compare(key, condition.op, cql_type.sort_key(condition.value))
 
 
 Purpose = Literal["update", "delete"]

@@ -10,12 +10,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import _ast as ast
+from . import _conditions as conditions
 from ._binding import Context, Decoder, bind_decoders, decode_values, evaluate, is_multi_cell
 from ._errors import Invalid
+from ._json import expand_insert as expand_json_insert
 from ._results import ColumnSpec, RowsResult
 from ._schema import Column, Table
 from ._storage import Cell, Partition, Row, TableData, bound_key_bytes
-from ._types import BOOLEAN, COUNTER, INT, CollectionType, CQLType, ListType, MapType, SetType
+from ._types import (
+    BOOLEAN,
+    COUNTER,
+    INT,
+    CollectionType,
+    CQLType,
+    ListType,
+    MapType,
+    SetType,
+    UserType,
+)
+from ._unset import UNSET
 from ._where import Condition, Purpose, Restrictions, column_of, condition_holds, write_keys
 
 MAX_TTL = 20 * 365 * 24 * 60 * 60
@@ -35,7 +48,8 @@ class WriteOptions:
 def ttl_of(using: ast.Using, table: Table, context: Context) -> int | None:
     if using.ttl is None:
         return _default_ttl(table)
-    return _checked_ttl(evaluate(using.ttl, INT, context))
+    ttl = evaluate(using.ttl, INT, context)
+    return _default_ttl(table) if ttl is UNSET else _checked_ttl(ttl)
 
 
 def _checked_ttl(ttl: object) -> int | None:
@@ -51,6 +65,8 @@ def _checked_ttl(ttl: object) -> int | None:
 
 
 def _check_key_value(column: Column, value: object) -> None:
+    if value is UNSET:
+        raise Invalid(f"Invalid unset value for column {column.name}")
     if value is None:
         raise Invalid(f"Invalid null value in condition for column {column.name}")
     if column.kind == "partition_key" and column.type.serialize(value) == b"":
@@ -58,7 +74,9 @@ def _check_key_value(column: Column, value: object) -> None:
 
 
 def _put(cells: dict[str, Cell], column: Column, value: object, options: WriteOptions) -> None:
-    """Write one cell; null (or an empty multi-cell collection) deletes it."""
+    """Write one cell; null (or an empty multi-cell collection) deletes it, unset does nothing."""
+    if value is UNSET:
+        return
     existing = cells.get(column.name)
     if existing is not None and existing.timestamp > options.timestamp:
         return
@@ -68,7 +86,7 @@ def _put(cells: dict[str, Cell], column: Column, value: object, options: WriteOp
         cells[column.name] = options.cell(value)
 
 
-def _applied(
+def applied_result(
     table: Table, applied: bool, existing: list[tuple[Column, object]] | None = None
 ) -> RowsResult:
     """The result of a conditional (IF [NOT] EXISTS) write."""
@@ -80,7 +98,7 @@ def _applied(
     return RowsResult(specs, [row], None)
 
 
-def _row_values(
+def row_values(
     table: Table, partition: Partition, row: Row, now: float
 ) -> list[tuple[Column, object]]:
     values: list[tuple[Column, object]] = []
@@ -98,8 +116,12 @@ def _row_values(
 
 
 def insert(
-    statement: ast.Insert, table: Table, data: TableData, context: Context, options: WriteOptions
-) -> RowsResult | None:
+    statement: ast.Insert, table: Table, data: TableData, context: Context,
+    options: WriteOptions, checked: bool = False,
+) -> RowsResult | None:  # fmt: skip
+    """Apply an INSERT; ``checked``: IF NOT EXISTS was already checked (a batch)."""
+    if statement.json is not None:
+        statement = expand_json_insert(statement, table, context)
     if any(c.type == COUNTER for c in table.columns):
         raise Invalid("INSERT statements are not allowed on counter tables, use UPDATE instead")
     if len(statement.columns) != len(statement.values):
@@ -122,11 +144,11 @@ def insert(
     key = tuple(values[c.name][1] for c in table.partition_key)
     clustering = tuple(values[c.name][1] for c in table.clustering)
     sort_key = data.clustering_key(clustering)
-    if statement.if_not_exists:
+    if statement.if_not_exists and not checked:
         found = data.get(key)
         row = found.get_row(sort_key) if found else None
         if found is not None and row is not None and row.alive(options.now):
-            return _applied(table, False, _row_values(table, found, row, options.now))
+            return applied_result(table, False, row_values(table, found, row, options.now))
     partition = data.partition(key)
     row = partition.row(clustering, sort_key)
     if row.marker is None or row.marker.timestamp <= options.timestamp:
@@ -136,7 +158,7 @@ def insert(
             _put(row.cells, column, value, options)
         elif column.kind == "static":
             _put(partition.static, column, value, options)
-    return _applied(table, True) if statement.if_not_exists else None
+    return applied_result(table, True) if statement.if_not_exists else None
 
 
 def _default_ttl(table: Table) -> int | None:
@@ -172,6 +194,8 @@ class InsertPlan:
     ) -> InsertPlan | None:
         """The plan, or None when ``insert`` must run (it also raises what is wrong)."""
         if statement.if_not_exists or len(statement.columns) != len(statement.values):
+            return None
+        if statement.json is not None:
             return None
         if any(c.type == COUNTER for c in table.columns):
             return None
@@ -221,14 +245,19 @@ class InsertPlan:
         stamp = timestamp
         if self.timestamp_index is not None:
             given = decoded[self.timestamp_index]
+            if given is UNSET:
+                given = next_timestamp()
             if not isinstance(given, int):
                 raise Invalid("Invalid null value of timestamp")
             stamp = given
         if stamp is None:
             stamp = next_timestamp()
-        ttl = self.default_ttl if self.ttl_index is None else _checked_ttl(decoded[self.ttl_index])
+        bound_ttl = UNSET if self.ttl_index is None else decoded[self.ttl_index]
+        ttl = self.default_ttl if bound_ttl is UNSET else _checked_ttl(bound_ttl)
         options = WriteOptions(stamp, ttl, clock())
         for column, index, partition_part in self.key_checks:
+            if decoded[index] is UNSET:
+                raise Invalid(f"Invalid unset value for column {column.name}")
             if decoded[index] is None:
                 raise Invalid(f"Invalid null value in condition for column {column.name}")
             if partition_part and values[index] == b"":
@@ -253,7 +282,9 @@ def update(
     restrictions: Restrictions,
     context: Context,
     options: WriteOptions,
+    checked: bool = False,
 ) -> RowsResult | None:
+    """Apply an UPDATE; ``checked``: its IF conditions were already checked (a batch)."""
     assigned = [column_of(table, a.column) for a in statement.assignments]
     for column in assigned:
         if column.kind in ("partition_key", "clustering"):
@@ -265,10 +296,11 @@ def update(
     for key in partition_keys:
         for column in table.partition_key:
             _check_key_value(column, key[column.position])
-    if statement.if_exists:
-        exists = any(_exists(table, data, key, clusterings, options.now) for key in partition_keys)
-        if not exists:
-            return _applied(table, False)
+    conditional = statement.if_exists or bool(statement.conditions)
+    if conditional and not checked:
+        refused = _refused(statement, table, data, partition_keys, clusterings, context, options)
+        if refused is not None:
+            return refused
     for key in partition_keys:
         partition = data.partition(key)
         targets: list[dict[str, Cell]] = []
@@ -287,23 +319,7 @@ def update(
                 for cells in targets:
                     _assign(cells, column, assignment, context, options)
         _forget_empty(data, partition)
-    return _applied(table, True) if statement.if_exists else None
-
-
-def _exists(
-    table: Table, data: TableData, key: tuple[object, ...],
-    clusterings: list[tuple[object, ...]] | None, now: float,
-) -> bool:  # fmt: skip
-    partition = data.get(key)
-    if partition is None:
-        return False
-    if clusterings is None:
-        return partition.alive(now)
-    for clustering in clusterings:
-        row = partition.get_row(data.clustering_key(clustering))
-        if row is not None and row.alive(now):
-            return True
-    return False
+    return applied_result(table, True) if conditional else None
 
 
 def _assign(
@@ -320,6 +336,8 @@ def _assign(
                 f"(counters can only be incremented/decremented, not set)"
             )
         delta = evaluate(assignment.value, COUNTER, context, column.name)
+        if delta is UNSET:
+            return
         if delta is None:
             raise Invalid("Invalid null value for counter increment")
         assert isinstance(delta, int) and isinstance(current, int | None)
@@ -328,6 +346,18 @@ def _assign(
         return
     if assignment.op == "=":
         _put(cells, column, evaluate(assignment.value, cql_type, context, column.name), options)
+        return
+    if assignment.op == "field":
+        field_type = udt_field(column, assignment)
+        value = evaluate(assignment.value, field_type, context, f"{column.name}.{assignment.field}")
+        if value is UNSET:
+            return
+        assert isinstance(cql_type, UserType)
+        index = [name for name, _ in cql_type.fields].index(assignment.field or "")
+        fields = list(current) if isinstance(current, tuple) else []
+        fields += [None] * (len(cql_type.fields) - len(fields))
+        fields[index] = value
+        _put(cells, column, tuple(fields) if any(v is not None for v in fields) else None, options)
         return
     if not isinstance(cql_type, CollectionType) or cql_type.frozen:
         raise Invalid(
@@ -342,6 +372,8 @@ def _assign(
     if assignment.op == "-" and isinstance(cql_type, MapType):
         operand_type = SetType(cql_type.key, frozen=True)
     operand = evaluate(assignment.value, operand_type, context, column.name)
+    if operand is UNSET:
+        return
     operand_items = list(operand) if isinstance(operand, list) else []
     if isinstance(cql_type, ListType):
         if assignment.op == "+":
@@ -371,6 +403,25 @@ def _assign(
     _put(cells, column, items or None, options)
 
 
+def udt_field(column: Column, assignment: ast.Assignment) -> CQLType:
+    """The type of ``udt.field`` in ``SET udt.field = ...``, which needs a non-frozen UDT."""
+    cql_type = column.type
+    if not isinstance(cql_type, UserType):
+        raise Invalid(
+            f"Invalid operation ({column.name}.{assignment.field} = ?) for non-UDT "
+            f"column {column.name}"
+        )
+    if cql_type.frozen:
+        raise Invalid(
+            f"Invalid operation ({column.name}.{assignment.field} = ?) for frozen UDT "
+            f"column {column.name}"
+        )
+    for name, field_type in cql_type.fields:
+        if name == assignment.field:
+            return field_type
+    raise Invalid(f"UDT column {column.name} does not have a field named {assignment.field}")
+
+
 def _assign_element(
     cells: dict[str, Cell], column: Column, cql_type: CollectionType, items: list[object],
     assignment: ast.Assignment, context: Context, options: WriteOptions,
@@ -378,9 +429,13 @@ def _assign_element(
     assert assignment.key is not None
     if isinstance(cql_type, ListType):
         index = evaluate(assignment.key, INT, context)
+        if index is UNSET:
+            raise Invalid("Invalid unset value for list index")
+        value = evaluate(assignment.value, cql_type.element, context)
+        if value is UNSET:
+            return
         if not isinstance(index, int) or not 0 <= index < len(items):
             raise Invalid(f"List index {index} out of bound, list has size {len(items)}")
-        value = evaluate(assignment.value, cql_type.element, context)
         if value is None:
             del items[index]
         else:
@@ -389,7 +444,11 @@ def _assign_element(
         key = evaluate(assignment.key, cql_type.key, context)
         if key is None:
             raise Invalid("Invalid null map key")
+        if key is UNSET:
+            raise Invalid("Invalid unset map key")
         value = evaluate(assignment.value, cql_type.value, context)
+        if value is UNSET:
+            return
         raw = cql_type.key.serialize(key)
         kept: list[object] = [
             pair
@@ -409,7 +468,9 @@ def delete(
     restrictions: Restrictions,
     context: Context,
     options: WriteOptions,
+    checked: bool = False,
 ) -> RowsResult | None:
+    """Apply a DELETE; ``checked``: its IF conditions were already checked (a batch)."""
     if statement.using.ttl is not None:
         raise Invalid("Cannot provide custom TTL for DELETE statements")
     targets = [(column_of(table, t.column), t) for t in statement.targets]
@@ -423,9 +484,13 @@ def delete(
     partition_keys, clusterings, ranges = write_keys(
         table, restrictions, purpose, static_only=static_only
     )
-    if statement.if_exists:
-        if not any(_exists(table, data, key, clusterings, options.now) for key in partition_keys):
-            return _applied(table, False)
+    conditional = statement.if_exists or bool(statement.conditions)
+    if conditional:
+        check_conditional_delete(statement, table, clusterings)
+    if conditional and not checked:
+        refused = _refused(statement, table, data, partition_keys, clusterings, context, options)
+        if refused is not None:
+            return refused
     for key in partition_keys:
         partition = data.get(key)
         if partition is None:
@@ -445,7 +510,32 @@ def delete(
         else:
             _delete_rows(table, partition, clusterings, ranges, options)
         _forget_empty(data, partition)
-    return _applied(table, True) if statement.if_exists else None
+    return applied_result(table, True) if conditional else None
+
+
+def _refused(
+    statement: ast.Update | ast.Delete, table: Table, data: TableData,
+    partition_keys: list[tuple[object, ...]], clusterings: list[tuple[object, ...]] | None,
+    context: Context, options: WriteOptions,
+) -> RowsResult | None:  # fmt: skip
+    """The ``[applied] = False`` answer when the statement's IF does not hold, else None."""
+    partition, row = conditions.target(table, data, partition_keys, clusterings)
+    holds, shown = conditions.check(statement, table, partition, row, context, options.now)
+    return None if holds else applied_result(table, False, shown)
+
+
+def check_conditional_delete(
+    statement: ast.Delete, table: Table, clusterings: list[tuple[object, ...]] | None
+) -> None:
+    """A conditional DELETE names one row (or one partition's static columns)."""
+    static_conditions = bool(statement.conditions) and all(
+        column_of(table, c.column).kind == "static" for c in statement.conditions
+    )
+    if clusterings is None and table.clustering and not static_conditions:
+        raise Invalid(
+            "DELETE statements must restrict all PRIMARY KEY columns with equality relations "
+            "in order to use IF conditions"
+        )
 
 
 def _delete_cell(
@@ -464,11 +554,15 @@ def _delete_cell(
     items = list(existing.value) if isinstance(existing.value, list) else []
     if isinstance(cql_type, ListType):
         index = evaluate(target.key, INT, context)
+        if index is UNSET:
+            raise Invalid("Invalid unset value for list index")
         if not isinstance(index, int) or not 0 <= index < len(items):
             raise Invalid(f"List index {index} out of bound, list has size {len(items)}")
         del items[index]
     else:
         key = evaluate(target.key, cql_type.key, context)
+        if key is UNSET:
+            raise Invalid("Invalid unset map key")
         raw = cql_type.key.serialize(key)
         items = [(k, v) for k, v in items if cql_type.key.serialize(k) != raw]
     if items:

@@ -1,0 +1,204 @@
+"""Does the worker pool have as many threads as blocking I/O needs, and as few as the GIL wants?
+
+Three questions, side by side in one run on asyncio (issue 16's targets):
+
+1. Blocking I/O: 50 tasks call `asyncify(time.sleep, limiter=Limiter(50))` with
+   sleeps of 2, 5 and 20 ms, against the same sleeps on a 50-thread
+   `ThreadPoolExecutor` (target: >= 0.95x at each length). Each bridge round
+   starts from a pool whose extra threads have retired, so it includes growth.
+2. CPU-bound pure Python (about 1 ms of bytecode per call), 50 tasks, also
+   behind `Limiter(50)`: bridge against the best of fixed 1, 2, 4 and 8-thread
+   executors (target: >= 0.95x the best, with at most CPU count + 2 threads
+   running jobs at once).
+3. 100 in flight of a trivial call, the ratio to `asyncio.to_thread` (as in
+   `bench.overhead`; it must not get worse).
+
+    python -m bench.pool [--seconds 0.4] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import os
+import statistics
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+import bridge
+from bench._report import save, table
+from bench.overhead import in_flight
+
+TASKS = 50
+Call = Callable[[], Awaitable[Any]]
+
+
+async def throughput(call: Call, calls_per_task: int, tasks: int = TASKS) -> float:
+    """Calls per second with `tasks` tasks each making `calls_per_task` calls in a row."""
+
+    async def worker() -> None:
+        for _ in range(calls_per_task):
+            await call()
+
+    start = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(tasks):
+            tg.start_soon(worker)
+    return tasks * calls_per_task / (time.perf_counter() - start)
+
+
+class Busy:
+    """The most pool threads seen running a job at once, sampled from a thread."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        pool = bridge.default_pool()
+        while not self._stop.wait(0.0005):
+            self.peak = max(self.peak, pool.statistics().running)
+
+    def __enter__(self) -> Busy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def cold_pool() -> None:
+    """Let the default pool's threads beyond its core size retire, so a round includes growth."""
+    pool = bridge.default_pool()
+    timeout = pool.idle_timeout
+    pool.configure(idle_timeout=0.01)
+    pool.wait_idle()
+    deadline = time.monotonic() + 5
+    while pool.statistics().threads > pool.core and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pool.configure(idle_timeout=timeout)
+
+
+def spin(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+
+def calibrate() -> int:
+    """Iterations of `spin` that take about 1 ms here."""
+    n = 10_000
+    while True:
+        start = time.perf_counter()
+        spin(n)
+        took = time.perf_counter() - start
+        if took > 0.01:
+            return max(1, int(n * 0.001 / took))
+        n *= 2
+
+
+async def io_row(ms: int, seconds: float, rounds: int) -> list[Any]:
+    calls = max(5, int(seconds / (ms / 1000)))
+    sleep = bridge.asyncify(time.sleep, limiter=bridge.Limiter(TASKS))
+    executor = concurrent.futures.ThreadPoolExecutor(TASKS)
+    loop = asyncio.get_running_loop()
+    b: list[float] = []
+    e: list[float] = []
+    threads: list[int] = []
+    for _ in range(rounds):
+        cold_pool()
+        b.append(await throughput(lambda: sleep(ms / 1000), calls))
+        threads.append(bridge.default_pool().statistics().threads)
+        e.append(
+            await throughput(lambda: loop.run_in_executor(executor, time.sleep, ms / 1000), calls)
+        )
+    executor.shutdown()
+    mb, me = statistics.median(b), statistics.median(e)
+    return [f"sleep {ms} ms", mb, me, mb / me, f"{min(threads)}-{max(threads)}"]
+
+
+async def cpu_row(seconds: float, rounds: int) -> tuple[list[Any], dict[str, float]]:
+    n = calibrate()
+    calls = max(5, int(seconds / 0.001 / TASKS))
+    work = bridge.asyncify(spin, limiter=bridge.Limiter(TASKS))
+    loop = asyncio.get_running_loop()
+    fixed = {k: concurrent.futures.ThreadPoolExecutor(k) for k in (1, 2, 4, 8)}
+    b: list[float] = []
+    f: dict[int, list[float]] = {k: [] for k in fixed}
+    peaks: list[int] = []
+    for _ in range(rounds):
+        cold_pool()
+        with Busy() as busy:
+            b.append(await throughput(lambda: work(n), calls))
+        peaks.append(busy.peak)
+        for k, ex in fixed.items():
+            f[k].append(await throughput(lambda ex=ex: loop.run_in_executor(ex, spin, n), calls))
+    for ex in fixed.values():
+        ex.shutdown()
+    mb = statistics.median(b)
+    medians = {k: statistics.median(v) for k, v in f.items()}
+    best = max(medians, key=lambda k: medians[k])
+    row = [
+        "CPU ~1 ms",
+        mb,
+        medians[best],
+        mb / medians[best],
+        f"busy peak {max(peaks)} (best fixed: {best} threads)",
+    ]
+    return row, {f"fixed {k}": v for k, v in medians.items()}
+
+
+async def trivial_row(rounds: int) -> list[Any]:
+    b: list[float] = []
+    a: list[float] = []
+    cold_pool()
+    await in_flight(bridge.to_thread, 2000)
+    await in_flight(asyncio.to_thread, 2000)
+    for _ in range(rounds):
+        b.append(await in_flight(bridge.to_thread, 20_000))
+        a.append(await in_flight(asyncio.to_thread, 20_000))
+    mb, ma = statistics.median(b), statistics.median(a)
+    threads = bridge.default_pool().statistics().threads
+    return [
+        "trivial, 100 in flight (µs/call)",
+        mb,
+        ma,
+        mb / ma,
+        f"{threads} (vs asyncio.to_thread)",
+    ]
+
+
+async def main(seconds: float, rounds: int) -> dict[str, Any]:
+    rows = [await io_row(ms, seconds, rounds) for ms in (2, 5, 20)]
+    cpu, fixed = await cpu_row(seconds, rounds)
+    rows.append(cpu)
+    rows.append(await trivial_row(rounds))
+    print(table(["workload", "bridge", "peer", "ratio", "pool"], rows))
+    print(
+        f"\ncalls/s (trivial: µs per call); peer: 50-thread executor for sleeps, best fixed "
+        f"executor for CPU ({', '.join(f'{k}: {v:.0f}/s' for k, v in fixed.items())}); "
+        f"CPUs: {os.cpu_count()}; median of {rounds} rounds"
+    )
+    print(f"pool: {bridge.default_pool().statistics()}")
+    return {"rows": rows, "fixed": fixed}
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=0.4, help="ideal length of one cell")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    results = asyncio.run(main(args.seconds, args.rounds))
+    save("pool", {"seconds": args.seconds, "rounds": args.rounds, **results})
+
+
+if __name__ == "__main__":
+    cli()

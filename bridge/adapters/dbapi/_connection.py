@@ -1,0 +1,343 @@
+"""`Connection`: one pooled driver connection, awaitable, used by one task at a time.
+
+Each method is one trip to the connection's thread: the statement, its fetch
+and (for drivers without autocommit, outside a transaction) its commit run
+together, so a primary-key SELECT costs one hand-off, not three.
+
+A cancelled call stops the statement on the server (the dialect's `cancel`,
+from another thread) and the connection leaves the task's hands at once: its
+own thread, when the driver returns, rolls back, and only a connection that
+survives the rollback goes back to the pool; any other is closed and replaced.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import anyio.lowlevel
+
+from bridge import ClosedError
+from bridge.adapters.dbapi._call import PENDING, RUNNING, Call
+from bridge.adapters.dbapi._dialect import Cursor, Dialect, Raw
+from bridge.lowlevel import Executor, run_job
+
+if TYPE_CHECKING:
+    from bridge.adapters.dbapi._pool import Pool
+    from bridge.adapters.dbapi._stream import Stream
+
+T = TypeVar("T")
+
+CANCEL_WAIT = 10.0
+"""Seconds a recovering thread waits for the server-side cancel to be sent before it rolls back."""
+
+SERVER_TIMEOUT_MARGIN = 0.02
+"""Seconds added to the caller's time left when it becomes the server's statement timeout."""
+
+_fetchone = operator.methodcaller("fetchone")
+_fetchall = operator.methodcaller("fetchall")
+_rowcount = operator.attrgetter("rowcount")
+
+
+class Connection:
+    """A pooled DB-API connection; every method runs on the connection's thread, off the loop.
+
+    Rows come back exactly as the driver makes them (tuples, dicts, `sqlite3.Row`).
+    """
+
+    def __init__(self, pool: Pool, raw: Raw, executor: Executor, dialect: Dialect) -> None:
+        self._pool = pool
+        self._raw = raw
+        self._executor = executor
+        self._dialect = dialect
+        self._cursor: Cursor | None = None
+        self._depth = 0  # transaction nesting
+        self._busy = False  # a call is running for the task holding the connection
+        self._leased = False  # a task holds it (between acquire and release)
+        self._lease_id = 0  # which acquire holds it: a late release of an old lease is ignored
+        self._lost = False  # handed to recovery after a cancelled call: not the task's any more
+        self._timeout_set = False  # a server-side statement timeout is in force
+        self._cancel_sent: threading.Event | None = None
+        self.stream_open: Stream | None = None
+        self.broken = False  # the server is gone: close, never reuse
+        self.suspect = False  # another connection broke: ping before the next statement
+
+    def __repr__(self) -> str:
+        return f"<bridge.adapters.dbapi.Connection {self._dialect.name} {self._raw!r}>"
+
+    @property
+    def raw(self) -> Raw:
+        """The driver's own connection, for `run` (use it only on the connection's thread)."""
+        return self._raw
+
+    # -- what users call ------------------------------------------------------
+
+    async def execute(self, sql: str, params: Any = None) -> int:
+        """Run one statement; returns the driver's rowcount."""
+        return await self._statement(_rowcount, sql, params, "Connection.execute()")  # type: ignore[no-any-return]
+
+    async def executemany(self, sql: str, seq_of_params: Iterable[Any]) -> int:
+        """Run one statement per parameter set (the driver's `executemany`); returns rowcount."""
+        params = list(seq_of_params)  # a generator must not be consumed on another thread
+        return await self._statement(_rowcount, sql, params, "Connection.executemany()", many=True)  # type: ignore[no-any-return]
+
+    async def fetchone(self, sql: str, params: Any = None) -> Any:
+        """Run a query and return its first row, or None."""
+        return await self._statement(_fetchone, sql, params, "Connection.fetchone()")
+
+    async def fetchall(self, sql: str, params: Any = None) -> list[Any]:
+        """Run a query and return all its rows."""
+        return await self._statement(_fetchall, sql, params, "Connection.fetchall()")  # type: ignore[no-any-return]
+
+    async def run(self, fn: Callable[..., T], /, *args: Any) -> T:
+        """Run `fn(raw_connection, *args)` on the connection's thread: the driver API as it is."""
+        return await self._call(fn, (self._raw, *args), "Connection.run()")  # type: ignore[no-any-return]
+
+    def transaction(self) -> Transaction:
+        """`async with conn.transaction():` commit on success, roll back on error; nests."""
+        return Transaction(self)
+
+    def stream(self, sql: str, params: Any = None, *, batch: int = 500) -> Stream:
+        """Rows of a query as they come, `batch` at a time, through a server-side cursor.
+
+        At most `batch` rows wait in memory; psycopg2 uses a named cursor, PyMySQL
+        an unbuffered one, sqlite3 steps its statement.
+        """
+        from bridge.adapters.dbapi._stream import Stream
+
+        return Stream(self, sql, params, batch)
+
+    # -- the call machinery ---------------------------------------------------
+
+    async def _statement(
+        self, op: Callable[[Cursor], Any], sql: str, params: Any, api: str, *, many: bool = False
+    ) -> Any:
+        if not isinstance(sql, str):
+            raise TypeError(f"{api} needs the SQL text as a str, got {sql!r}")
+        deadline = anyio.current_effective_deadline()
+        if deadline == math.inf:
+            return await self._call(self._run_statement, (op, sql, params, None, many), api)
+        # The server's bound trails the caller's deadline by a little, so the
+        # caller's own cancellation (which also stops the statement) normally wins.
+        timeout = deadline - anyio.current_time() + SERVER_TIMEOUT_MARGIN
+        try:
+            return await self._call(self._run_statement, (op, sql, params, timeout, many), api)
+        except Exception:
+            if anyio.current_time() >= deadline:
+                # The server's statement timeout echoed the caller's deadline: the
+                # caller gets its own cancellation (move_on_after, fail_after), not a
+                # driver error, which it would see only if the scope is shielded.
+                await anyio.lowlevel.checkpoint()
+            raise
+
+    async def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], api: str) -> Any:
+        # `api` names the user's call in the error raised for misuse.
+        if self._busy or not self._leased or self._lost:
+            self._refuse(api)
+        self._busy = True
+        call = Call(fn, args, self._abandoned)
+        try:
+            return await run_job(call, executor=self._executor)
+        except BaseException:
+            self._give_up(call)
+            raise
+        finally:
+            self._busy = False
+
+    def _give_up(self, call: Call) -> None:
+        """On the loop, for a failed or cancelled call: stop a running statement on the server."""
+        self._cancel_sent = sent = threading.Event()
+        state = call.give_up()
+        if state == RUNNING:
+            self._lost = True  # its thread recovers it and returns it to the pool
+            self._pool._cancel_on_server(self, sent)
+        elif state == PENDING:
+            sent.set()  # never ran: the connection is as it was
+
+    def _refuse(self, api: str) -> None:
+        if self._lost:
+            raise ClosedError(
+                f"{api}: this connection was taken back by its pool after a cancelled call "
+                "(the pool stops the statement and rolls back). Acquire another one with "
+                "`async with pool.connection()`."
+            )
+        if not self._leased:
+            raise ClosedError(
+                f"{api}: this connection went back to its pool when its "
+                "`async with pool.connection()` block ended; use it inside the block."
+            )
+        raise RuntimeError(
+            f"{api}: this connection is already running a call for another task. A "
+            "connection serves one task at a time: give each task its own "
+            "`async with pool.connection()`."
+        )
+
+    # -- on the connection's thread -------------------------------------------
+
+    def _run_statement(
+        self, op: Callable[[Cursor], Any], sql: str, params: Any, timeout: float | None, many: bool
+    ) -> Any:
+        if self.suspect:
+            self._revive()
+        cursor = self._cursor
+        if cursor is None:
+            cursor = self._cursor = self._raw.cursor()
+        try:
+            if timeout is not None or self._timeout_set:
+                self._timeout_set = self._dialect.set_timeout(cursor, timeout)
+            if many:
+                cursor.executemany(sql, params)
+            elif params is None:
+                cursor.execute(sql)
+            else:
+                cursor.execute(sql, params)
+            result = op(cursor)
+            if self._depth == 0 and not self._dialect.autocommit:
+                self._raw.commit()
+            return result
+        except Exception as exc:
+            self._check(exc)
+            raise
+
+    def _check(self, error: BaseException) -> None:
+        """A call failed: if the connection itself is gone, the pool replaces it."""
+        try:
+            broken = self._dialect.is_broken(self._raw, error)
+        except Exception:
+            broken = True
+        if broken and not self.broken:
+            self.broken = True
+            self._pool._connection_broke(self)
+
+    def _revive(self) -> None:
+        """Another connection of the pool broke: this one may be dead too. Ping; reopen if so."""
+        self.suspect = False
+        try:
+            self._dialect.ping(self._raw)
+            return
+        except Exception:
+            pass
+        self._close_raw()
+        self._raw = self._pool._connect_raw()
+        self._dialect.setup(self._raw)
+
+    def _abandoned(self, result: Any, error: BaseException | None) -> None:
+        """The task gave up while the driver ran: wait for the cancel to land, then recover."""
+        sent = self._cancel_sent
+        if sent is not None:
+            sent.wait(CANCEL_WAIT)  # a cancel arriving after the rollback could hit the next user
+        self.recover()
+
+    def recover(self) -> None:
+        """On the connection's thread: roll back and prove it works, then back to the pool."""
+        self._lost = True
+        try:
+            stream = self.stream_open
+            if stream is not None:
+                stream.close_cursor(False)
+            self._dialect.recover(self._raw)
+            if self._timeout_set:
+                self._timeout_set = self._dialect.set_timeout(
+                    self._cursor or self._raw.cursor(), None
+                )
+        except Exception:
+            self.broken = True
+        self._depth = 0
+        self._pool._returned(self)
+
+    def _close_raw(self) -> None:
+        self._cursor = None
+        self.stream_open = None
+        try:
+            self._dialect.close(self._raw)
+        except Exception:
+            pass  # it is being thrown away because it failed; closing may fail too
+
+    def close(self) -> None:
+        """On the connection's thread: close the driver connection."""
+        self._close_raw()
+
+    # -- the pool's side --------------------------------------------------------
+
+    @property
+    def executor(self) -> Executor:
+        return self._executor
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._dialect
+
+    @property
+    def depth(self) -> int:
+        """Transaction nesting: 0 outside `transaction()`."""
+        return self._depth
+
+    @property
+    def clean(self) -> bool:
+        """Nothing left open by the last task: it can go back to the pool as it is."""
+        return self._depth == 0 and self.stream_open is None and not self.broken
+
+    def lease(self) -> int:
+        self._leased = True
+        self._lost = False
+        self._lease_id += 1
+        return self._lease_id
+
+    def unlease(self, lease_id: int) -> bool:
+        """The task holding `lease_id` is done with it; False if it is no longer that task's."""
+        if lease_id != self._lease_id or not self._leased:
+            return False
+        self._leased = False
+        return not self._lost
+
+    # -- transactions, on the connection's thread ---------------------------------
+
+    def _begin(self) -> None:
+        cursor = self._cursor
+        if cursor is None:
+            cursor = self._cursor = self._raw.cursor()
+        self._depth += 1
+        if self._depth == 1:
+            self._dialect.begin(self._raw, cursor)
+        else:
+            self._dialect.savepoint(cursor, f"bridge_sp_{self._depth}", "SAVEPOINT")
+
+    def _end(self, commit: bool) -> None:
+        depth = self._depth
+        dialect, cursor = self._dialect, self._cursor
+        if depth == 1:
+            (dialect.commit if commit else dialect.rollback)(self._raw)
+        elif commit:
+            dialect.savepoint(cursor, f"bridge_sp_{depth}", "RELEASE SAVEPOINT")
+        else:
+            dialect.savepoint(cursor, f"bridge_sp_{depth}", "ROLLBACK TO SAVEPOINT")
+            dialect.savepoint(cursor, f"bridge_sp_{depth}", "RELEASE SAVEPOINT")
+        self._depth = depth - 1  # not on failure: the pool then rolls back before reuse
+
+
+class Transaction:
+    """`async with conn.transaction()`: BEGIN/COMMIT/ROLLBACK, or a savepoint when nested."""
+
+    __slots__ = ("_conn", "_depth")
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._depth = 0
+
+    async def __aenter__(self) -> Connection:
+        conn = self._conn
+        await conn._call(conn._begin, (), "Connection.transaction()")
+        self._depth = conn._depth
+        return conn
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        conn = self._conn
+        if conn._lost or conn._depth != self._depth:
+            return  # the connection is being recovered: its rollback is on the way
+        # A failure in here (a commit refused, a cancelled rollback) leaves _depth
+        # raised, so the pool rolls the connection back before anyone reuses it.
+        await conn._call(conn._end, (exc_type is None,), "Connection.transaction()")

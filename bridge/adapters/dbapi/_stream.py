@@ -1,0 +1,122 @@
+"""`conn.stream()`: a query's rows as an async iterator, a bounded batch at a time.
+
+Drivers buffer whole results by default (psycopg2 and PyMySQL read every row
+before `execute` returns), which is the wrong thing for a result larger than
+memory. A stream asks the dialect for the driver's server-side cursor and
+reads `batch` rows per trip to the connection's thread, so at most one batch
+waits in memory and the server holds the rest.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bridge.adapters.dbapi._connection import Connection
+
+_names = itertools.count(1)
+
+
+class Stream:
+    """`async for row in conn.stream(sql, params)`; `async with` closes it early."""
+
+    def __init__(self, conn: Connection, sql: str, params: Any, batch: int) -> None:
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(
+                f"stream(batch=...) must be an int >= 1 (rows per fetch), got {batch!r}"
+            )
+        if not isinstance(sql, str):
+            raise TypeError(f"Connection.stream() needs the SQL text as a str, got {sql!r}")
+        self._conn = conn
+        self._sql = sql
+        self._params = params
+        self._batch = batch
+        self._rows: deque[Any] = deque()
+        self._cursor: Any = None
+        self._started = False
+        self._done = False
+        self._own_transaction = False
+
+    @property
+    def buffered(self) -> int:
+        """Rows fetched and not yet consumed (never more than `batch`)."""
+        return len(self._rows)
+
+    def __aiter__(self) -> Stream:
+        return self
+
+    async def __anext__(self) -> Any:
+        rows = self._rows
+        if rows:
+            return rows.popleft()
+        if self._done:
+            raise StopAsyncIteration
+        if not self._started:
+            other = self._conn.stream_open
+            if other is not None and other is not self:
+                raise RuntimeError(
+                    "this connection already has an open stream; finish or close it first "
+                    "(`async with conn.stream(...) as rows:` closes it), or use another connection"
+                )
+            self._started = True
+        batch = await self._conn._call(self._fetch, (), "Connection.stream()")
+        if not batch:
+            raise StopAsyncIteration
+        rows.extend(batch)
+        return rows.popleft()
+
+    async def aclose(self) -> None:
+        """Stop early: close the server-side cursor (and the transaction the stream opened)."""
+        self._rows.clear()
+        if self._cursor is not None:
+            await self._conn._call(self.close_cursor, (True,), "Stream.aclose()")
+        self._done = True
+
+    async def __aenter__(self) -> Stream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- on the connection's thread ---------------------------------------------
+
+    def _fetch(self) -> list[Any]:
+        conn = self._conn
+        cursor = self._cursor
+        if cursor is None:
+            if self._done:
+                return []
+            raw, dialect = conn.raw, conn.dialect
+            cursor, needs_transaction = dialect.server_cursor(raw, f"bridge_stream_{next(_names)}")
+            if needs_transaction and conn.depth == 0:
+                dialect.begin(raw, None)
+                self._own_transaction = True
+            self._cursor = cursor
+            conn.stream_open = self
+            if self._params is None:
+                cursor.execute(self._sql)
+            else:
+                cursor.execute(self._sql, self._params)
+        rows = cursor.fetchmany(self._batch)
+        if len(rows) < self._batch:
+            self.close_cursor(True)
+        return list(rows)
+
+    def close_cursor(self, commit: bool) -> None:
+        """Close the cursor; end the stream's own transaction (commit, or leave it to rollback)."""
+        conn = self._conn
+        cursor, self._cursor = self._cursor, None
+        self._done = True
+        if conn.stream_open is self:
+            conn.stream_open = None
+        if cursor is not None:
+            try:
+                cursor.close()
+            except Exception:
+                if commit:
+                    raise  # in recovery the rollback that follows settles it
+        if self._own_transaction and commit:
+            self._own_transaction = False
+            conn.dialect.commit(conn.raw)

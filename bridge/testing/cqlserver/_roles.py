@@ -1,0 +1,109 @@
+"""Roles and logins: what ``PasswordAuthenticator`` checks, and the role statements that edit it.
+
+Cassandra keeps roles in ``system_auth.roles``; a new cluster has the
+superuser ``cassandra`` / ``cassandra``. Passwords are kept as bcrypt-like
+salted hashes there; here a SHA-256 with a per-role salt stands in (nobody
+should reuse a test cluster's passwords, but none are kept in clear).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass, field
+
+from . import _ast as ast
+from ._errors import Invalid
+
+AUTHENTICATOR = "org.apache.cassandra.auth.PasswordAuthenticator"
+
+
+@dataclass
+class Role:
+    name: str
+    can_login: bool = False
+    is_superuser: bool = False
+    salt: bytes = field(default_factory=lambda: os.urandom(16), repr=False)
+    hashed: bytes | None = field(default=None, repr=False)
+
+    def set_password(self, password: str) -> None:
+        self.hashed = _hash(self.salt, password)
+
+    def accepts(self, password: str) -> bool:
+        return self.hashed is not None and hmac.compare_digest(
+            self.hashed, _hash(self.salt, password)
+        )
+
+
+def _hash(salt: bytes, password: str) -> bytes:
+    return hashlib.sha256(salt + password.encode("utf-8")).digest()
+
+
+class Roles:
+    """The cluster's roles, starting with the default superuser."""
+
+    def __init__(self) -> None:
+        default = Role("cassandra", can_login=True, is_superuser=True)
+        default.set_password("cassandra")
+        self.roles: dict[str, Role] = {default.name: default}
+
+    def login(self, username: str, password: str) -> bool:
+        """Whether these credentials open a session (PasswordAuthenticator's check)."""
+        role = self.roles.get(username)
+        return role is not None and role.can_login and role.accepts(password)
+
+    def apply(self, statement: ast.RoleStatement) -> None:
+        """CREATE / ALTER / DROP ROLE (or USER), with Cassandra's errors."""
+        existing = self.roles.get(statement.name)
+        if statement.action == "create":
+            if existing is not None:
+                if statement.if_flag:
+                    return
+                raise Invalid(f"{statement.name} already exists")
+            role = Role(statement.name, can_login=statement.user_syntax)
+            self._set_options(role, statement)
+            self.roles[role.name] = role
+            return
+        if existing is None:
+            if statement.action == "drop" and statement.if_flag:
+                return
+            raise Invalid(f"{statement.name} doesn't exist")
+        if statement.action == "drop":
+            del self.roles[statement.name]
+        else:
+            self._set_options(existing, statement)
+
+    def _set_options(self, role: Role, statement: ast.RoleStatement) -> None:
+        for option, value in statement.options.items():
+            if option == "password":
+                if not isinstance(value, str):
+                    raise Invalid("Invalid value for property 'password'. It must be a string")
+                role.set_password(value)
+            elif option == "login":
+                role.can_login = _boolean(value, option)
+            elif option == "superuser":
+                role.is_superuser = _boolean(value, option)
+            elif option not in ("options", "access_to_datacenters"):
+                raise Invalid(f"Invalid property {option}")
+
+    def rows(self) -> list[dict[str, object]]:
+        """``system_auth.roles``."""
+        return [
+            {
+                "role": role.name,
+                "can_login": role.can_login,
+                "is_superuser": role.is_superuser,
+                "member_of": None,
+                "salted_hash": (role.salt + role.hashed).hex() if role.hashed else None,
+            }
+            for role in self.roles.values()
+        ]
+
+
+def _boolean(value: object, option: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise Invalid(f"Invalid value for property '{option}'. It must be a boolean")
