@@ -174,6 +174,7 @@ pools: weakref.WeakSet[Any] = weakref.WeakSet()
 block_statistics: weakref.WeakSet[Any] = weakref.WeakSet()
 http_sessions: weakref.WeakSet[Any] = weakref.WeakSet()
 cql_sessions: weakref.WeakSet[Any] = weakref.WeakSet()
+db_pools: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()  # pool -> its name
 
 
 def track(registry: weakref.WeakSet[Any], obj: object) -> None:
@@ -186,6 +187,16 @@ def track(registry: weakref.WeakSet[Any], obj: object) -> None:
 def live(registry: weakref.WeakSet[Any]) -> list[Any]:
     with _track_lock:
         return list(registry)
+
+
+def track_named(registry: weakref.WeakKeyDictionary[Any, str], obj: object, name: str) -> None:
+    with _track_lock:
+        registry[obj] = name
+
+
+def live_named(registry: weakref.WeakKeyDictionary[Any, str]) -> list[tuple[Any, str]]:
+    with _track_lock:
+        return list(registry.items())
 
 
 _track_lock = threading.Lock()

@@ -135,7 +135,27 @@ def _cql(field: str) -> Callable[[], dict[Key, float]]:
     return read
 
 
+def _db_connections() -> dict[Key, float]:
+    values: dict[Key, float] = {}
+    for pool, name in _metrics.live_named(_metrics.db_pools):
+        s = pool.statistics()
+        _add(values, (name, "idle"), s.idle)
+        _add(values, (name, "used"), s.in_use)
+    return values
+
+
+def _db_pool(field: str) -> Callable[[], dict[Key, float]]:
+    def read() -> dict[Key, float]:
+        values: dict[Key, float] = {}
+        for pool, name in _metrics.live_named(_metrics.db_pools):
+            _add(values, (name,), getattr(pool.statistics(), field))
+        return values
+
+    return read
+
+
 _SITE = ("code.function.name", "code.file.path", "code.line.number")
+_DB_POOL = ("db.client.connection.pool.name",)
 
 OBSERVABLES: tuple[Observable, ...] = (
     Observable(
@@ -234,6 +254,38 @@ OBSERVABLES: tuple[Observable, ...] = (
         "updowncounter",
         ("db.system.name",),
         _cql("in_flight"),
+    ),
+    Observable(
+        "db.client.connection.count",
+        "{connection}",
+        "Connections of bridge.adapters.dbapi pools, by state (idle, used)",
+        "updowncounter",
+        (*_DB_POOL, "db.client.connection.state"),
+        _db_connections,
+    ),
+    Observable(
+        "db.client.connection.max",
+        "{connection}",
+        "The most connections each bridge.adapters.dbapi pool may open",
+        "updowncounter",
+        _DB_POOL,
+        _db_pool("max_size"),
+    ),
+    Observable(
+        "db.client.connection.pending_requests",
+        "{request}",
+        "Tasks waiting for a connection of a bridge.adapters.dbapi pool",
+        "updowncounter",
+        _DB_POOL,
+        _db_pool("waiting"),
+    ),
+    Observable(
+        "bridge.dbapi.statements.cancelled",
+        "{statement}",
+        "Statements stopped on the server after their caller gave up",
+        "counter",
+        _DB_POOL,
+        _db_pool("cancelled"),
     ),
     Observable(
         "bridge.cassandra.requests.waiting",

@@ -27,6 +27,9 @@ adds the unit, `bridge_loop_lateness_seconds`):
 - `db.client.operation.duration` (s, histogram, by coordinator host and
   error.type), `bridge.cassandra.requests.active` and `.waiting` for
   `bridge.adapters.cassandra`.
+- `db.client.connection.count` (by state idle/used), `.max`,
+  `.pending_requests` and `bridge.dbapi.statements.cancelled` for
+  `bridge.adapters.dbapi` pools, named after the driver's module.
 
 Gauges and counters are read from the objects' `statistics()` when the
 exporter collects; the histograms are kept in-process (a bisect and two
@@ -58,6 +61,7 @@ __all__ = [
     "recording",
     "status_class",
     "track_cassandra_session",
+    "track_db_pool",
     "track_http_session",
 ]
 
@@ -176,3 +180,9 @@ def track_http_session(session: object) -> None:
 def track_cassandra_session(session: object) -> None:
     """Count `session` (`.statistics()` as Cassandra's AsyncSession) in its gauges; weakly."""
     _metrics.track(_metrics.cql_sessions, session)
+
+
+def track_db_pool(pool: object, name: str) -> None:
+    """Count `pool` (`.statistics()` as bridge.adapters.dbapi's Pool) in the
+    `db.client.connection.*` gauges under `name` (the driver's, say); weakly."""
+    _metrics.track_named(_metrics.db_pools, pool, name)
