@@ -4,7 +4,8 @@ Core hand-off (`bridge.to_thread` of a no-op, 100 in flight), the requests
 adapter (GETs, 100 in flight, an aiohttp server in another process) and the
 Cassandra adapter (prepared INSERT/SELECT alternating, 120 in flight, the CQL
 test server in another process), on asyncio, uvloop and trio. Variants are
-interleaved round by round and each figure is a median; "off again" is the
+interleaved round by round, each round starting with the next variant, and each
+figure is a median; "off again" is the
 same configuration as "off", measured again, so its ratio shows the
 run-to-run noise. Each round ends with one
 collection (a Prometheus scrape rendered by `generate_latest`, an
@@ -98,8 +99,10 @@ async def measure(
     wall: dict[str, list[float]] = {v: [] for v in VARIANTS}
     cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
     collect: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    for _ in range(rounds):
-        for name in VARIANTS:
+    for r in range(rounds):
+        # Each round starts with another variant, so no variant always runs just after
+        # another (a warm-up, a collection) or at the same point of the run.
+        for name in VARIANTS[r % len(VARIANTS) :] + VARIANTS[: r % len(VARIANTS)]:
             variant = Variant(name)
             try:
                 w, c = await workload()
