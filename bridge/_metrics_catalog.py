@@ -55,10 +55,9 @@ def _pools() -> list[tuple[str, Any]]:
 def _pool_threads() -> dict[Key, float]:
     values: dict[Key, float] = {}
     for name, s in _pools():
-        blocked = getattr(s, "blocked", 0)  # threads parked in bridge.blocking(), where known
         _add(values, (name, "idle"), s.idle)
-        _add(values, (name, "blocked"), blocked)
-        _add(values, (name, "busy"), s.threads - s.idle - blocked)
+        _add(values, (name, "blocked"), s.blocked)  # parked in bridge.blocking()
+        _add(values, (name, "busy"), s.running)
     return values
 
 
@@ -76,17 +75,20 @@ def _pool_queued() -> dict[Key, float]:
     return values
 
 
-_GROWTH_REASONS = ("grown", "stalls", "compensated")
-
-
 def _pool_growth() -> dict[Key, float]:
-    """Threads added past `core`, by reason (pools that count them)."""
+    """Threads added past `core`, by reason: queued work with the CPU free (`grown`), or a
+    thread parked in `bridge.blocking()` while jobs waited (`compensated`)."""
     values: dict[Key, float] = {}
     for name, s in _pools():
-        for reason in _GROWTH_REASONS:
-            count = getattr(s, reason, None)
-            if count is not None:
-                _add(values, (name, reason), count)
+        _add(values, (name, "grown"), s.grown)
+        _add(values, (name, "compensated"), s.compensated)
+    return values
+
+
+def _pool_retired() -> dict[Key, float]:
+    values: dict[Key, float] = {}
+    for name, s in _pools():
+        _add(values, (name,), s.retired)
     return values
 
 
@@ -190,6 +192,14 @@ OBSERVABLES: tuple[Observable, ...] = (
         "counter",
         ("bridge.pool.name", "bridge.pool.growth.reason"),
         _pool_growth,
+    ),
+    Observable(
+        "bridge.pool.threads.retired",
+        "{thread}",
+        "Threads that exited (idle past the timeout, or surplus after bridge.blocking())",
+        "counter",
+        ("bridge.pool.name",),
+        _pool_retired,
     ),
     Observable(
         "bridge.limiter.tokens.limit",

@@ -14,8 +14,8 @@ adds the unit, `bridge_loop_lateness_seconds`):
 - `bridge.waker.batch.size` ({completion}, histogram): results per loop wake-up.
 - `bridge.pool.threads` ({thread}, by state busy/idle/blocked),
   `bridge.pool.threads.limit`, `bridge.pool.jobs.queued`,
-  `bridge.pool.threads.added` (by reason): the shared pool and each requests
-  session's threads.
+  `bridge.pool.threads.added` (by reason grown/compensated),
+  `bridge.pool.threads.retired`: the shared pool and each requests session's threads.
 - `bridge.limiter.tokens.limit`, `.tokens.used`, `bridge.limiter.waiting`,
   `bridge.limiter.grants`, and `bridge.limiter.wait.duration` (s, histogram of
   the calls that had to queue), per limiter name.

@@ -137,6 +137,17 @@ async def test_pool_threads_by_state(exporter: Exporter) -> None:
     assert busy.value("bridge.pool.threads", bridge__pool__name="default",
                       bridge__pool__thread__state="busy") >= 1  # fmt: skip
     assert busy.value("bridge.pool.threads.limit", bridge__pool__name="default") == limit
+    after = bridge.default_pool().statistics()  # counters only grow: read after, never less
+    for reason, count in (("grown", after.grown), ("compensated", after.compensated)):
+        added = busy.value("bridge.pool.threads.added", bridge__pool__name="default",
+                           bridge__pool__growth__reason=reason)  # fmt: skip
+        assert 0 <= added <= count
+    assert 0 <= busy.value("bridge.pool.threads.retired", bridge__pool__name="default") <= (
+        after.retired
+    )
+    reasons = {labels["bridge.pool.growth.reason"]
+               for labels, _ in busy.series["bridge.pool.threads.added"]}  # fmt: skip
+    assert reasons == {"grown", "compensated"}
 
 
 async def test_syncify_calls_are_counted(exporter: Exporter) -> None:
