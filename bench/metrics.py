@@ -211,7 +211,7 @@ def hook_costs() -> list[list[Any]]:
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
     from bridge import _metrics
-    from bridge.adapters.requests import _record_request
+    from bridge.adapters._requests_metrics import record as _record_request
 
     def best(stmt: Callable[[], object], number: int = 20_000) -> float:
         return min(timeit.repeat(stmt, number=number, repeat=7)) / number * 1e6

@@ -114,13 +114,19 @@ class Limiter:
         running = self._tokens - self._available
         if running > self._peak:
             self._peak = running
+        if self._queued_at:  # metrics on, and calls queued: how long did this one wait?
+            self._waited(entry)
+
+    def _waited(self, entry: _Entry) -> None:
+        queued_at = self._queued_at.pop(entry, None)
+        if queued_at is not None:
+            _metrics.limiter_wait.record(time.perf_counter() - queued_at, (self.name or "",))
 
     def _release(self) -> None:
         """A token comes back; it goes straight to the oldest live waiter."""
         with self._lock:
             while self._waiters:
                 entry = self._waiters.popleft()
-                queued_at = self._queued_at.pop(entry, None) if self._queued_at else None
                 if entry.dropped:
                     continue
                 self._waiting -= 1
@@ -129,8 +135,6 @@ class Limiter:
             else:
                 self._available += 1
                 return
-        if queued_at is not None:
-            _metrics.limiter_wait.record(time.perf_counter() - queued_at, (self.name or "",))
         entry.grant()
 
     def _drop(self, entry: _Entry) -> None:
@@ -139,6 +143,7 @@ class Limiter:
             if not entry.has_token:
                 entry.dropped = True
                 self._waiting -= 1
+                self._queued_at.pop(entry, None)
                 return
             entry.has_token = False
         self._release()

@@ -27,7 +27,6 @@ import contextlib
 import contextvars
 import socket
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypedDict
@@ -40,11 +39,11 @@ from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.poolmanager import PoolManager
 
-from bridge import metrics
 from bridge._exceptions import ClosedError
 from bridge._job import Job
 from bridge._pool import PoolStatistics, WorkerPool, default_pool
 from bridge._waker import Waker, current_waker
+from bridge.adapters import _requests_metrics
 from bridge.limiter import Limiter
 from bridge.threads import _run_job
 
@@ -324,42 +323,6 @@ def _fly(
     return response
 
 
-def _timed(send: Callable[..., requests.Response]) -> Callable[..., requests.Response]:
-    """`send`, recording its duration in the thread (metrics are on)."""
-
-    def timed(*args: Any, **kwargs: Any) -> requests.Response:
-        start = time.perf_counter()
-        try:
-            response = send(*args, **kwargs)
-        except BaseException as error:
-            _record_request(args, time.perf_counter() - start, None, metrics.error_type(error))
-            raise
-        _record_request(args, time.perf_counter() - start, response.status_code, None)
-        return response
-
-    return timed
-
-
-def _record_request(
-    args: tuple[Any, ...], seconds: float, status: int | None, error: str | None
-) -> None:
-    if len(args) == 2:  # Session.request(method, url)
-        method, url = args
-    else:  # Session.send(prepared)
-        method, url = args[0].method, args[0].url
-    if isinstance(url, bytes):
-        url = url.decode("utf-8", "replace")
-    try:
-        parts = urlsplit(url)
-        host, port = parts.hostname, parts.port or {"https": 443}.get(parts.scheme.lower(), 80)
-    except ValueError:
-        host, port = None, None
-    status_class = metrics.status_class(status) if status is not None else None
-    metrics.http_client_duration.record(
-        seconds, (str(method).upper(), host, port, status_class, error)
-    )
-
-
 # -- the session -------------------------------------------------------------
 
 
@@ -437,7 +400,7 @@ class AsyncSession:
             else:
                 setattr(session, name, value)
         self.session: requests.Session = session
-        metrics.track_http_session(self)
+        _requests_metrics.track(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -533,8 +496,7 @@ class AsyncSession:
         if host is not None:
             await host.acquire()  # held until the request (or its streamed body) ends
         flight = _Flight(host)
-        if metrics.recording():
-            send = _timed(send)
+        send = _requests_metrics.timed(send)  # itself unless metrics are on
         try:
             response = await _run_job(
                 _fly, (flight, send, args, kwargs, stream), {}, self._limiter, self._pool, api
