@@ -9,6 +9,7 @@ from bridge._exceptions import (
 )
 from bridge._pool import PoolStatistics, WorkerPool, blocking, default_pool
 from bridge._strict import strict
+from bridge.deadline import check_cancelled, current_deadline
 from bridge.futures import to_future, wrap_future
 from bridge.iterate import AsyncIterator, iterate
 from bridge.limiter import Limiter, LimiterStatistics
@@ -39,6 +40,8 @@ __all__ = [
     "WorkerPool",
     "asyncify",
     "blocking",
+    "check_cancelled",
+    "current_deadline",
     "default_pool",
     "iterate",
     "run",

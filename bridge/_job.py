@@ -25,9 +25,19 @@ class _Origin(threading.local):
 
     waker: Waker | None = None
     dedicated: Executor | None = None  # the DedicatedThread this thread is, if it is one
+    job: Job | None = None  # its caller's deadline and cancel flag: bridge.deadline
 
 
 origin = _Origin()
+
+
+def _never(job: Job) -> bool:
+    return False
+
+
+# Whether a job's awaiting task sits in a cancel scope that is already
+# cancelled; bridge.deadline installs the real test (it reads the scopes).
+caller_cancelled: Callable[[Job], bool] = _never
 
 # The DedicatedThreads blocked in `syncify` on the way to the running coroutine:
 # a call sent to one of them from there could never run (it queues behind the wait).
@@ -50,6 +60,7 @@ class Job:
     __slots__ = (
         "_claim",
         "args",
+        "cancelled",
         "cleanup",
         "ctx",
         "dropped",
@@ -61,6 +72,7 @@ class Job:
         "kwargs",
         "limiter",
         "result",
+        "waiter",
         "waker",
     )
 
@@ -86,6 +98,8 @@ class Job:
         self.has_token = False  # holds one of `limiter`'s tokens
         self.dropped = False  # cancelled while waiting for a token
         self.cleanup = False  # runs even if the caller is cancelled: a close, an __exit__
+        self.waiter: object = None  # the awaiting task, to read its deadline (bridge.deadline)
+        self.cancelled = False  # the caller gave up while this ran: check_cancelled() raises
         self._claim = [True]
 
     def claim(self) -> bool:
@@ -132,8 +146,18 @@ class Job:
         """
         if not self.claim():
             return False  # cancelled before it started: dropped, its token already returned
+        if self.waiter is not None and not self.cleanup and caller_cancelled(self):
+            # Made inside a cancel scope that was already cancelled (anyio on
+            # asyncio delivers that on the next loop turn, after the job was
+            # sent): it must not start. The cancellation reaches the task anyway.
+            self.fn = self.args = self.kwargs = self.ctx = None  # type: ignore[assignment]
+            if self.limiter is not None:
+                self.limiter._release()
+            return False
         outer = origin.waker  # a sync->async->sync chain can nest jobs on one thread
+        outer_job = origin.job
         origin.waker = self.waker
+        origin.job = self
         ctx = self.ctx
         if ctx.get(_sniffio_cvar) is not None:
             # No async library runs in this thread: code that picks a path by
@@ -145,6 +169,7 @@ class Job:
             self.error = exc
         finally:
             origin.waker = outer
+            origin.job = outer_job
             self.fn = self.args = self.kwargs = self.ctx = None  # type: ignore[assignment]
         if self.limiter is not None:
             self.limiter._release()  # the token comes back when the thread is really done
@@ -176,4 +201,6 @@ class Job:
             self.fn = self.args = self.kwargs = None  # type: ignore[assignment]
             if self.limiter is not None:
                 self.limiter._drop(self)
+        else:
+            self.cancelled = True  # running: tell the thread (bridge.check_cancelled)
         self.handle = None

@@ -26,6 +26,7 @@ import sniffio
 
 from bridge import _metrics
 from bridge._exceptions import NoEventLoopError
+from bridge._lateness import Lateness
 
 # How many completions one drain hands out: adapted so that the tasks they wake
 # take about one TURN_BUDGET of loop time (see Waker._drain).
@@ -57,7 +58,16 @@ class Parked(Completion, Protocol):
 class Waker:
     """Delivers completions from any thread to one loop, many per wake-up."""
 
-    __slots__ = ("_batch", "_last_end", "_pending", "_scheduled", "closed", "key", "thread_id")
+    __slots__ = (
+        "_batch",
+        "_last_end",
+        "_pending",
+        "_scheduled",
+        "closed",
+        "key",
+        "lateness",
+        "thread_id",
+    )
 
     def __init__(self, key: object) -> None:
         # Weak, so that a waker never keeps a finished loop (and its sockets) alive.
@@ -68,6 +78,7 @@ class Waker:
         self._last_end = 0.0
         self.closed = False
         self.thread_id = threading.get_ident()
+        self.lateness = Lateness()  # how long each requested drain waits: adaptive limiters read it
 
     def deliver(self, item: Completion) -> None:
         """Queue `item.complete()` to run on the loop; safe from any thread."""
@@ -76,6 +87,7 @@ class Waker:
             # Losing this race only costs an extra wake-up: the drain clears
             # the flag before it empties the queue, never after.
             self._scheduled = True
+            self.lateness.asked = _perf_counter()
             try:
                 self._schedule(self._drain)
             except RuntimeError:
@@ -106,6 +118,7 @@ class Waker:
         # the time since the last drain ended is mostly the tasks it woke
         # running; over budget halves the batch, under it grows it a little.
         start = _perf_counter()
+        self.lateness.ran(start)
         batch = self._batch
         if start - self._last_end > TURN_BUDGET:
             batch = max(MIN_BATCH, batch >> 1)
@@ -125,6 +138,7 @@ class Waker:
                 _fail(item, exc)
         if pending and not self._scheduled:
             self._scheduled = True
+            self.lateness.asked = _perf_counter()
             self._schedule(self._drain)  # on the loop thread: a plain call_soon
         self._last_end = _perf_counter()
 

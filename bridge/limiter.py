@@ -8,7 +8,10 @@ the thread's work has really ended, even if the task that asked for it was
 cancelled long before.
 
 Tokens are handed over in FIFO order and never barged: a released token goes
-to the oldest waiter, so no caller starves. A grant runs on whichever thread
+to the oldest waiter, so no caller starves. The bound can move at run time
+(`limiter.tokens = n`, or the controller of `Limiter.adaptive`): growing it
+grants waiting calls at once; shrinking it lets the calls running finish and
+retires their tokens as they come back. A grant runs on whichever thread
 released the token (a worker, a driver's reactor), possibly before `_enter`
 has even returned on the loop: an entry's `grant()` must be safe from any
 thread, as `Job.grant` (a submit) and `Waker.deliver` are.
@@ -16,6 +19,7 @@ thread, as `Job.grant` (a submit) and `Waker.deliver` are.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -23,7 +27,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bridge import _metrics
+from bridge._adaptive import Controller
 from bridge._waker import Slot, Waker, current_waker
+
+_perf_counter = time.perf_counter
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,7 @@ class _Entry(Protocol):
 
     has_token: bool
     dropped: bool
+    waker: Waker
 
     def grant(self) -> None: ...
 
@@ -55,16 +63,10 @@ class Limiter:
     """
 
     def __init__(self, tokens: int, *, name: str | None = None) -> None:
-        if isinstance(tokens, bool) or not isinstance(tokens, int):
-            raise TypeError(f"Limiter(tokens) needs an int, got {tokens!r}")
-        if tokens < 1:
-            raise ValueError(
-                f"Limiter({tokens}) would never let a call run. Pass tokens >= 1 "
-                "(the number of calls allowed at once), or pass limiter=None for no limit."
-            )
+        _check_tokens(tokens, "Limiter({})")
         self.name = name
         self._tokens = tokens
-        self._available = tokens
+        self._available = tokens  # tokens - running; below 0 after a shrink, until calls end
         self._lock = threading.Lock()
         self._waiters: deque[_Entry] = deque()
         self._waiting = 0
@@ -72,10 +74,81 @@ class Limiter:
         self._total = 0
         self._queued_at: dict[_Entry, float] = {}  # while metrics are on: when each waiter queued
         _metrics.track(_metrics.limiters, self)
+        self._control: Controller | None = None
+
+    @classmethod
+    def adaptive(
+        cls,
+        max: int = 100,
+        *,
+        min: int = 1,
+        target_lateness: float = 0.005,
+        name: str | None = None,
+    ) -> Limiter:
+        """A limiter whose tokens move between `min` and `max` to keep the loop on time.
+
+        Threads that hold the GIL make the event loop late (a timer due now
+        runs 5, 50, 500 ms later) long before they stop adding throughput. This
+        limiter measures the lateness of the loops whose calls it admits and
+        takes as many tokens as keep it under `target_lateness` (seconds):
+        few for CPU-heavy calls, up to `max` for calls that mostly wait.
+        Use it wherever a `Limiter` goes.
+
+        >>> limiter = Limiter.adaptive(max=64, target_lateness=0.005, name="api")
+        >>> limiter.max_tokens, limiter.adaptive_target
+        (64, 0.005)
+        """
+        _check_tokens(max, "Limiter.adaptive(max={})")
+        _check_tokens(min, "Limiter.adaptive(min={})")
+        if min > max:
+            raise ValueError(
+                f"Limiter.adaptive(min={min}, max={max}): min is the floor the tokens never go "
+                "below, so it must be <= max."
+            )
+        if (
+            isinstance(target_lateness, bool)
+            or not isinstance(target_lateness, int | float)
+            or not math.isfinite(target_lateness)
+            or target_lateness <= 0
+        ):
+            raise ValueError(
+                f"Limiter.adaptive(target_lateness={target_lateness!r}) must be a positive "
+                "number of seconds: how late the loop may run, e.g. 0.005 for 5 ms."
+            )
+        control = Controller(min, max, float(target_lateness))
+        limiter = cls(int(control.limit), name=name)
+        limiter._control = control
+        return limiter
 
     @property
     def tokens(self) -> int:
+        """How many calls may run at once now; settable (not on an adaptive limiter)."""
         return self._tokens
+
+    @tokens.setter
+    def tokens(self, tokens: int) -> None:
+        _check_tokens(tokens, "limiter.tokens = {}")
+        if self._control is not None:
+            raise ValueError(
+                f"{self!r} is adaptive: it sets its own tokens to hold its lateness target. "
+                "Use Limiter(n) for a bound you set yourself."
+            )
+        with self._lock:
+            granted = self._resize(tokens)
+        for entry in granted:
+            entry.grant()
+
+    @property
+    def max_tokens(self) -> int:
+        """The most tokens this limiter may ever hand out at once: size thread pools to it."""
+        control = self._control
+        return control.ceiling if control is not None else self._tokens
+
+    @property
+    def adaptive_target(self) -> float | None:
+        """The lateness target (seconds) of an adaptive limiter; None for a fixed one."""
+        control = self._control
+        return control.target if control is not None else None
 
     def __repr__(self) -> str:
         s = self.statistics()
@@ -96,17 +169,27 @@ class Limiter:
 
     def _enter(self, entry: _Entry) -> None:
         """Grant a token now, or queue `entry` for the next one released."""
+        granted: list[_Entry] = _NONE
         with self._lock:
-            if self._available and not self._waiters:
+            control = self._control
+            if control is not None:
+                control.source = entry.waker.lateness  # the loop this call comes from
+                granted = self._steer(control)
+            now = self._available > 0 and not self._waiting  # no live waiter to overtake
+            if now:
                 self._available -= 1
                 self._take(entry)
             else:
                 self._waiters.append(entry)
                 self._waiting += 1
                 if _metrics.on:
-                    self._queued_at[entry] = time.perf_counter()
-                return
-        entry.grant()
+                    self._queued_at[entry] = _perf_counter()
+                if control is not None:
+                    control.saturated = True
+        for other in granted:
+            other.grant()
+        if now:
+            entry.grant()
 
     def _take(self, entry: _Entry) -> None:
         entry.has_token = True
@@ -120,22 +203,48 @@ class Limiter:
     def _waited(self, entry: _Entry) -> None:
         queued_at = self._queued_at.pop(entry, None)
         if queued_at is not None:
-            _metrics.limiter_wait.record(time.perf_counter() - queued_at, (self.name or "",))
+            _metrics.limiter_wait.record(_perf_counter() - queued_at, (self.name or "",))
 
     def _release(self) -> None:
         """A token comes back; it goes straight to the oldest live waiter."""
         with self._lock:
-            while self._waiters:
-                entry = self._waiters.popleft()
-                if entry.dropped:
-                    continue
-                self._waiting -= 1
-                self._take(entry)
-                break
-            else:
-                self._available += 1
-                return
-        entry.grant()
+            self._available += 1
+            control = self._control
+            granted = self._steer(control) if control is not None else _NONE
+            if self._available > 0 and self._waiters:
+                granted = granted + self._hand_out()  # also sweeps out dropped waiters
+        for entry in granted:
+            entry.grant()
+
+    def _hand_out(self) -> list[_Entry]:
+        """Under the lock: give free tokens to the oldest live waiters; the caller grants them."""
+        granted = []
+        waiters = self._waiters
+        while self._available > 0 and waiters:
+            entry = waiters.popleft()
+            if entry.dropped:
+                continue
+            self._waiting -= 1
+            self._available -= 1
+            self._take(entry)
+            granted.append(entry)
+        return granted
+
+    def _resize(self, tokens: int) -> list[_Entry]:
+        """Under the lock: move the bound; waiters that now fit are returned, to be granted."""
+        self._available += tokens - self._tokens
+        self._tokens = tokens
+        return self._hand_out()
+
+    def _steer(self, control: Controller) -> list[_Entry]:
+        """Under the lock: once per control window, let the controller move the bound."""
+        now = _perf_counter()
+        if now < control.due:
+            return _NONE
+        tokens = control.step(now)
+        if tokens is None or tokens == self._tokens:
+            return _NONE
+        return self._resize(tokens)
 
     def _drop(self, entry: _Entry) -> None:
         """`entry` was cancelled before it used its token (or before it got one)."""
@@ -171,6 +280,20 @@ class Limiter:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.release()
+
+
+_NONE: list[_Entry] = []  # shared empty result: never appended to
+
+
+def _check_tokens(tokens: object, what: str) -> None:
+    """`what` is how the user wrote it, with {} for the value: "Limiter({})"."""
+    if isinstance(tokens, bool) or not isinstance(tokens, int):
+        raise TypeError(f"{what.format('tokens')} needs an int, got {tokens!r}")
+    if tokens < 1:
+        raise ValueError(
+            f"{what.format(tokens)} would never let a call run. Pass tokens >= 1 "
+            "(the number of calls allowed at once), or pass limiter=None for no limit."
+        )
 
 
 class _TokenRequest(Slot):

@@ -25,6 +25,7 @@ from bridge._exceptions import ClosedError, DeadlockError
 from bridge._job import Executor, Job, origin, waiting_threads
 from bridge._pool import default_pool
 from bridge._waker import current_waker, on_loop_thread
+from bridge.deadline import capture as capture_waiter
 from bridge.limiter import Limiter
 
 P = ParamSpec("P")
@@ -85,6 +86,7 @@ async def to_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) ->
     waker = current_waker("to_thread()")
     # The hand-off of _run_job, inlined: this is the hottest path of the library.
     job = Job(fn, args, kwargs, waker, default_pool(), None)
+    job.waiter = capture_waiter(waker)  # for bridge.current_deadline() in the thread
     return _checked(fn, await waker.wait(job))  # type: ignore[no-any-return]
 
 
@@ -97,7 +99,9 @@ async def _run_job(
     api: str,
 ) -> Any:
     waker = current_waker(api)
-    return _checked(fn, await waker.wait(Job(fn, args, kwargs, waker, executor, limiter)))
+    job = Job(fn, args, kwargs, waker, executor, limiter)
+    job.waiter = capture_waiter(waker)  # for bridge.current_deadline() in the thread
+    return _checked(fn, await waker.wait(job))
 
 
 @overload

@@ -8,6 +8,8 @@ import anyio
 import pytest
 
 from bridge import Limiter, asyncify
+from bridge._adaptive import Controller
+from bridge._lateness import Lateness
 from tests.support import eventually
 
 pytestmark = pytest.mark.anyio
@@ -141,3 +143,149 @@ async def test_a_job_for_a_closed_thread_gives_its_token_back() -> None:
     stats = limiter.statistics()
     assert (stats.running, stats.waiting) == (0, 0)
     assert await asyncify(limiter=limiter)(int)("7") == 7  # the limiter still works
+
+
+# -- the bound at run time ------------------------------------------------------
+
+
+async def test_growing_tokens_grants_waiting_calls_at_once() -> None:
+    limiter = Limiter(1)
+    release = threading.Event()
+    running = 0
+    lock = threading.Lock()
+
+    @asyncify(limiter=limiter)
+    def work() -> None:
+        nonlocal running
+        with lock:
+            running += 1
+        release.wait(30)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(work)
+        await eventually(lambda: limiter.statistics().waiting == 4 and running == 1)
+        limiter.tokens = 3  # two of the waiting calls start now, not when a call ends
+        await eventually(lambda: running == 3)
+        stats = limiter.statistics()
+        assert (stats.tokens, stats.running, stats.waiting) == (3, 3, 2)
+        release.set()
+    assert limiter.statistics().running == 0
+
+
+async def test_shrinking_tokens_lets_running_calls_finish_then_holds_the_new_bound() -> None:
+    limiter = Limiter(4)
+    gates = [threading.Event() for _ in range(4)]
+    lock = threading.Lock()
+    running = 0
+    most_after_shrink = 0
+    shrunk = threading.Event()
+
+    @asyncify(limiter=limiter)
+    def work(i: int) -> None:
+        nonlocal running, most_after_shrink
+        with lock:
+            running += 1
+            if shrunk.is_set():
+                most_after_shrink = max(most_after_shrink, running)
+        gates[i % 4].wait(30)
+        with lock:
+            running -= 1
+
+    async with anyio.create_task_group() as tg:
+        for i in range(8):
+            tg.start_soon(work, i)
+        await eventually(lambda: running == 4 and limiter.statistics().waiting == 4)
+        limiter.tokens = 1
+        shrunk.set()
+        assert limiter.statistics().running == 4  # nobody is stopped
+        for gate in gates:
+            gate.set()
+    assert most_after_shrink == 1  # the queued calls ran one at a time
+    stats = limiter.statistics()
+    assert (stats.tokens, stats.running, stats.waiting, stats.total) == (1, 0, 0, 8)
+
+
+def test_bad_token_counts_are_refused_with_the_fix() -> None:
+    limiter = Limiter(2)
+    with pytest.raises(ValueError, match=r"limiter\.tokens = 0 would never let a call run"):
+        limiter.tokens = 0
+    with pytest.raises(TypeError):
+        limiter.tokens = 1.5  # type: ignore[assignment]
+    with pytest.raises(ValueError, match=r"min is the floor"):
+        Limiter.adaptive(max=4, min=8)
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        Limiter.adaptive(target_lateness=0)
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        Limiter.adaptive(target_lateness=float("nan"))
+    with pytest.raises(ValueError, match="is adaptive"):
+        Limiter.adaptive(max=8).tokens = 4
+    assert limiter.tokens == 2
+
+
+# -- adaptive -------------------------------------------------------------------
+
+
+def _window(lateness: Lateness, waits: list[float]) -> None:
+    """Wake-ups that waited `waits` seconds, as the waker would record them."""
+    for wait in waits:
+        lateness.asked = 100.0
+        lateness.ran(100.0 + wait)
+
+
+def test_controller_cuts_in_proportion_when_the_loop_is_late() -> None:
+    control = Controller(floor=2, ceiling=100, target=0.005)
+    control.limit = 40.0
+    control.source = Lateness()
+    _window(control.source, [0.001, 0.010])  # one wake-up twice the target
+    assert control.step(1.0) == 20
+    _window(control.source, [0.100])  # far over: at most halved per window
+    assert control.step(2.0) == 10
+    _window(control.source, [1.0])
+    control.step(3.0)
+    _window(control.source, [1.0])
+    assert control.step(4.0) == 2  # never below the floor
+
+
+def test_controller_grows_only_when_saturated_on_time_and_with_evidence() -> None:
+    control = Controller(floor=1, ceiling=30, target=0.010)
+    control.limit = 10.0
+    control.source = Lateness()
+    _window(control.source, [0.001] * 8)
+    assert control.step(1.0) is None  # on time, but no call waited for a token: hold
+    control.saturated = True
+    _window(control.source, [0.001] * 2)
+    assert control.step(1.01) is None  # too few wake-ups yet to call it on time
+    _window(control.source, [0.001] * 2)
+    assert control.step(1.02) == 15  # far under the target: +min(50%, 1 - 0.1 of it)
+    control.saturated = True
+    _window(control.source, [0.009] * 4)
+    assert control.step(1.03) == 16  # near the target: +10% (1.5 tokens)
+    control.limit = 29.5
+    control.saturated = True
+    _window(control.source, [0.001] * 4)
+    assert control.step(1.04) == 30  # never above the ceiling
+
+
+async def test_an_adaptive_limiter_stays_within_its_bounds() -> None:
+    limiter = Limiter.adaptive(max=16, min=2, target_lateness=0.050)
+    lock = threading.Lock()
+    running = 0
+    most = 0
+
+    @asyncify(limiter=limiter)
+    def work() -> None:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        threading.Event().wait(0.001)
+        with lock:
+            running -= 1
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(200):
+            tg.start_soon(work)
+    stats = limiter.statistics()
+    assert 2 <= stats.tokens <= 16 and most <= 16
+    assert (stats.running, stats.waiting, stats.total) == (0, 0, 200)

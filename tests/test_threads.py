@@ -339,3 +339,31 @@ async def test_dedicated_thread_call_is_refused_on_a_loop_thread() -> None:
     with DedicatedThread() as db:
         with pytest.raises(bridge.DeadlockError, match=r"await thread.run"):
             db.call(int)
+
+
+async def test_a_call_made_in_an_already_cancelled_scope_never_starts() -> None:
+    ran: list[str] = []
+    with DedicatedThread() as thread:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await thread.run(ran.append, "run")
+        assert scope.cancelled_caught
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await asyncify(ran.append, thread=thread)("asyncify")
+        with anyio.CancelScope() as outer:
+            outer.cancel()
+            with anyio.CancelScope():  # an inner scope inherits the cancellation
+                await thread.run(ran.append, "nested")
+        await thread.run(ran.append, "after")  # FIFO: anything sent before has run or was dropped
+    assert ran == ["after"]
+
+
+async def test_a_shielded_call_in_a_cancelled_scope_still_runs() -> None:
+    ran: list[str] = []
+    with DedicatedThread() as thread:
+        with anyio.CancelScope() as outer:
+            outer.cancel()
+            with anyio.CancelScope(shield=True):
+                await thread.run(ran.append, "shielded")
+    assert ran == ["shielded"]

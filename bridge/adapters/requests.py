@@ -8,9 +8,13 @@ library lacks when it is driven from an event loop:
   urllib3 connection pool are sized to it, so no thread waits for a pooled
   connection and no connection is opened that a thread cannot use;
 * a default timeout, because a request without one can hold a thread forever;
+* deadlines that reach `requests`: under `anyio.fail_after(t)` (or trio's, or
+  `asyncify(timeout=...)`) each call gets `min(its own timeout, time left)`,
+  so a call given up on ends by requests' own timeout, in its thread;
 * cancellation that frees the thread: the in-flight connection's socket is shut
   down from the loop, so the worker returns at once instead of waiting for the
-  server, and that connection is never reused;
+  server, and that connection is never reused (unless the cancellation is the
+  deadline's, which the socket's own timeout ends just as soon);
 * streamed bodies as async iterators, read in threads one chunk ahead.
 
 How the socket is found: the session mounts an `HTTPAdapter` whose urllib3
@@ -25,8 +29,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypedDict
@@ -39,6 +45,7 @@ from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.poolmanager import PoolManager
 
+from bridge import current_deadline
 from bridge._exceptions import ClosedError
 from bridge._job import Job
 from bridge._pool import PoolStatistics, WorkerPool, default_pool
@@ -74,6 +81,9 @@ CHUNK_SIZE: Final = 64 * 1024
 """`aiter_content`/`aiter_lines` default; requests' default (1 byte) costs a thread hop a byte."""
 
 TimeoutType = float | tuple[float | None, float | None] | None
+
+MIN_TIMEOUT: Final = 0.001
+"""urllib3 refuses a timeout of 0: a deadline already passed becomes this."""
 
 
 class _NotGiven:
@@ -152,7 +162,7 @@ class _Flight:
     stream when its body is closed), exactly once.
     """
 
-    __slots__ = ("_conn", "_host", "_kept", "_lock", "_state", "aborted")
+    __slots__ = ("_conn", "_host", "_kept", "_lock", "_state", "aborted", "ends_at")
 
     def __init__(self, host: Limiter | None) -> None:
         self._lock = threading.Lock()
@@ -161,6 +171,7 @@ class _Flight:
         self._state = _PENDING
         self._kept: requests.Response | None = None  # a streamed response not yet handed over
         self.aborted = False
+        self.ends_at = math.inf  # monotonic: the caller's deadline, when it bounds the timeouts
 
     # thread side
 
@@ -176,14 +187,19 @@ class _Flight:
         with self._lock:
             self._conn = conn
             conn.bridge_flight = self
-            if self.aborted:
+            if self.aborted and not self._times_out():
                 _shutdown(conn.sock)
 
     def connected(self, conn: _TrackingConnection) -> None:
         # Cancelled while the TCP connect or TLS handshake ran: cut it now.
         with self._lock:
-            if self.aborted and self._conn is conn:
+            if self.aborted and self._conn is conn and not self._times_out():
                 _shutdown(conn.sock)
+
+    def _times_out(self) -> bool:
+        """The caller's deadline has passed and bounds this request's timeouts: requests'
+        own timeout ends the thread as soon as a cut would, and says why (a `Timeout`)."""
+        return time.monotonic() >= self.ends_at - MIN_TIMEOUT
 
     def detach(self, conn: _TrackingConnection) -> bool:
         """The connection goes back to the pool; False if it was cut and must not be reused."""
@@ -216,7 +232,7 @@ class _Flight:
         with self._lock:
             self.aborted = True
             state = self._state
-            if self._conn is not None:
+            if self._conn is not None and not self._times_out():
                 _shutdown(self._conn.sock)
             kept, self._kept = self._kept, None
         if kept is not None:
@@ -311,6 +327,9 @@ def _fly(
     """In the worker thread: send the request with `flight` visible to the adapter."""
     if not flight.begin():
         return None  # the caller was cancelled before we started: never send it
+    left = current_deadline()
+    if left is not None:
+        kwargs = {**kwargs, "timeout": _within(kwargs.get("timeout"), left, flight)}
     token = _current_flight.set(flight)
     try:
         response = send(*args, **kwargs)
@@ -321,6 +340,29 @@ def _fly(
         _current_flight.reset(token)
     flight.finish(response if stream else None)
     return response
+
+
+def _within(timeout: Any, left: float, flight: _Flight) -> Any:
+    """`timeout` (a number, `(connect, read)` or None) cut to the `left` seconds of the deadline.
+
+    When the deadline is the shorter bound, the flight remembers it: a
+    cancellation at the deadline then lets requests' timeout end the call.
+    """
+    left = max(left, MIN_TIMEOUT)
+    if timeout is None:
+        connect = read = None
+    elif isinstance(timeout, int | float):
+        connect = read = timeout
+    elif isinstance(timeout, tuple) and len(timeout) == 2:
+        connect, read = timeout
+    else:
+        return timeout  # a urllib3 Timeout object: the caller's own, left alone
+    if read is None or left < read:
+        flight.ends_at = time.monotonic() + left
+    return (
+        left if connect is None else min(connect, left),
+        left if read is None else min(read, left),
+    )
 
 
 # -- the session -------------------------------------------------------------
@@ -371,7 +413,7 @@ class AsyncSession:
                 "data=, stream=...) go to each call, e.g. `await session.get(url, json=...)`."
             )
         self._limiter = limiter if limiter is not None else Limiter(DEFAULT_CONCURRENCY)
-        tokens = self._limiter.tokens
+        tokens = self._limiter.max_tokens  # an adaptive limiter may grow to this
         self.timeout: TimeoutType = DEFAULT_TIMEOUT if isinstance(timeout, _NotGiven) else timeout
         self.per_host = per_host
         self._hosts: dict[str, Limiter] = {}

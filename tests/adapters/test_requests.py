@@ -380,3 +380,56 @@ async def test_cancelled_stream_read_frees_its_thread(server: HTTPTestServer) ->
         assert chunks == [b"hello"]
         await eventually(lambda: server.eofs == 1)
         await eventually(lambda: threads_idle(session))
+
+
+# -- deadlines ------------------------------------------------------------------
+
+
+class SendRecorder:
+    """Wraps a session's `requests.Session.send` to see, in the thread, what it was given and
+    how it ended: the real send still runs over the real socket."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.timeouts: list[Any] = []
+        self.errors: list[BaseException] = []
+        self.ended = threading.Event()
+        self._send = session.session.send
+        session.session.send = self  # type: ignore[method-assign]
+
+    def __call__(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        self.timeouts.append(kwargs.get("timeout"))
+        try:
+            return self._send(request, **kwargs)
+        except BaseException as exc:
+            self.errors.append(exc)
+            raise
+        finally:
+            self.ended.set()
+
+
+async def test_the_time_left_bounds_the_timeout_given_to_requests(server: HTTPTestServer) -> None:
+    async with AsyncSession(timeout=(10, 60)) as session:
+        sent = SendRecorder(session)
+        with anyio.fail_after(30):
+            await session.get(server.url("/echo"))
+        await session.get(server.url("/echo"))  # no deadline: the session's own timeout
+        with anyio.fail_after(300):
+            await session.get(server.url("/echo"))  # a deadline longer than both: unchanged
+    (connect, read), unbounded, longer = sent.timeouts
+    assert 0 < connect <= 10 and 0 < read <= 30
+    assert unbounded == (10, 60)
+    assert longer == (10, 60)
+
+
+async def test_a_deadline_ends_the_call_by_requests_own_timeout(server: HTTPTestServer) -> None:
+    # The session would wait 600 s for an answer; the caller's deadline is 0.5 s. The
+    # thread must end with requests' ReadTimeout (its socket timed out), not a cut socket.
+    async with AsyncSession(limiter=bridge.Limiter(2), timeout=(5, 600)) as session:
+        sent = SendRecorder(session)
+        with pytest.raises(TimeoutError):
+            with anyio.fail_after(0.5):
+                await session.get(server.url("/hang"))
+        await bridge.to_thread(sent.ended.wait, 30)
+        assert [type(e) for e in sent.errors] == [requests.exceptions.ReadTimeout]
+        await eventually(lambda: threads_idle(session))
+        assert (await session.get(server.url("/echo"))).status_code == 200

@@ -104,3 +104,14 @@ def test_the_readme_example_runs() -> None:
     blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
     (example,) = [b for b in blocks if "PasswordAuthenticator" in b]
     exec(compile(example, "README.md", "exec"), {})
+
+
+def test_the_command_line_server_requires_logins_with_auth() -> None:
+    with CQLServer.start_in_subprocess(authenticator="PasswordAuthenticator") as server:
+        provider = PlainTextAuthProvider(username="cassandra", password="wrong")
+        cluster = make_cluster(server, auth_provider=provider)
+        try:
+            with pytest.raises(NoHostAvailable, match="and/or password are incorrect"):
+                cluster.connect()
+        finally:
+            cluster.shutdown()

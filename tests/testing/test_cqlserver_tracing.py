@@ -1,4 +1,4 @@
-"""Tracing and client warnings, as the driver reads them, on protocol v4 and v5."""
+"""Tracing, client warnings and echoed custom payloads, as the driver reads them."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ from collections.abc import Callable
 import pytest
 from cassandra.cluster import Session
 from cassandra.query import SimpleStatement
+
+from bridge.testing.cqlserver import ServerThread
+
+from .conftest import make_cluster
 
 KS = "tracing_test"
 
@@ -46,3 +50,33 @@ def test_an_aggregate_over_every_partition_warns(
     assert everywhere.response_future.warnings == ["Aggregation query used without partition key"]
     one = session.execute(f"SELECT count(*) FROM {t} WHERE k = 1")
     assert not one.response_future.warnings
+
+
+def test_custom_payloads_are_echoed_when_asked_for(
+    cql_server_factory: Callable[..., ServerThread],
+) -> None:
+    server = cql_server_factory(echo_custom_payload=True)
+    cluster = make_cluster(server, protocol_version=5)
+    try:
+        session = cluster.connect()
+        session.execute(
+            "CREATE KEYSPACE echo WITH replication = "
+            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+        )
+        session.execute("CREATE TABLE echo.t (k int PRIMARY KEY)")
+        payload = {"a": b"1", "b": b""}
+        future = session.execute_async(
+            "SELECT count(*) FROM echo.t", custom_payload=payload, trace=True
+        )
+        future.result()
+        assert future.custom_payload == payload
+        assert future.warnings == ["Aggregation query used without partition key"]
+        assert future.get_query_trace(max_wait=30).parameters["query"].startswith("SELECT")
+    finally:
+        cluster.shutdown()
+
+
+def test_custom_payloads_are_ignored_by_default(session: Session) -> None:
+    future = session.execute_async("SELECT * FROM system.local", custom_payload={"a": b"1"})
+    future.result()
+    assert future.custom_payload is None

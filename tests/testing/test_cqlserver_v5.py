@@ -145,6 +145,14 @@ def test_results_larger_than_a_segment_arrive_whole(session: Session) -> None:
     assert session.execute(f"SELECT v FROM {KS}.big WHERE k = 3").one().v == value
 
 
+def test_requests_larger_than_a_segment_arrive_whole(session: Session) -> None:
+    session.execute(f"CREATE TABLE {KS}.upload (k int PRIMARY KEY, v text)")
+    insert = session.prepare(f"INSERT INTO {KS}.upload (k, v) VALUES (?, ?)")
+    value = "".join(chr(0x41 + i % 26) for i in range(300_000))  # three segments' worth
+    session.execute(insert, (1, value))
+    assert session.execute(f"SELECT v FROM {KS}.upload WHERE k = 1").one().v == value
+
+
 def test_a_statement_names_its_own_keyspace(session: Session) -> None:
     session.execute(f"CREATE TABLE {KS}.kt (k int PRIMARY KEY, v int)")
     session.execute(f"INSERT INTO {KS}.kt (k, v) VALUES (1, 10)")

@@ -618,7 +618,7 @@ class Engine:
                 if column.kind == "regular":
                     row.cells[column.name] = options.cell(value)
                 elif column.kind == "static":
-                    partition.static[column.name] = options.cell(value)
+                    partition.static_cells()[column.name] = options.cell(value)
         return data
 
     def _schema_change(self, statement: ast.Statement, keyspace: str | None) -> Result:

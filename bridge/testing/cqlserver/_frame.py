@@ -418,19 +418,37 @@ def enc_inet(address: str, port: int) -> bytes:
 
 
 def with_envelope(
-    response: bytes, tracing_id: bytes | None = None, warnings: Sequence[str] = ()
+    response: bytes,
+    tracing_id: bytes | None = None,
+    warnings: Sequence[str] = (),
+    payload: bytes | None = None,
 ) -> bytes:
-    """A response frame with a tracing id and/or warnings put before its body (section 4)."""
-    version, flags, stream, opcode, length = HEADER.unpack_from(response)
-    prefix = b""
+    """A response frame with a tracing id, warnings and/or a custom payload (section 4).
+
+    They go in that order before the message; warnings are added before the other
+    two (the engine's), which come when the frame is written. ``payload`` is an
+    encoded ``[bytes map]``.
+    """
+    version, flags, stream, opcode, _length = HEADER.unpack_from(response)
+    body = response[HEADER_SIZE:]
+    head = b""
     if tracing_id is not None:
         flags |= FLAG_TRACING
-        prefix += tracing_id
+        head = tracing_id
     if warnings:
         flags |= FLAG_WARNING
-        prefix += enc_string_list(warnings)
-    header = HEADER.pack(version, flags, stream, opcode, length + len(prefix))
-    return header + prefix + response[HEADER_SIZE:]
+        body = enc_string_list(warnings) + body
+    if payload is not None:
+        split = _string_list_end(body) if flags & FLAG_WARNING else 0
+        body = body[:split] + payload + body[split:]
+        flags |= FLAG_CUSTOM_PAYLOAD
+    return HEADER.pack(version, flags, stream, opcode, len(head) + len(body)) + head + body
+
+
+def _string_list_end(body: bytes) -> int:
+    reader = BodyReader(body)
+    reader.read_string_list()
+    return reader.pos
 
 
 def ready(stream: int) -> bytes:

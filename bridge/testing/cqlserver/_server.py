@@ -117,6 +117,7 @@ class CQLServer:
         release_version: str = "4.1.4",
         activity_maxlen: int = 100_000,
         authenticator: str | None = None,
+        echo_custom_payload: bool = False,
     ) -> None:
         if nodes < 1:
             raise ValueError("a cluster needs at least one node")
@@ -126,6 +127,9 @@ class CQLServer:
                 "for none, or 'PasswordAuthenticator' for logins checked against the roles "
                 "(default superuser cassandra/cassandra; add more with CREATE ROLE)"
             )
+        # Send each request's custom payload back with its response, as Cassandra does
+        # with CustomPayloadMirroringQueryHandler (the default handler ignores them).
+        self.echo_custom_payload = echo_custom_payload
         # Whether connections must log in (PasswordAuthenticator) before anything else.
         self.password_auth = authenticator in ("PasswordAuthenticator", AUTH)
         first = ipaddress.ip_address(host)
@@ -425,6 +429,7 @@ class Connection(asyncio.Protocol):
         self._paused = False
         self._out: list[bytes] | None = None
         self._traced: dict[int, TraceSession] = {}  # by stream: requests sent with tracing
+        self._payloads: dict[int, bytes] = {}  # by stream: custom payloads to echo
 
     # -- transport callbacks ------------------------------------------------
 
@@ -460,22 +465,28 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def write(self, data: bytes) -> None:
-        if self._traced:
-            data = self._trace_response(data)
+        if self._traced or self._payloads:
+            data = self._envelope(data)
         out = self._out
         if out is not None:
             out.append(data)  # sent with the rest of this read's answers
         elif not self.closed and self.transport is not None:
             self.transport.write(self._wire([data]))
 
-    def _trace_response(self, data: bytes) -> bytes:
-        """Add the tracing id to the answer of a traced request, and close its session."""
+    def _envelope(self, data: bytes) -> bytes:
+        """Add the tracing id (closing its session) and the echoed payload to an answer."""
         stream = f.HEADER.unpack_from(data)[2]
-        session = self._traced.pop(stream, None) if stream >= 0 else None
-        if session is None:
+        if stream < 0:
             return data
-        session.finish()
-        return f.with_envelope(data, tracing_id=session.id.bytes)
+        session = self._traced.pop(stream, None)
+        payload = self._payloads.pop(stream, None)
+        if session is None and payload is None:
+            return data
+        if session is not None:
+            session.finish()
+        return f.with_envelope(
+            data, tracing_id=session.id.bytes if session else None, payload=payload
+        )
 
     def _flush(self) -> None:
         out, self._out = self._out, None
@@ -627,7 +638,10 @@ class Connection(asyncio.Protocol):
             )  # fmt: skip
         try:
             if flags & f.FLAG_CUSTOM_PAYLOAD:
+                before = reader.pos
                 reader.read_bytes_map()  # ignored, as by Cassandra's default QueryHandler
+                if self.server.echo_custom_payload and opcode in _TRACEABLE:
+                    self._payloads[stream] = bytes(data[before : reader.pos])
             if opcode == f.EXECUTE:
                 self._execute(stream, reader)
             elif opcode == f.QUERY:

@@ -11,21 +11,57 @@ import functools
 import operator
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final, cast
 
 from ._murmur3 import murmur3_token, partition_key_bytes
 from ._schema import Column, Table
 
 
-@dataclass(slots=True)
 class Cell:
-    value: object
-    timestamp: int  # microseconds, as in Cassandra
+    """A value and its write timestamp (microseconds, as in Cassandra); it never expires.
+
+    Most cells have no TTL, so the expiry lives in the subclass: two slots, not four.
+    """
+
+    __slots__ = ("timestamp", "value")
     expires: float | None = None  # clock() seconds at which the TTL runs out
     ttl: int | None = None
 
+    def __init__(self, value: object, timestamp: int) -> None:
+        self.value = value
+        self.timestamp = timestamp
+
     def alive(self, now: float) -> bool:
-        return self.expires is None or now < self.expires
+        return True
+
+    def __repr__(self) -> str:
+        return f"Cell({self.value!r}, {self.timestamp})"
+
+
+class ExpiringCell(Cell):
+    """A cell written with a TTL."""
+
+    __slots__ = ("expires", "ttl")
+
+    def __init__(self, value: object, timestamp: int, expires: float, ttl: int) -> None:
+        super().__init__(value, timestamp)
+        self.expires = expires
+        self.ttl = ttl
+
+    def alive(self, now: float) -> bool:
+        return now < self.expires  # type: ignore[operator]
+
+
+def make_cell(value: object, timestamp: int, expires: float | None, ttl: int | None) -> Cell:
+    if expires is None:
+        return Cell(value, timestamp)
+    return ExpiringCell(value, timestamp, expires, ttl or 0)
+
+
+# A partition with no static cells shares this; writing one replaces it with its
+# own dict (``Partition.static_cells``). Read-only, so a missed write fails loudly.
+_NO_STATIC: Final = cast(dict[str, "Cell"], MappingProxyType({}))
 
 
 @functools.total_ordering
@@ -76,8 +112,14 @@ class Partition:
     key: tuple[object, ...]
     key_bytes: bytes
     token: int
-    static: dict[str, Cell] = field(default_factory=dict)
+    static: dict[str, Cell] = field(default_factory=lambda: _NO_STATIC)  # see static_cells()
     rows: list[Row] = field(default_factory=list)  # sorted by sort_key (bisect with key=)
+
+    def static_cells(self) -> dict[str, Cell]:
+        """The static cells, to write to."""
+        if self.static is _NO_STATIC:
+            self.static = {}
+        return self.static
 
     def get_row(self, sort_key: tuple[Any, ...]) -> Row | None:
         rows = self.rows
@@ -199,7 +241,8 @@ class TableData:
         """Drop every cell of dropped columns, so adding one back does not revive old data."""
         for partition in self._partitions.values():
             for name in names:
-                partition.static.pop(name, None)
+                if partition.static is not _NO_STATIC:
+                    partition.static.pop(name, None)
                 for row in partition.rows:
                     row.cells.pop(name, None)
 

@@ -16,7 +16,7 @@ from ._errors import Invalid
 from ._json import expand_insert as expand_json_insert
 from ._results import ColumnSpec, RowsResult
 from ._schema import Column, Table
-from ._storage import Cell, Partition, Row, TableData, bound_key_bytes
+from ._storage import Cell, Partition, Row, TableData, bound_key_bytes, make_cell
 from ._types import (
     BOOLEAN,
     COUNTER,
@@ -42,7 +42,7 @@ class WriteOptions:
 
     def cell(self, value: object) -> Cell:
         expires = self.now + self.ttl if self.ttl else None
-        return Cell(value, self.timestamp, expires, self.ttl or None)
+        return make_cell(value, self.timestamp, expires, self.ttl or None)
 
 
 def ttl_of(using: ast.Using, table: Table, context: Context) -> int | None:
@@ -157,7 +157,7 @@ def insert(
         if column.kind == "regular":
             _put(row.cells, column, value, options)
         elif column.kind == "static":
-            _put(partition.static, column, value, options)
+            _put(partition.static_cells(), column, value, options)
     return applied_result(table, True) if statement.if_not_exists else None
 
 
@@ -272,7 +272,7 @@ class InsertPlan:
         if row.marker is None or row.marker.timestamp <= stamp:
             row.marker = options.cell(None)
         for column, index, static in self.cells:
-            _put(partition.static if static else row.cells, column, decoded[index], options)
+            _put(partition.static_cells() if static else row.cells, column, decoded[index], options)
 
 
 def update(
@@ -305,7 +305,7 @@ def update(
         partition = data.partition(key)
         targets: list[dict[str, Cell]] = []
         if clusterings is None:
-            targets.append(partition.static)
+            targets.append(partition.static_cells())
         else:
             for clustering in clusterings:
                 for column in table.clustering:
@@ -314,7 +314,7 @@ def update(
                 targets.append(row.cells)
         for assignment, column in zip(statement.assignments, assigned, strict=True):
             if column.kind == "static":
-                _assign(partition.static, column, assignment, context, options)
+                _assign(partition.static_cells(), column, assignment, context, options)
             else:
                 for cells in targets:
                     _assign(cells, column, assignment, context, options)
