@@ -28,7 +28,8 @@ lint: $(VENV)/.dev
 
 demo: $(VENV)/.dev
 	$(PY) examples/popular_words.py
-	$(PY) examples/uptime_monitor --duration 20 --port 0
+	@echo "== the uptime monitor: open the status page it prints; Ctrl-C stops it and prints the summary"
+	$(PY) examples/uptime_monitor --port 0
 
 bench: $(VENV)/.bench
 	@for script in bench/[!_]*.py; do \

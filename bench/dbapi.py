@@ -239,6 +239,90 @@ def run_aiomysql(my: dict[str, Any], sql: str, total: int, width: int) -> Any:
     return asyncio.run(main())
 
 
+# -- cancellation: how soon a cancelled statement is gone from the server ------------------
+
+
+def run_cancel(
+    pg: dict[str, Any], backend: str, uvloop: bool, times: int
+) -> list[tuple[float, float]]:
+    """Per cancellation: seconds until the query left pg_stat_activity, and until the
+    connection was idle in the pool again (polled every 0.5 ms from another thread)."""
+    admin = psycopg2.connect(**pg)
+    admin.autocommit = True
+
+    def state(tag: str) -> bool:
+        with admin.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE %s "
+                "AND pid <> pg_backend_pid()",
+                (f"%{tag}%",),
+            )
+            return bool(cursor.fetchone()[0])
+
+    async def main() -> list[tuple[float, float]]:
+        out = []
+        async with create_pool(psycopg2.connect, min_size=1, max_size=1, **pg) as pool:
+            for _ in range(times):
+                tag = uuid.uuid4().hex
+                async with anyio.create_task_group() as tg:
+
+                    async def sleep(tag: str = tag) -> None:
+                        await pool.execute(f"SELECT pg_sleep(60), '{tag}'")
+
+                    tg.start_soon(sleep)
+                    while not await anyio.to_thread.run_sync(state, tag):  # noqa: ASYNC110
+                        await anyio.sleep(0.001)
+                    start = time.perf_counter()
+                    tg.cancel_scope.cancel()
+                gone = idle = None
+                while gone is None or idle is None:
+                    now = time.perf_counter() - start
+                    if idle is None and pool.statistics().idle == 1:
+                        idle = now
+                    if gone is None and not await anyio.to_thread.run_sync(state, tag):
+                        gone = time.perf_counter() - start
+                    await anyio.sleep(0.0005)
+                out.append((gone, idle))
+        return out
+
+    try:
+        if backend == "trio":
+            return anyio.run(main, backend="trio")
+        return anyio.run(main, backend_options={"use_uvloop": uvloop})
+    finally:
+        admin.close()
+
+
+def report_cancel(pg: dict[str, Any], times: int) -> dict[str, Any]:
+    rows, saved = [], {}
+    for name, backend, uvloop in (
+        ("asyncio", "asyncio", False),
+        ("uvloop", "asyncio", True),
+        ("trio", "trio", False),
+    ):
+        samples = run_cancel(pg, backend, uvloop, times)
+        gone = [g for g, _ in samples]
+        idle = [i for _, i in samples]
+        rows.append(
+            [
+                name,
+                percentile(gone, 50) * 1000,
+                max(gone) * 1000,
+                percentile(idle, 50) * 1000,
+                max(idle) * 1000,
+            ]
+        )
+        saved[name] = {"gone_s": gone, "idle_s": idle}
+    print(f"\nA cancelled SELECT pg_sleep(60), {times} times per loop: ms after the cancel\n")
+    print(
+        table(
+            ["loop", "gone from pg_stat_activity p50", "max", "connection idle in pool p50", "max"],
+            rows,
+        )
+    )
+    return saved
+
+
 # -- servers and tables ------------------------------------------------------------------
 
 
@@ -337,10 +421,13 @@ def main() -> None:
     parser.add_argument("--sleep-queries", type=int, default=2000)
     parser.add_argument("--width", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", choices=["select", "insert", "sleep5", "mysql"], action="append")
+    parser.add_argument(
+        "--only", choices=["select", "insert", "sleep5", "mysql", "cancel"], action="append"
+    )
+    parser.add_argument("--cancels", type=int, default=10)
     args = parser.parse_args()
     width, rounds = args.width, args.rounds
-    chosen = args.only or ["select", "insert", "sleep5", "mysql"]
+    chosen = args.only or ["select", "insert", "sleep5", "mysql", "cancel"]
     pg = postgres()
     saved: dict[str, Any] = {}
     base = "bridge create_pool(psycopg2) asyncio"
@@ -388,6 +475,8 @@ def main() -> None:
                 f"best of {rounds} interleaved rounds"
             )
             saved["mysql_select"] = {"queries": total, "rows": report(title, results, mybase)}
+    if "cancel" in chosen:
+        saved["cancel"] = report_cancel(pg, args.cancels)
     path = save("dbapi", {"width": width, "rounds": rounds, "results": saved})
     print(f"\nwrote {path}")
 

@@ -13,7 +13,7 @@ from bridge.deadline import check_cancelled, current_deadline
 from bridge.futures import to_future, wrap_future
 from bridge.iterate import AsyncIterator, iterate
 from bridge.limiter import Limiter, LimiterStatistics
-from bridge.portal import Portal, shared_portal, syncify
+from bridge.portal import Portal, run_on_loop, shared_portal, syncify
 from bridge.proxy import AsyncProxy, unwrap, wrap
 from bridge.runner import run
 from bridge.threads import DedicatedThread, asyncify, to_thread
@@ -45,6 +45,7 @@ __all__ = [
     "default_pool",
     "iterate",
     "run",
+    "run_on_loop",
     "shared_portal",
     "strict",
     "syncify",

@@ -8,6 +8,11 @@ a private directory; when the program ends (normally, on Ctrl-C, or on a
 SIGTERM sent to `bridge watch`, which forwards it) the parent merges them and
 prints the blocking sites ranked by total blocked time.
 
+Only the program's loops count: a loop started by bridge's test servers (an
+in-process `CQLServer`) is not watched, a block with none of the program's code
+above the loop is marked as library code, and a loop starved of the CPU while
+it waits for I/O is not blocked, so one program gives one report run after run.
+
     python -m bridge watch -- app.py --port 8000
     python -m bridge watch --threshold 0.02 -- -m myservice
     bridge watch --report blocking.json -- uvicorn app:app
@@ -142,6 +147,8 @@ def format_report(report: dict[str, Any], threshold: float) -> str:
         lines.append(f"{'rank':>4}  {'count':>5}  {'total s':>8}  {'worst s':>8}  where")
         for rank, site in enumerate(sites, 1):
             where = f"{site['filename']}:{site['lineno']} in {site['function']}()"
+            if site.get("library"):
+                where += "  [library code: no line of yours on the loop thread's stack]"
             lines.append(
                 f"{rank:>4}  {site['count']:>5}  {site['total']:>8.3f}  {site['worst']:>8.3f}  "
                 f"{where}"

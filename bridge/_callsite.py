@@ -18,7 +18,8 @@ from types import FrameType
 
 def _library_roots() -> tuple[str, ...]:
     roots: set[str] = set()
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+    # "scripts": the console-script wrappers pip writes (bin/uvicorn, bin/pytest).
+    for key in ("stdlib", "platstdlib", "purelib", "platlib", "scripts"):
         path = sysconfig.get_paths().get(key)
         if path:
             roots.add(os.path.realpath(path))
@@ -58,6 +59,8 @@ class CallSite:
     lineno: int
     function: str
     line: str
+    #: True when no frame of the user's code was on the stack: the line is a library's.
+    library: bool = False
 
     def __str__(self) -> str:
         return f"{self.filename}:{self.lineno} in {self.function}()"
@@ -68,6 +71,7 @@ class CallSite:
             "lineno": self.lineno,
             "function": self.function,
             "line": self.line,
+            "library": self.library,
         }
 
 
@@ -80,14 +84,20 @@ def extract_stack(frame: FrameType | None, limit: int = 64) -> traceback.StackSu
 
 
 def user_site(stack: traceback.StackSummary | list[traceback.FrameSummary]) -> CallSite:
-    """The innermost frame in user code; the innermost frame if all of it is library."""
-    chosen = None
+    """The innermost frame in user code.
+
+    If the whole stack is library code (a library's own thread or loop), the
+    innermost frame, marked `library=True`: a library line is never passed
+    off as the user's.
+    """
     for summary in reversed(stack):
         if not is_library_file(summary.filename):
-            chosen = summary
-            break
-    if chosen is None:
-        if not stack:
-            return CallSite("<unknown>", 0, "<unknown>", "")
-        chosen = stack[-1]
-    return CallSite(chosen.filename, chosen.lineno or 0, chosen.name, (chosen.line or "").strip())
+            return _site(summary, library=False)
+    if not stack:
+        return CallSite("<unknown>", 0, "<unknown>", "", library=True)
+    return _site(stack[-1], library=True)
+
+
+def _site(summary: traceback.FrameSummary, *, library: bool) -> CallSite:
+    line = (summary.line or "").strip()
+    return CallSite(summary.filename, summary.lineno or 0, summary.name, line, library)

@@ -16,10 +16,12 @@ import atexit
 import functools
 import json
 import os
+import re
 import signal
 import sys
+import sysconfig
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import FrameType, ModuleType
 from typing import Any
 
@@ -46,7 +48,7 @@ def _snapshot() -> dict[str, object]:
         "threshold": _threshold,
         "lateness": _statistics.lateness.to_json(),
         "sites": _statistics.to_json(),
-        "strict": [v.to_json() for v in strict.violations()],
+        "strict": [v.to_json() for v in strict.violations() if not _on_tool_thread(v.stack)],
     }
 
 
@@ -79,6 +81,58 @@ def _writer() -> None:
         write_report()
 
 
+_STDLIB = tuple(
+    os.path.realpath(p) + os.sep
+    for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}
+)
+# Loops that serve bridge's test tools (the CQL and HTTP test servers), not the
+# program. A Portal's loop is watched: it runs the program's coroutines (a
+# Flask view's `syncify` calls land there), and a block there is the program's.
+# An idle portal is never reported: the watchdog knows a loop waiting for I/O.
+_TOOLS = os.path.join(os.path.dirname(os.path.realpath(__file__)), "testing") + os.sep
+
+
+def _started_by_bridge_tool() -> bool:
+    """Was this thread started by one of bridge's test tools (the CQL test server)?
+
+    The thread's outermost code that is not the standard library's
+    (`threading`, `runpy`) tells who runs it: the program's own module, a
+    console script, or a tool's thread function.
+    """
+    files = []
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        files.append(frame.f_code.co_filename)
+        frame = frame.f_back
+    del frame
+    return _outermost_is_tool(files)
+
+
+def _outermost_is_tool(inner_first: Iterable[str]) -> bool:
+    for filename in reversed(list(inner_first)):
+        if filename.startswith("<"):
+            continue
+        real = _realpaths.get(filename)
+        if real is None:
+            real = _realpaths[filename] = os.path.realpath(filename)
+        if real.startswith(_STDLIB):
+            continue
+        return real.startswith(_TOOLS)
+    return False
+
+
+_realpaths: dict[str, str] = {}  # a loop may be started many times (run_until_complete)
+
+
+_FILE = re.compile(r'^\s*File "(.+?)", line \d+')
+
+
+def _on_tool_thread(stack: list[str]) -> bool:
+    """Was a strict-mode violation (its formatted stack) made on a bridge tool's loop?"""
+    files = [m.group(1) for m in map(_FILE.match, stack) if m is not None]
+    return _outermost_is_tool(reversed(files))
+
+
 def _watch_asyncio_loops(owner: type) -> None:
     original: Callable[[Any], None] = owner.run_forever  # type: ignore[attr-defined]
     if getattr(original, "__bridge_watch__", False):
@@ -86,6 +140,8 @@ def _watch_asyncio_loops(owner: type) -> None:
 
     @functools.wraps(original)
     def run_forever(self: Any) -> None:
+        if _started_by_bridge_tool():
+            return original(self)
         with LoopWatchdog(_threshold, statistics=_statistics).attach(self):
             return original(self)
 
@@ -100,6 +156,9 @@ def _watch_trio(trio: ModuleType) -> None:
 
     @functools.wraps(original)
     def run(async_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if _started_by_bridge_tool():
+            return original(async_fn, *args, **kwargs)
+
         @functools.wraps(async_fn)
         async def watched(*inner: Any) -> Any:
             async with LoopWatchdog(_threshold, statistics=_statistics):

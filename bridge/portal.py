@@ -25,13 +25,22 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import contextvars
 import functools
 import inspect
 import os
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Literal, ParamSpec, TypeVar
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+)
+from types import TracebackType
+from typing import Any, Literal, ParamSpec, TypeVar, cast
 
 import anyio
 import sniffio
@@ -357,6 +366,9 @@ class Portal:
         self._tasks: set[Any] = set()
         self._stop: anyio.Event | None = None
         self._failure: BaseException | None = None
+        self._running = 0  # calls started on the loop and not finished (loop thread only)
+        self._idle: anyio.Event | None = None
+        self._draining = 0
         options: dict[str, Any] = {"backend": backend}
         if backend == "asyncio":
             options["use_uvloop"] = use_uvloop
@@ -404,6 +416,7 @@ class Portal:
         if self._stop is not None and self._stop.is_set():
             call._finish(None, concurrent.futures.CancelledError())
             return
+        self._track(call)
         _spawn(call, self._tasks)
 
     def _check(self, what: str) -> Waker:
@@ -426,6 +439,101 @@ class Portal:
         _check_async(async_fn, "Portal.submit()")
         waker = self._check("submit()")
         return _submit(waker, self._spawn, async_fn, args, kwargs)
+
+    def run_sync(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run the sync `fn(*args, **kwargs)` on the portal's loop thread and return its result.
+
+        For code that must run on the loop (loop-bound objects, callbacks that
+        touch tasks); anyio's `from_thread.run_sync`. It blocks the loop while
+        it runs, so keep it short.
+        """
+        return self.call(_run_sync, fn, *args, **kwargs)  # type: ignore[arg-type]
+
+    def start_task(
+        self, async_fn: Callable[..., Awaitable[T]], /, *args: Any
+    ) -> tuple[concurrent.futures.Future[T], Any]:
+        """Start a task that reports it is ready; return its future and its start value.
+
+        `async_fn(*args, task_status=...)` calls `task_status.started(value)`
+        once it is ready (a server that is listening, say), as with anyio's
+        `BlockingPortal.start_task`; this returns then, with `value`, while the
+        task runs on. If the task fails or returns before `started()`, this
+        raises its error.
+        """
+        started: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future = self.submit(async_fn, *args, task_status=_TaskStatus(started))
+        concurrent.futures.wait([started, future], return_when=concurrent.futures.FIRST_COMPLETED)
+        if started.done():
+            return future, started.result()
+        error = None if future.cancelled() else future.exception()
+        if error is not None:
+            raise error
+        name = getattr(async_fn, "__qualname__", repr(async_fn))
+        raise RuntimeError(
+            f"{name}() ended without calling task_status.started(); "
+            "start it with submit() if it has no start value to report"
+        )
+
+    def wrap_async_context_manager(
+        self, manager: contextlib.AbstractAsyncContextManager[T]
+    ) -> contextlib.AbstractContextManager[T]:
+        """Use an async context manager from sync code: `with portal.wrap_async_context_manager(x)`.
+
+        Entering and exiting run in one task on the portal's loop (task groups
+        and cancel scopes need that); an exception in the `with` body reaches
+        `__aexit__`, which may suppress it.
+        """
+        return _PortalContextManager(self, manager)
+
+    def wrap_async_iterator(self, iterable: AsyncIterable[T]) -> Generator[T, None, None]:
+        """Iterate an async iterable from sync code, one item per round trip to the loop.
+
+        Leaving the loop early (`break`, an exception) closes the async
+        iterator (its `aclose()`) on the portal's loop.
+        """
+        iterator = aiter(iterable)
+        try:
+            while True:
+                more, item = self.call(_next_item, iterator)
+                if not more:
+                    return
+                yield cast(T, item)
+        finally:
+            if hasattr(iterator, "aclose") and not self._closed:
+                self.call(_aclose, iterator)
+
+    def stop_when_idle(self, timeout: float | None = None) -> None:
+        """Let every call and task still running on the portal finish, then `stop()`.
+
+        The graceful stop (anyio's `stop(cancel_remaining=False)`): work
+        submitted meanwhile is waited for too.
+        """
+        if not self._closed:
+            self.call(self._until_idle)
+        self.stop(timeout)
+
+    def _track(self, call: _Call) -> None:
+        """Count `call` as running until it finishes (runs on the loop)."""
+        self._running += 1
+        done = call.done
+
+        def finished(call: _Call) -> None:
+            self._running -= 1
+            if self._idle is not None:
+                self._idle.set()
+            if done is not None:
+                done(call)
+
+        call.done = finished
+
+    async def _until_idle(self) -> None:
+        self._draining += 1  # the calls waiting here are running calls too
+        try:
+            while self._running > self._draining:
+                self._idle = anyio.Event()
+                await self._idle.wait()
+        finally:
+            self._draining -= 1
 
     def stop(self, timeout: float | None = None) -> None:
         """Cancel what still runs, stop the loop and join its thread. Idempotent."""
@@ -538,6 +646,89 @@ class _Stop:
     def complete(self) -> None:
         assert self.portal._stop is not None
         self.portal._stop.set()
+
+
+async def _run_sync(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    return fn(*args, **kwargs)
+
+
+def run_on_loop(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run the sync `fn(*args, **kwargs)` on an event loop's thread and return its result.
+
+    anyio's `from_thread.run_sync`: from a bridge worker thread it runs on the
+    loop that sent the work there (to touch loop-bound objects: an
+    `asyncio.Event`, a task's state); from plain sync code, on the shared
+    portal. Like `syncify`, it raises `DeadlockError` on a loop thread.
+    """
+    return syncify(_run_sync)(fn, *args, **kwargs)
+
+
+async def _aclose(iterator: Any) -> None:
+    await iterator.aclose()
+
+
+async def _next_item(iterator: AsyncIterator[T]) -> tuple[bool, T | None]:
+    # A flag, not StopAsyncIteration: that would end the task, not the iteration.
+    try:
+        return True, await anext(iterator)
+    except StopAsyncIteration:
+        return False, None
+
+
+class _TaskStatus:
+    """What `Portal.start_task` hands its task: `task_status.started(value)` (anyio's protocol)."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self, future: concurrent.futures.Future[Any]) -> None:
+        self._future = future
+
+    def started(self, value: object = None) -> None:
+        try:
+            self._future.set_result(value)
+        except concurrent.futures.InvalidStateError:
+            raise RuntimeError("task_status.started() was called twice") from None
+
+
+class _PortalContextManager(contextlib.AbstractContextManager[T]):
+    """An async context manager driven from sync code, entered and exited in one portal task."""
+
+    def __init__(self, portal: Portal, manager: contextlib.AbstractAsyncContextManager[T]) -> None:
+        self._portal = portal
+        self._manager = manager
+        self._entered: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._exit: concurrent.futures.Future[BaseException | None] = concurrent.futures.Future()
+        self._task: concurrent.futures.Future[bool | None] | None = None
+
+    async def _run(self) -> bool | None:
+        from bridge.futures import wrap_future  # bridge.futures imports this module
+
+        value = await self._manager.__aenter__()
+        self._entered.set_result(value)
+        error: BaseException | None = await wrap_future(self._exit)
+        if error is None:
+            return await self._manager.__aexit__(None, None, None)
+        return await self._manager.__aexit__(type(error), error, error.__traceback__)
+
+    def __enter__(self) -> T:
+        if self._task is not None:
+            raise RuntimeError("this wrapped context manager was already entered; wrap a new one")
+        self._task = task = self._portal.submit(self._run)
+        waits: list[concurrent.futures.Future[Any]] = [self._entered, task]
+        concurrent.futures.wait(waits, return_when=concurrent.futures.FIRST_COMPLETED)
+        if not self._entered.done():
+            task.result()  # raises what __aenter__ raised
+        return self._entered.result()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        assert self._task is not None
+        self._exit.set_result(exc)
+        return bool(self._task.result())
 
 
 _shared: Portal | None = None

@@ -8,6 +8,7 @@ trio; only the waker knows which one is running.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextvars
 import functools
@@ -16,7 +17,7 @@ import itertools
 import math
 import queue
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, overload
 
 import anyio
@@ -104,6 +105,25 @@ async def _run_job(
     return _checked(fn, await waker.wait(job))
 
 
+async def _through_native_cancel(job: Coroutine[Any, Any, T]) -> T:
+    """asyncio: await `job` to its end even through `task.cancel()`, which anyio's shield
+    does not stop; the cancellation is re-armed for the caller's next await."""
+    inner = asyncio.ensure_future(job)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(inner)
+            break
+        except asyncio.CancelledError:
+            if inner.done():
+                raise
+            cancelled = True
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+    if cancelled:
+        asyncio.current_task().cancel()  # type: ignore[union-attr]
+    return result
+
+
 @overload
 def asyncify(
     fn: Callable[P, T],
@@ -111,6 +131,7 @@ def asyncify(
     limiter: Limiter | None = None,
     timeout: float | None = None,
     thread: DedicatedThread | None = None,
+    abandon_on_cancel: bool = True,
 ) -> Callable[P, Awaitable[T]]: ...
 
 
@@ -121,6 +142,7 @@ def asyncify(
     limiter: Limiter | None = None,
     timeout: float | None = None,
     thread: DedicatedThread | None = None,
+    abandon_on_cancel: bool = True,
 ) -> Callable[[Callable[P, T]], Callable[P, Awaitable[T]]]: ...
 
 
@@ -130,6 +152,7 @@ def asyncify(
     limiter: Limiter | None = None,
     timeout: float | None = None,
     thread: DedicatedThread | None = None,
+    abandon_on_cancel: bool = True,
 ) -> Callable[P, Awaitable[T]] | Callable[[Callable[P, T]], Callable[P, Awaitable[T]]]:
     """Turn a blocking function into an async one that runs it off the loop.
 
@@ -137,6 +160,10 @@ def asyncify(
     raises `TimeoutError` in the caller, while the call itself finishes in
     the background holding its token; `thread` pins every call to one
     `DedicatedThread` (for objects that must stay on the thread that made them).
+    `abandon_on_cancel=False` makes a cancelled caller wait until the call has
+    really finished (anyio's and trio's option of that name), for code that
+    must not move on while the thread still works; the cancellation is then
+    delivered at the caller's next checkpoint.
 
     >>> import bridge
     >>> @bridge.asyncify(limiter=bridge.Limiter(4))
@@ -160,11 +187,31 @@ def asyncify(
             f"asyncify(timeout=...) must be a positive, finite number of seconds "
             f"(or None for no timeout), got {timeout!r}"
         )
+    if timeout is not None and not abandon_on_cancel:
+        raise ValueError(
+            "asyncify(timeout=..., abandon_on_cancel=False) cannot time out: the caller would "
+            "wait for the call anyway. Drop the timeout, or let the call be abandoned."
+        )
 
     def decorate(func: Callable[P, T]) -> Callable[P, Awaitable[T]]:
         _check_sync(func, "asyncify()")
         executor: Executor = thread if thread is not None else default_pool()
         api = f"{getattr(func, '__qualname__', 'asyncified function')}()"
+
+        if not abandon_on_cancel:
+
+            @functools.wraps(func)
+            async def waited(*args: P.args, **kwargs: P.kwargs) -> T:
+                # Shielded: a cancelled caller waits for the thread, then sees the cancellation.
+                job = _run_job(func, args, kwargs, limiter, executor, api)
+                with anyio.CancelScope(shield=True):
+                    if asyncio._get_running_loop() is not None:  # asyncio or uvloop
+                        result = await _through_native_cancel(job)
+                    else:
+                        result = await job
+                return result  # type: ignore[no-any-return]
+
+            return waited
 
         @functools.wraps(func)
         async def call(*args: P.args, **kwargs: P.kwargs) -> T:

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from types import TracebackType
+from types import CodeType, FrameType, TracebackType
 from typing import Any, TypeVar
 
 from bridge import _metrics
@@ -68,17 +68,27 @@ class BlockReport:
     duration: float
     ended: bool = False
 
-    def format(self) -> str:
-        """The report as the watchdog logs it: the user's line first, then the stack."""
+    def format(self, *, hide_outer: int = 0) -> str:
+        """The report as the watchdog logs it: the user's line first, then the stack.
+
+        `hide_outer` leaves out that many outermost frames (a test runner's,
+        say), so the stack starts where the reader's code does.
+        """
         state = f"for {self.duration:.3f} s" if self.ended else f"for more than {self.threshold} s"
+        where = f"in library code at {self.site}" if self.site.library else f"at {self.site}"
         lines = [
-            f"{self.backend} event loop on thread {self.thread_name!r} blocked {state} "
-            f"at {self.site}",
+            f"{self.backend} event loop on thread {self.thread_name!r} blocked {state} {where}",
         ]
         if self.site.line:
             lines.append(f"    {self.site.line}")
+        if self.site.library:
+            lines.append("    (no line of your code is on the loop thread's stack)")
         lines.append("Stack of the loop thread (most recent call last):")
-        lines.append("".join(self.stack.format()).rstrip("\n"))
+        hidden = min(max(hide_outer, 0), max(len(self.stack) - 1, 0))
+        if hidden:
+            lines.append(f"  ... {hidden} outer frames (test runner, event loop) not shown")
+        shown = traceback.StackSummary.from_list(list(self.stack)[hidden:])
+        lines.append("".join(shown.format()).rstrip("\n"))
         lines.append(
             "Move the blocking call off the loop: await bridge.to_thread(fn, ...), "
             "or use an async client."
@@ -257,6 +267,7 @@ class LoopWatchdog:
         self._target: _Target | None = None
         self._loop_thread: int | None = None
         self._loop_thread_name = ""
+        self._loop_codes: frozenset[CodeType] = frozenset()
         self._thread: threading.Thread | None = None
         self._answered = threading.Event()
         self._answered_at = 0.0
@@ -321,9 +332,10 @@ class LoopWatchdog:
     def _beat(self) -> None:
         """Runs on the loop: the loop is alive."""
         thread = threading.get_ident()
-        if thread != self._loop_thread:
+        if thread != self._loop_thread or not self._loop_codes:
             self._loop_thread = thread
             self._loop_thread_name = threading.current_thread().name
+            self._loop_codes = _dispatch_codes(sys._getframe(1))
         self._answered_at = time.monotonic()
         self._answered.set()
 
@@ -361,14 +373,27 @@ class LoopWatchdog:
                 return
 
     def _episode(self, sent: float, backend: str) -> None:
-        frame = sys._current_frames().get(self._loop_thread or 0)
-        if frame is None:
-            self._answered.wait()
-            return
+        while True:
+            frame = sys._current_frames().get(self._loop_thread or 0)
+            if frame is None:
+                self._answered.wait()
+                return
+            if not _waiting_for_events(frame, self._loop_codes):
+                break
+            # The loop sits in its own wait for I/O with our ping ready: nothing
+            # blocks it, its thread is starved of CPU or of the GIL by other
+            # threads. Not a block; look again until it answers.
+            del frame
+            if self._answered.wait(self._interval) or self._stopping:
+                return
         stack = extract_stack(frame)
+        # The site is looked for only above the frames that run the loop: the
+        # program's `asyncio.run(main())` line is under every callback, and is
+        # not what blocks when a library's callback does.
+        above = min(_frames_above_loop(frame, self._loop_codes), len(stack))
         del frame
         report = BlockReport(
-            site=user_site(stack),
+            site=user_site(stack[len(stack) - above :]),
             stack=stack,
             thread_name=self._loop_thread_name,
             backend=backend,
@@ -398,6 +423,63 @@ class LoopWatchdog:
             self.on_block(report)
         except Exception:
             logger.exception("LoopWatchdog on_block callback %r raised", self.on_block)
+
+
+# Where an idle loop waits for I/O: asyncio's selector, trio's I/O manager, and
+# the queue a trio guest run's host waits on between ticks (anyio's test runner).
+# These count only directly on top of the frames that run the loop (strict
+# mode's wrapper of `queue.Queue.get` included).
+_WAIT_FILES = (
+    f"{os.sep}selectors.py",
+    f"{os.sep}queue.py",
+    f"{os.sep}threading.py",
+    f"{os.sep}bridge{os.sep}_strict.py",
+    f"{os.sep}_io_epoll.py",
+    f"{os.sep}_io_kqueue.py",
+    f"{os.sep}_io_windows.py",
+)
+
+
+def _dispatch_codes(caller: FrameType | None) -> frozenset[CodeType]:
+    """The code of the frames that run the loop itself, seen from a callback's caller.
+
+    asyncio's `Handle._run` (which runs one callback) is left out: a stack
+    with it in runs a callback, which may be what blocks.
+    """
+    codes = set()
+    frame = caller
+    while frame is not None:
+        code = frame.f_code
+        if not (code.co_name == "_run" and code.co_filename.endswith(f"asyncio{os.sep}events.py")):
+            codes.add(code)
+        frame = frame.f_back
+    return frozenset(codes)
+
+
+def _frames_above_loop(frame: FrameType, loop_codes: frozenset[CodeType]) -> int:
+    """How many frames, innermost first, run on top of the loop's own frames (all if unknown)."""
+    count = 0
+    inner: FrameType | None = frame
+    while inner is not None and inner.f_code not in loop_codes:
+        count += 1
+        inner = inner.f_back
+    return count
+
+
+def _waiting_for_events(frame: FrameType, loop_codes: frozenset[CodeType]) -> bool:
+    """Is the loop thread in the loop's own wait for I/O, running no callback?
+
+    True when the innermost frames are the selector's (or, on uvloop, whose
+    wait is C code, none) and every frame under them runs the loop itself.
+    """
+    if not loop_codes:
+        return False
+    inner: FrameType | None = frame
+    while inner is not None and inner.f_code not in loop_codes:
+        if not inner.f_code.co_filename.endswith(_WAIT_FILES):
+            return False
+        inner = inner.f_back
+    return inner is not None
 
 
 def _from_setting(setting: LoopWatchdog | float | bool | None) -> LoopWatchdog | None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import concurrent.futures
+import contextlib
 import contextvars
 import functools
 import threading
@@ -11,6 +13,7 @@ import traceback
 from collections.abc import AsyncIterator
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import pytest
 import sniffio
@@ -193,6 +196,181 @@ def test_calls_racing_a_stop_fail_cleanly_instead_of_hanging(backend: str) -> No
         assert not any(t.is_alive() for t in threads), "a caller hung on a stopped portal"
 
 
+# -- what sync code needs from a portal (anyio's BlockingPortal API) ----------------------------
+
+PORTAL_BACKENDS = pytest.mark.parametrize("backend", ["asyncio", "uvloop", "trio"])
+
+
+def _portal(backend: str) -> Portal:
+    if backend == "trio":
+        return Portal(backend="trio")
+    return Portal(use_uvloop=backend == "uvloop")
+
+
+class _Resource:
+    """An async context manager that records what happened to it, on which thread."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.threads: set[int] = set()
+
+    async def __aenter__(self) -> str:
+        self.threads.add(threading.get_ident())
+        await anyio.lowlevel.checkpoint()
+        self.events.append("enter")
+        return "connection"
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> bool:
+        self.threads.add(threading.get_ident())
+        await anyio.lowlevel.checkpoint()
+        self.events.append(f"exit {type(exc).__name__ if exc else None}")
+        return isinstance(exc, KeyError)  # suppresses KeyError only
+
+
+@PORTAL_BACKENDS
+def test_wrap_async_context_manager_enters_and_exits_on_the_loop(backend: str) -> None:
+    with _portal(backend) as portal:
+        resource = _Resource()
+        with portal.wrap_async_context_manager(resource) as value:
+            assert value == "connection"
+        with pytest.raises(LookupError):
+            with portal.wrap_async_context_manager(resource):
+                raise LookupError("not suppressed")
+        with portal.wrap_async_context_manager(resource):
+            raise KeyError("suppressed by __aexit__")
+    assert resource.events == [
+        "enter",
+        "exit None",
+        "enter",
+        "exit LookupError",
+        "enter",
+        "exit KeyError",
+    ]
+    assert threading.get_ident() not in resource.threads and len(resource.threads) == 1
+
+
+@PORTAL_BACKENDS
+def test_wrap_async_context_manager_keeps_a_task_group_in_one_task(backend: str) -> None:
+    results: list[int] = []
+
+    async def work() -> None:
+        results.append(await _double(21))
+
+    @contextlib.asynccontextmanager
+    async def service() -> collections.abc.AsyncIterator[str]:
+        # A task group must be entered and exited by the same task.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(work)
+            yield "running"
+
+    with _portal(backend) as portal:
+        with portal.wrap_async_context_manager(service()) as state:
+            assert state == "running"
+    assert results == [42]  # the task group waited for its task on exit
+
+
+@PORTAL_BACKENDS
+def test_wrap_async_context_manager_raises_what_aenter_raises(backend: str) -> None:
+    class Broken:
+        async def __aenter__(self) -> None:
+            raise ConnectionRefusedError("no server")
+
+        async def __aexit__(self, *exc_info: object) -> None:
+            raise AssertionError("never entered, never exited")
+
+    with _portal(backend) as portal, pytest.raises(ConnectionRefusedError, match="no server"):
+        with portal.wrap_async_context_manager(Broken()):  # type: ignore[arg-type]
+            pass
+
+
+@PORTAL_BACKENDS
+def test_wrap_async_iterator_yields_items_and_closes_on_break(backend: str) -> None:
+    closed: list[bool] = []
+
+    async def numbers(n: int) -> collections.abc.AsyncGenerator[int, None]:
+        try:
+            for i in range(n):
+                await anyio.lowlevel.checkpoint()
+                yield i
+        finally:
+            closed.append(True)
+
+    with _portal(backend) as portal:
+        assert list(portal.wrap_async_iterator(numbers(5))) == [0, 1, 2, 3, 4]
+        for i in portal.wrap_async_iterator(numbers(1000)):
+            if i == 2:
+                break
+    assert closed == [True, True]
+
+
+@PORTAL_BACKENDS
+def test_start_task_returns_the_start_value_while_the_task_runs_on(backend: str) -> None:
+    async def server(greeting: str, *, task_status: anyio.abc.TaskStatus[int]) -> str:
+        stop = anyio.Event()
+        state["stop"] = stop
+        task_status.started(8080)
+        await stop.wait()
+        return greeting
+
+    state: dict[str, anyio.Event] = {}
+    with _portal(backend) as portal:
+        future, port = portal.start_task(server, "bye")
+        assert port == 8080 and not future.done()
+        portal.run_sync(state["stop"].set)
+        assert future.result(timeout=30) == "bye"
+
+
+@PORTAL_BACKENDS
+def test_start_task_raises_when_the_task_fails_or_never_starts(backend: str) -> None:
+    async def fails(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        raise OSError("port in use")
+
+    async def returns(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        return None
+
+    with _portal(backend) as portal:
+        with pytest.raises(OSError, match="port in use"):
+            portal.start_task(fails)
+        with pytest.raises(RuntimeError, match=r"without calling task_status\.started"):
+            portal.start_task(returns)
+
+
+@PORTAL_BACKENDS
+def test_run_sync_runs_on_the_loop_thread(backend: str) -> None:
+    def where() -> tuple[int, str | None]:
+        import sniffio
+
+        return threading.get_ident(), sniffio.current_async_library()
+
+    with _portal(backend) as portal:
+        thread, library = portal.run_sync(where)
+    assert thread != threading.get_ident()
+    assert library == ("trio" if backend == "trio" else "asyncio")
+
+
+@PORTAL_BACKENDS
+def test_stop_when_idle_lets_running_calls_finish(backend: str) -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    async def slow(x: int) -> int:
+        started.set()
+        await bridge.to_thread(release.wait, 30)
+        return x
+
+    portal = _portal(backend)
+    future = portal.submit(slow, 7)
+    assert started.wait(30)
+    stopper = threading.Thread(target=portal.stop_when_idle)
+    stopper.start()
+    release.set()
+    stopper.join(30)
+    assert not stopper.is_alive()
+    assert future.result(timeout=0) == 7  # finished, not cancelled
+    with pytest.raises(bridge.ClosedError):
+        portal.call(_double, 1)
+
+
 # -- a loop that stops or closes under a blocked syncify caller (issue 11.2) ----
 
 
@@ -373,3 +551,21 @@ def test_trio_run_returns_when_a_finalizer_calls_back_into_trio_from_a_thread() 
 
     trio.run(main)
     assert len(seen) == 1
+
+
+@pytest.mark.anyio
+async def test_run_on_loop_from_a_worker_runs_on_the_loop_that_sent_the_work() -> None:
+    event = anyio.Event()  # loop-bound: set() must run on its loop's thread
+
+    def legacy() -> int:
+        bridge.run_on_loop(event.set)
+        return bridge.run_on_loop(threading.get_ident)
+
+    assert await to_thread(legacy) == threading.get_ident()
+    assert event.is_set()
+    with pytest.raises(DeadlockError):
+        bridge.run_on_loop(threading.get_ident)
+
+
+def test_run_on_loop_from_plain_sync_code_uses_the_shared_portal() -> None:
+    assert bridge.run_on_loop(threading.get_ident) == bridge.shared_portal()._thread.ident

@@ -29,7 +29,11 @@ import bridge._strict as strict_module
 from bridge import BlockingCallError, strict
 from bridge.testing.httpserver import HTTPTestServer
 
-pytestmark = pytest.mark.anyio
+# These tests turn strict mode on and off themselves, and block the loop on purpose.
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.allow_blocking(reason="tests strict mode itself, which they switch on and off"),
+]
 
 THIS_FILE = str(Path(__file__).resolve())
 

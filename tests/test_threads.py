@@ -9,6 +9,7 @@ import traceback
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 import sniffio
 
@@ -264,6 +265,42 @@ def test_bad_asyncify_arguments_are_refused() -> None:
         asyncify(int, limiter=3)  # type: ignore[arg-type]
 
 
+async def test_abandon_on_cancel_false_waits_for_the_thread_to_finish() -> None:
+    limiter = Limiter(1)
+    started = threading.Event()
+    release = threading.Event()
+    outcome: list[object] = []
+
+    @asyncify(limiter=limiter, abandon_on_cancel=False)
+    def flush() -> int:
+        started.set()
+        release.wait(30)
+        return 42
+
+    async def caller() -> None:
+        try:
+            outcome.append(await flush())
+            await anyio.lowlevel.checkpoint()  # the cancellation arrives here
+            outcome.append("not reached")
+        finally:
+            outcome.append("caller moved on")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(caller)
+        with anyio.fail_after(30):
+            await anyio.to_thread.run_sync(started.wait)
+        tg.cancel_scope.cancel()
+        release.set()
+    # An abandoned call would have raised the cancellation instead of returning 42.
+    assert outcome == [42, "caller moved on"]
+    assert limiter.statistics().running == 0
+
+
+def test_abandon_on_cancel_false_refuses_a_timeout() -> None:
+    with pytest.raises(ValueError, match="cannot time out"):
+        asyncify(timeout=1.0, abandon_on_cancel=False)
+
+
 async def test_a_timeout_error_raised_by_the_function_itself_is_not_rewritten() -> None:
     @asyncify(timeout=30)
     def connect() -> None:
@@ -367,3 +404,36 @@ async def test_a_shielded_call_in_a_cancelled_scope_still_runs() -> None:
             with anyio.CancelScope(shield=True):
                 await thread.run(ran.append, "shielded")
     assert ran == ["shielded"]
+
+
+@pytest.mark.parametrize("use_uvloop", [False, True], ids=["asyncio", "uvloop"])
+def test_abandon_on_cancel_false_waits_through_a_native_asyncio_cancel(use_uvloop: bool) -> None:
+    import asyncio
+
+    started = threading.Event()
+    release = threading.Event()
+    events: list[str] = []
+
+    @asyncify(abandon_on_cancel=False)
+    def flush() -> int:
+        started.set()
+        release.wait(30)
+        events.append("thread finished")
+        return 42
+
+    async def caller() -> None:
+        try:
+            events.append(str(await flush()))  # an abandoned call would raise instead
+        finally:
+            events.append("caller moved on")
+
+    async def main() -> None:
+        task = asyncio.ensure_future(caller())
+        await bridge.to_thread(started.wait, 30)
+        task.cancel()  # asyncio's own cancellation, no anyio scope involved
+        release.set()
+        with pytest.raises(asyncio.CancelledError):  # still delivered, once the call is done
+            await task
+
+    bridge.run(main, use_uvloop=use_uvloop)
+    assert events == ["thread finished", "42", "caller moved on"]

@@ -222,3 +222,87 @@ def test_a_missing_command_is_a_clear_error(tmp_path: Path) -> None:
     result = watch("no-such-command-here", report=tmp_path / "r.json", cwd=tmp_path)
     assert result.returncode != 0
     assert "cannot find 'no-such-command-here'" in result.stderr
+
+
+CQL_APP = """\
+import time
+
+import bridge
+from bridge.adapters.cassandra import AsyncCluster
+from bridge.testing.cqlserver import CQLServer
+
+
+def legacy_lookup():
+    time.sleep(0.5)  # blocking line
+
+
+async def ping():
+    return "pong"
+
+
+async def main(server):
+    async with AsyncCluster(server.contact_points, port=server.port) as cluster:
+        session = await cluster.connect()
+        await session.execute(
+            "CREATE KEYSPACE shop WITH replication = "
+            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+        )
+        await session.execute("CREATE TABLE shop.t (k int PRIMARY KEY, v text)")
+        insert = await session.prepare("INSERT INTO shop.t (k, v) VALUES (?, ?)")
+        for k in range(200):
+            await session.execute(insert, [k, str(k)])
+        legacy_lookup()
+        assert len((await session.execute("SELECT * FROM shop.t")).current_rows) > 0
+
+
+with CQLServer.start_in_thread() as server, bridge.Portal() as portal:
+    server.call(time.sleep, 0.5)  # blocks the test server's own loop, not the program's
+    assert portal.call(ping) == "pong"
+    bridge.run(main, server)
+"""
+
+CQL_BLOCKING_LINE = next(
+    n for n, line in enumerate(CQL_APP.splitlines(), 1) if line.endswith("# blocking line")
+)
+
+
+def test_watch_names_only_the_programs_line_when_it_runs_an_in_process_cql_server(
+    tmp_path: Path,
+) -> None:
+    """The CQL server's loop is bridge's, not the program's, and an idle portal blocks
+    nothing: run after run, the report names the program's one blocking line, no other."""
+    pytest.importorskip("cassandra")
+    script = tmp_path / "cql_app.py"
+    script.write_text(CQL_APP)
+    reports = []
+    for run in range(3):
+        report = tmp_path / f"report{run}.json"
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bridge",
+                "watch",
+                "--threshold",
+                "0.2",
+                "--report",
+                str(report),
+                "--",
+                str(script),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr
+        data = json.loads(report.read_text())
+        reports.append(
+            (
+                [(s["filename"], s["lineno"], s["function"], s["library"]) for s in data["sites"]],
+                [(c["call"], c["filename"], c["lineno"]) for c in data["strict"]],
+            )
+        )
+    expected_sites = [(str(script), CQL_BLOCKING_LINE, "legacy_lookup", False)]
+    expected_strict = [("time.sleep", str(script), CQL_BLOCKING_LINE)]
+    assert reports == [(expected_sites, expected_strict)] * 3

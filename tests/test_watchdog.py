@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +20,16 @@ import anyio.lowlevel
 import pytest
 import requests
 
+from bridge import to_thread
+from bridge._callsite import user_site
 from bridge.testing.httpserver import HTTPTestServer
-from bridge.watchdog import BlockReport, BlockStatistics, LoopWatchdog, install
+from bridge.watchdog import (
+    BlockReport,
+    BlockStatistics,
+    LoopWatchdog,
+    _waiting_for_events,
+    install,
+)
 from tests.support import eventually
 
 pytestmark = pytest.mark.anyio
@@ -252,3 +263,81 @@ def test_attach_does_not_count_time_the_loop_is_not_running() -> None:
     finally:
         loop.close()
     assert reports == []
+
+
+@pytest.mark.allow_blocking(reason="blocks its loop on purpose, to sample it")
+async def test_a_loop_waiting_for_io_is_told_from_a_blocked_one() -> None:
+    # A loop whose thread is starved (other threads hold the CPU or the GIL)
+    # sits in its own wait for I/O with the watchdog's ping ready: not a block.
+    loop_thread = threading.get_ident()
+    async with LoopWatchdog(30) as watchdog:
+        await eventually(lambda: bool(watchdog._loop_codes))
+
+        def idle() -> bool:
+            frame = sys._current_frames()[loop_thread]
+            return _waiting_for_events(frame, watchdog._loop_codes)
+
+        def until_idle_is_seen() -> bool:
+            for _ in range(30_000):  # the loop reaches its wait as soon as it hands this off
+                if idle():
+                    return True
+                time.sleep(0.001)
+            return False
+
+        assert await to_thread(until_idle_is_seen)
+
+        blocking, sampled = threading.Event(), []
+
+        def sampler() -> None:
+            blocking.wait(30)
+            sampled.append(idle())
+            blocking.clear()
+
+        threading.Thread(target=sampler).start()
+        blocking.set()
+        while blocking.is_set():  # the loop is blocked here, in this test's code
+            pass
+        assert sampled == [False]
+
+
+def test_a_stack_with_no_user_frame_is_marked_library() -> None:
+    stack = traceback.StackSummary.from_list(
+        [(threading.__file__, 1000, "run", "self._target()"), (time.__name__, 1, "f", "")]
+    )
+    site = user_site(traceback.StackSummary.from_list([stack[0]]))
+    assert site.library and site.filename == threading.__file__
+    mine = user_site(
+        traceback.StackSummary.from_list([(THIS_FILE, 7, "handler", "legacy()"), stack[0]])
+    )
+    assert not mine.library and (mine.filename, mine.lineno) == (THIS_FILE, 7)
+
+
+LIBRARY_CALLBACK = """\
+import asyncio, time
+from bridge.watchdog import LoopWatchdog
+
+reports = []
+
+async def main():
+    async with LoopWatchdog(0.05, on_block=reports.append) as watchdog:
+        await asyncio.sleep(0)  # the loop has answered a ping: the watchdog knows its frames
+        while not watchdog._loop_codes:
+            await asyncio.sleep(0.01)
+        asyncio.get_running_loop().call_soon(time.sleep, 0.3)  # a library callback blocks
+        while not reports or not reports[0].ended:
+            await asyncio.sleep(0.01)
+
+asyncio.run(main())  # under every callback, but not what blocks
+site = reports[0].site
+print(site.library, site.filename.endswith("events.py"), site.function)
+"""
+
+
+def test_a_library_callback_is_not_blamed_on_the_programs_entry_line(tmp_path: Path) -> None:
+    script = tmp_path / "entry.py"
+    script.write_text(LIBRARY_CALLBACK)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True", "_run"]

@@ -1,12 +1,14 @@
 """The "legacy driver": a blocking client whose requests complete through callbacks.
 
-Like many in-house and C-backed drivers, it writes requests on the caller's
-thread and a reader thread of its own calls `on_done(value, error)` when each
-reply arrives. `scan` is a plain blocking generator.
+Like many in-house and C-backed drivers (cassandra-driver's reactor, a C
+client's I/O thread), it queues each request for an I/O thread of its own,
+which writes it and calls `on_done(value, error)` when the reply arrives; the
+caller never waits on the socket. `scan` is a plain blocking generator.
 """
 
 from __future__ import annotations
 
+import queue
 import socket
 import threading
 from collections import deque
@@ -25,8 +27,11 @@ class KVClient:
         self._sock = socket.create_connection(self._address)
         self._lock = threading.Lock()
         self._waiting: deque[OnDone] = deque()
+        self._outbox: queue.SimpleQueue[tuple[str, OnDone] | None] = queue.SimpleQueue()
         self._reader = threading.Thread(target=self._read, name="kv-reader", daemon=True)
+        self._writer = threading.Thread(target=self._write, name="kv-writer", daemon=True)
         self._reader.start()
+        self._writer.start()
 
     def get_async(self, key: str, on_done: OnDone) -> None:
         self._send(f"GET {key}", on_done)
@@ -46,19 +51,34 @@ class KVClient:
                 yield key, value
 
     def close(self) -> None:
+        self._outbox.put(None)
+        self._writer.join()
         self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
         self._reader.join()
 
     def _send(self, line: str, on_done: OnDone) -> None:
-        with self._lock:  # replies come back in request order
-            self._waiting.append(on_done)
-            self._sock.sendall(line.encode() + b"\n")
+        if not self._writer.is_alive():
+            raise KVError("client closed")
+        self._outbox.put((line, on_done))
+
+    def _write(self) -> None:
+        while (item := self._outbox.get()) is not None:
+            line, on_done = item
+            with self._lock:  # replies come back in request order
+                self._waiting.append(on_done)
+            try:
+                self._sock.sendall(line.encode() + b"\n")
+            except OSError as exc:
+                with self._lock:
+                    self._waiting.remove(on_done)
+                on_done(None, KVError(f"connection lost: {exc}"))
 
     def _read(self) -> None:
         for raw in self._sock.makefile("r"):
             kind, _, rest = raw.rstrip("\n").partition(" ")
-            on_done = self._waiting.popleft()
+            with self._lock:
+                on_done = self._waiting.popleft()
             if kind == "ERR":
                 on_done(None, KVError(rest))
             else:

@@ -129,12 +129,12 @@ async def test_a_sync_session_shut_down_elsewhere_is_reported_as_closed(
 ) -> None:
     cluster = make_cluster(cql_server)
     try:
-        session = AsyncSession(cluster.connect())
+        session = AsyncSession(await bridge.to_thread(cluster.connect))
         await bridge.to_thread(session.session.shutdown)
         with pytest.raises(bridge.ClosedError):
             await session.execute("SELECT * FROM system.local")
     finally:
-        cluster.shutdown()
+        await bridge.to_thread(cluster.shutdown)
 
 
 async def test_wrapping_needs_a_driver_session() -> None:

@@ -11,6 +11,7 @@ import pymysql
 import pymysql.cursors
 import pytest
 
+import bridge
 from bridge.adapters.dbapi import create_pool
 from tests.adapters.dbapi_servers import mariadb, unique_table, until
 
@@ -135,7 +136,7 @@ async def test_cancelled_sleep_is_killed_on_the_server_and_the_connection_return
 async def test_killed_connection_costs_one_failed_call(my: dict[str, Any], admin: Any) -> None:
     async with create_pool(pymysql.connect, max_size=1, **my) as pool:
         (thread_id,) = await pool.fetchone("select connection_id()")
-        sql(admin, f"kill connection {int(thread_id)}")
+        await bridge.to_thread(sql, admin, f"kill connection {int(thread_id)}")  # it blocks
         with pytest.raises(pymysql.err.MySQLError):
             await pool.fetchone("select 1")
         assert await pool.fetchone("select connection_id()") != (thread_id,)

@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
+import bridge
 from examples.dbapi_migrate import after, before
 
 pytestmark = pytest.mark.anyio
@@ -47,7 +48,8 @@ async def run_after(path: str) -> list[Any]:
 
 
 async def test_the_async_version_gives_the_same_answers(tmp_path: Path) -> None:
-    expected = run_before(str(tmp_path / "before.db"))
+    # The sync version blocks: it runs in a thread (sqlite3 made and used there).
+    expected = await bridge.to_thread(run_before, str(tmp_path / "before.db"))
     assert expected[0] == {"sku": "tea", "name": "green tea", "qty": 11}
     assert await run_after(str(tmp_path / "after.db")) == expected
 

@@ -8,6 +8,7 @@ so the JSON API and status page tests have no trio variant.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -270,6 +271,13 @@ async def test_status_page_renders_table_and_charts_from_the_api(chromium: str) 
                         polyline: r.querySelector('svg.chart polyline')
                             .getAttribute('points').split(' ').filter(Boolean).length,
                         dots: r.querySelectorAll('svg.chart circle.fail').length,
+                        width: Number(r.querySelector('svg.chart').getAttribute('width')),
+                        xs: [
+                            ...r.querySelector('svg.chart polyline').getAttribute('points')
+                                .split(' ').filter(Boolean).map(p => Number(p.split(',')[0])),
+                            ...[...r.querySelectorAll('svg.chart circle.fail')]
+                                .map(c => Number(c.getAttribute('cx'))),
+                        ],
                     }))""",
                 )
                 listed = await page.eval_on_selector_all(
@@ -287,6 +295,9 @@ async def test_status_page_renders_table_and_charts_from_the_api(chromium: str) 
         drawn = [c for c in history if c["ok"] and c["latency_ms"] is not None]
         assert row["points"] == row["polyline"] == len(drawn) > 0
         assert row["failed"] == row["dots"] == len(history) - len(drawn)
+        # The x-axis spans the checks present: oldest at the left edge, newest at the right.
+        if len(history) > 1:
+            assert min(row["xs"]) == 0 and max(row["xs"]) == row["width"]
     assert next(r for r in rows if r["site"] == OUTAGE_SITE)["dots"] >= 1
     assert listed == [f["site"] for f in failures] and OUTAGE_SITE in listed
 
@@ -310,6 +321,36 @@ def test_program_runs_on_embedded_defaults_and_prints_one_line_per_round() -> No
     assert rounds and all(f"/{len(DEMO_SITE_NAMES)} up" in line for line in rounds)
     assert lines[-1].startswith("Stopped after ")
     assert "Traceback" not in result.stderr
+
+
+def test_program_serves_until_ctrl_c_then_prints_the_summary() -> None:
+    # `make demo` runs it like this: no --duration, so the status page stays up.
+    proc = subprocess.Popen(
+        [*PROGRAM, "--port", "0", "--interval", "0.5"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        start_new_session=True,  # its own process group, like a shell job
+    )
+    try:
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:  # bounded by the kill in `finally` if it never prints a round
+            seen.append(line)
+            if line.startswith("round "):
+                break
+        assert any(line.startswith("round ") for line in seen), seen
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        rest, stderr = proc.communicate(timeout=WAIT * 2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert rest.splitlines()[-1].startswith("Stopped after "), rest
+    assert "Traceback" not in stderr
 
 
 def test_program_runs_as_a_directory() -> None:

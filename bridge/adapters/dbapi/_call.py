@@ -36,7 +36,8 @@ class Call:
         self.state = PENDING
         self.result: Any = None
 
-    def __call__(self) -> Any:
+    def run(self) -> Any:
+        """In the thread. A bound method, so run_job's sync check takes its fast path."""
         with self._lock:
             if self.state == DROPPED:
                 return None

@@ -64,6 +64,7 @@ class Connection:
         self._cancel_sent: threading.Event | None = None
         self.stream_open: Stream | None = None
         self.broken = False  # the server is gone: close, never reuse
+        self._doubtful = False  # a connection-class error the driver could not explain
         self.suspect = False  # another connection broke: ping before the next statement
 
     def __repr__(self) -> str:
@@ -141,7 +142,7 @@ class Connection:
         self._busy = True
         call = Call(fn, args, self._abandoned)
         try:
-            return await run_job(call, executor=self._executor)
+            return await run_job(call.run, executor=self._executor)
         except BaseException:
             self._give_up(call)
             raise
@@ -204,12 +205,14 @@ class Connection:
             raise
 
     def _check(self, error: BaseException) -> None:
-        """A call failed: if the connection itself is gone, the pool replaces it."""
+        """A call failed: a connection that is gone is replaced; one in doubt is checked."""
         try:
             broken = self._dialect.is_broken(self._raw, error)
         except Exception:
             broken = True
-        if broken and not self.broken:
+        if broken is None:
+            self._doubtful = True  # rolled back and pinged before the pool reuses it
+        elif broken and not self.broken:
             self.broken = True
             self._pool._connection_broke(self)
 
@@ -235,18 +238,25 @@ class Connection:
     def recover(self) -> None:
         """On the connection's thread: roll back and prove it works, then back to the pool."""
         self._lost = True
-        try:
-            stream = self.stream_open
-            if stream is not None:
+        stream = self.stream_open
+        if stream is not None:
+            try:
                 stream.close_cursor(False)
-            self._dialect.recover(self._raw)
-            if self._timeout_set:
-                self._timeout_set = self._dialect.set_timeout(
-                    self._cursor or self._raw.cursor(), None
-                )
-        except Exception:
-            self.broken = True
+            except Exception:
+                pass  # the rollback below settles the transaction it was in
+        # Twice: a cancel that reaches the server late can hit the first rollback.
+        for attempt in (1, 2):
+            try:
+                self._dialect.recover(self._raw)
+                if self._timeout_set:
+                    cursor = self._cursor or self._raw.cursor()
+                    self._timeout_set = self._dialect.set_timeout(cursor, None)
+                break
+            except Exception:
+                if attempt == 2:
+                    self.broken = True
         self._depth = 0
+        self._doubtful = False
         self._pool._returned(self)
 
     def _close_raw(self) -> None:
@@ -279,7 +289,9 @@ class Connection:
     @property
     def clean(self) -> bool:
         """Nothing left open by the last task: it can go back to the pool as it is."""
-        return self._depth == 0 and self.stream_open is None and not self.broken
+        return (
+            self._depth == 0 and self.stream_open is None and not (self.broken or self._doubtful)
+        )
 
     def lease(self) -> int:
         self._leased = True

@@ -96,18 +96,23 @@ class Dialect:
             cursor.close()
 
     def recover(self, raw: Raw) -> None:
-        """After a cancelled or abandoned call: a rollback, proving the connection still works."""
+        """After a cancelled or failed call: roll back, then prove the connection still works."""
         raw.rollback()
+        self.ping(raw)
 
-    def is_broken(self, raw: Raw, error: BaseException) -> bool:
-        """After `error`: is the connection itself gone (not just the statement failed)?"""
+    def is_broken(self, raw: Raw, error: BaseException) -> bool | None:
+        """After `error`: is the connection itself gone, not just the statement? None: can't tell.
+
+        No ping here: inside a transaction that the error aborted (PostgreSQL) a
+        ping fails on a healthy connection. When the driver does not say, the
+        pool rolls back and pings when the task lets go, and closes it if that fails.
+        """
         if not isinstance(error, self._connection_errors):
             return False
-        try:
-            self.ping(raw)
-        except Exception:
-            return True
-        return False
+        closed = getattr(raw, "closed", None)  # psycopg, pg8000, many others
+        if isinstance(closed, bool | int):
+            return bool(closed)
+        return None
 
     def close(self, raw: Raw) -> None:
         raw.close()
@@ -153,7 +158,7 @@ class Psycopg2(Dialect):
         raw.autocommit = True
         self.ping(raw)
 
-    def is_broken(self, raw: Raw, error: BaseException) -> bool:
+    def is_broken(self, raw: Raw, error: BaseException) -> bool | None:
         return bool(raw.closed)  # psycopg2 marks a connection closed when it loses it
 
 
@@ -205,7 +210,7 @@ class MySQL(Dialect):
     def recover(self, raw: Raw) -> None:
         raw.rollback()  # a round trip (COM_QUERY ROLLBACK): it proves the connection works
 
-    def is_broken(self, raw: Raw, error: BaseException) -> bool:
+    def is_broken(self, raw: Raw, error: BaseException) -> bool | None:
         if not getattr(raw, "open", True):
             return True
         return super().is_broken(raw, error)
@@ -230,7 +235,10 @@ class SQLite(Dialect):
     def cancel(self, raw: Raw, connect: Callable[[], Raw]) -> None:
         raw.interrupt()
 
-    def is_broken(self, raw: Raw, error: BaseException) -> bool:
+    def recover(self, raw: Raw) -> None:
+        raw.rollback()  # no server to ping: the file is there or the rollback fails
+
+    def is_broken(self, raw: Raw, error: BaseException) -> bool | None:
         return False  # a file does not hang up
 
 

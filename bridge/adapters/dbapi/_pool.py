@@ -11,8 +11,8 @@ whichever thread makes it.
 Threads follow the driver: each connection is opened on a fresh
 `DedicatedThread`; if the driver is thread-bound (sqlite3, or a PEP 249
 `threadsafety` of 0) the connection keeps that thread for life, otherwise the
-thread ends and the connection's calls run on the pool's worker threads,
-which number `max_size`, so a call never queues behind another connection's.
+thread ends and the connection's calls run on the pool's worker threads: at
+most `max_size`, as many as the calls need (see `bridge.lowlevel.WorkerPool`).
 """
 
 from __future__ import annotations
@@ -85,7 +85,10 @@ class Pool:
         self._opened = 0
         self._replaced = 0
         self._cancelled = 0
-        self._workers = WorkerPool(max_size, core=max_size, name="bridge-dbapi")
+        # Up to one thread per connection, but the worker pool decides how many:
+        # few while calls hold the GIL (PyMySQL parses in Python, and more threads
+        # would only contend), more as calls block on the server (slow queries).
+        self._workers = WorkerPool(max_size, name="bridge-dbapi")
         self._canceller: concurrent.futures.ThreadPoolExecutor | None = None
         module = getattr(connect, "__module__", None) or "dbapi"
         metrics.track_db_pool(self, module.split(".")[0].lstrip("_"))  # _sqlite3 -> sqlite3
@@ -241,7 +244,7 @@ class Pool:
         thread = DedicatedThread(name=f"bridge-dbapi-conn-{next(_thread_names)}")
         call = Call(self._open_on, (thread,), self._opened_for_nobody)
         try:
-            return await run_job(call, executor=thread)
+            return await run_job(call.run, executor=thread)
         except BaseException:
             state = call.give_up()
             if state == PENDING:
