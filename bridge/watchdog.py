@@ -348,13 +348,18 @@ class LoopWatchdog:
             if not target.post(self._beat):
                 return
             if self._answered.wait(self.threshold) or self._stopping:
-                if self._answered_at > sent:
-                    self.statistics.lateness.add(self._answered_at - sent)
+                self._late(sent)
             elif target.is_running():
                 self._episode(sent, target.backend)
+                self._late(sent)  # blocked, or starved of the CPU or the GIL: late either way
             else:
                 self._await_start(target)
             self._stop.wait(self._interval)
+
+    def _late(self, sent: float) -> None:
+        """The loop answered the ping sent at `sent`: that delay is one lateness sample."""
+        if self._answered_at > sent:
+            self.statistics.lateness.add(self._answered_at - sent)
 
     def _await_start(self, target: _Target) -> None:
         """The loop is not running (not started, or between runs): not blocked. Wait for it.
@@ -406,7 +411,6 @@ class LoopWatchdog:
         end = self._answered_at if self._answered_at > sent else self._stopped_at
         report.duration = max(end - sent, report.duration)
         report.ended = True
-        self.statistics.lateness.add(report.duration)
         self.statistics.record(report)
         if self.on_block is None:
             logger.info(
