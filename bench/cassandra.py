@@ -4,9 +4,12 @@ One workload for everyone: 20,000 prepared single-row requests (INSERT and
 SELECT alternating) against the CQL server in another process, 120 in flight,
 measured as 120 long-lived tasks each awaiting one request at a time ("tasks")
 and as one task per request under a semaphore of 120 ("per-request"). A
-heartbeat task sleeping 1 ms records how late the loop wakes it.
+heartbeat task sleeping 5 ms records how late the loop wakes it.
 
-    python -m bench.cassandra [--requests 20000] [--profile]
+bridge runs with both transports: "loop" (the event loop reads and writes the
+driver's sockets) and "thread" (the driver's libev reactor thread).
+
+    python -m bench.cassandra [--requests 20000] [--profile] [--only NAME]
 """
 
 from __future__ import annotations
@@ -29,11 +32,12 @@ import uvloop  # noqa: F401 - fail early when missing
 from cassandra.cluster import Cluster, Session
 
 from bench._report import percentile, save, table
-from bridge.adapters.cassandra import AsyncSession
+from bridge.adapters.cassandra import AsyncCluster, AsyncSession
 from bridge.testing.cqlserver import ServerProcess
 
 IN_FLIGHT = 120
 KS = "bench"
+HEARTBEAT = 0.005
 
 warnings.simplefilter("ignore")
 
@@ -122,27 +126,50 @@ async def drive(execute: Execute, insert: Any, select: Any, n: int, pattern: str
     return time.perf_counter() - start
 
 
-async def with_heartbeat(run: Callable[[], Awaitable[float]]) -> tuple[float, float, int]:
-    """Run `run()` while a 1 ms heartbeat measures loop lateness; (seconds, p99 ms, beats)."""
+async def with_heartbeat(
+    run: Callable[[], Awaitable[float]],
+) -> tuple[float, float, int, float]:
+    """Run `run()` while a 5 ms heartbeat measures loop lateness.
+
+    Returns (seconds, p99 ms, beats, CPU seconds of this process, every thread).
+    """
     lateness: list[float] = []
     stop = anyio.Event()
 
     async def heartbeat() -> None:
         while not stop.is_set():
             t = time.perf_counter()
-            await anyio.sleep(0.001)
-            lateness.append((time.perf_counter() - t - 0.001) * 1000)
+            await anyio.sleep(HEARTBEAT)
+            lateness.append((time.perf_counter() - t - HEARTBEAT) * 1000)
 
+    cpu = time.process_time()
     async with anyio.create_task_group() as tg:
         tg.start_soon(heartbeat)
         seconds = await run()
         stop.set()
-    return seconds, percentile(lateness, 99), len(lateness)
+    cpu = time.process_time() - cpu
+    return seconds, percentile(lateness, 99), len(lateness), cpu
 
 
 def bridge_execute(session: Session) -> Execute:
     async_session = AsyncSession(session)
     return async_session.execute
+
+
+async def bridge_transport_run(
+    server: ServerProcess, transport: str, n: int, pattern: str
+) -> tuple[float, float, int, float]:
+    """bridge with its own AsyncCluster on this loop (connecting is not timed)."""
+    async with AsyncCluster(
+        server.contact_points,
+        port=server.port,
+        transport=transport,  # type: ignore[arg-type]
+    ) as cluster:
+        session = await cluster.connect(KS)
+        insert = await session.prepare("INSERT INTO kv (k, v) VALUES (?, ?)")
+        select = await session.prepare("SELECT k, v FROM kv WHERE k = ?")
+        await drive(session.execute, insert, select, 1000, "tasks")  # warm up
+        return await with_heartbeat(lambda: drive(session.execute, insert, select, n, pattern))
 
 
 def naive_execute(session: Session) -> Execute:
@@ -182,7 +209,7 @@ def executor_execute(session: Session, pool: concurrent.futures.ThreadPoolExecut
 
 
 def cassandra_asyncio_execute(server: ServerProcess) -> tuple[Execute, Any]:
-    from cassandra_asyncio.cluster import Cluster as CACluster
+    from cassandra_asyncio.cluster import Cluster as CACluster  # type: ignore[import-not-found]
 
     cluster = CACluster(server.contact_points, port=server.port)
     session = cluster.connect(KS)
@@ -240,13 +267,16 @@ def main() -> None:
             key = f"{name}/{backend}/{pattern}"
             cpu0 = server.cpu_seconds()
             try:
-                seconds, p99, beats = measure()
+                seconds, p99, beats, client_cpu = measure()
             except Exception as exc:  # a published wrapper that no longer runs
                 print(f"{key}: failed: {exc!r}", file=sys.stderr)
                 results[key] = {"error": repr(exc)}
                 best[key] = [name, backend, pattern, "-", "-", "-", f"fails: {type(exc).__name__}"]
                 return
             server_cpu = server.cpu_seconds() - cpu0
+            # CPU of this process per request (every thread), over the measured
+            # run only: steadier than wall-clock rates on a shared machine.
+            client_us = client_cpu / n * 1e6
             rate = n / seconds
             print(key, round(rate), round(p99, 2), file=sys.stderr)
             if key in results and results[key].get("requests_per_second", 0) >= rate:
@@ -257,14 +287,17 @@ def main() -> None:
                 "heartbeat_p99_ms": p99,
                 "heartbeats": beats,
                 "server_cpu_share": server_cpu / seconds,
+                "client_cpu_us_per_request": client_us,
             }
-            best[key] = [name, backend, pattern, round(rate), p99, server_cpu / seconds, ""]
+            best[key] = [name, backend, pattern, round(rate), p99, round(client_us), ""]
 
-        def ceiling() -> tuple[float, float, int]:
-            return run_ceiling(session, insert, select, n), 0.0, 0
+        def ceiling() -> tuple[float, float, int, float]:
+            cpu = time.process_time()
+            seconds = run_ceiling(session, insert, select, n)
+            return seconds, 0.0, 0, time.process_time() - cpu
 
         def async_run(backend: str, make: Callable[[], Any], pattern: str) -> Callable[[], Any]:
-            async def go() -> tuple[float, float, int]:
+            async def go() -> tuple[float, float, int, float]:
                 execute = make()
                 if asyncio.iscoroutine(execute):
                     execute = await execute
@@ -272,18 +305,28 @@ def main() -> None:
 
             return lambda: run_on(backend, go)
 
+        def transport_run(backend: str, transport: str, pattern: str) -> Callable[[], Any]:
+            return lambda: run_on(
+                backend, lambda: bridge_transport_run(server, transport, n, pattern)
+            )
+
         pool = concurrent.futures.ThreadPoolExecutor(IN_FLIGHT)
-        ca_execute, ca_cluster = cassandra_asyncio_execute(server)
+        try:
+            ca_execute, ca_cluster = cassandra_asyncio_execute(server)
+        except ImportError as exc:  # not in this environment: the table says so
+            ca_execute, ca_cluster = None, None
+            ca_missing = repr(exc)
         for _ in range(args.repeat):
             record("driver callbacks (ceiling)", "none", "chains", ceiling)
             for pattern in ("tasks", "per-request"):
                 for backend in ("asyncio", "uvloop", "trio"):
-                    record(
-                        "bridge",
-                        backend,
-                        pattern,
-                        async_run(backend, lambda: bridge_execute(session), pattern),
-                    )
+                    for transport in ("loop", "thread"):
+                        record(
+                            f"bridge, {transport} transport",
+                            backend,
+                            pattern,
+                            transport_run(backend, transport, pattern),
+                        )
                 for backend in ("asyncio", "uvloop"):
                     record(
                         "naive bridge",
@@ -298,12 +341,17 @@ def main() -> None:
                         pattern,
                         async_run(backend, lambda: executor_execute(session, pool), pattern),
                     )
-                record(
-                    "cassandra-asyncio-driver 1.0.1",
-                    "uvloop",
-                    pattern,
-                    async_run("uvloop", lambda: ca_execute, pattern),
-                )
+                if ca_execute is not None:
+                    record(
+                        "cassandra-asyncio-driver 1.0.1",
+                        "uvloop",
+                        pattern,
+                        async_run("uvloop", lambda: ca_execute, pattern),
+                    )
+                else:
+                    best["cassandra-asyncio"] = [
+                        *("cassandra-asyncio-driver", "-", "-", "-", "-", "-", ca_missing)
+                    ]
                 aio_session = cluster.connect(KS)
                 record(
                     "aiocassandra 2.0.1",
@@ -316,7 +364,8 @@ def main() -> None:
         ]
         results["async-cassandra"] = {"error": "pip: no matching distribution for async-cassandra"}
         pool.shutdown()
-        ca_cluster.shutdown()
+        if ca_cluster is not None:
+            ca_cluster.shutdown()
 
         if args.profile:
             profile_bridge(session, insert, select, n)
@@ -336,7 +385,7 @@ def main() -> None:
                 "req/s",
                 "x ceiling",
                 "heartbeat p99 ms",
-                "server CPU share",
+                "client CPU µs/req",
                 "note",
             ],
             out,
