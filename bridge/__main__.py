@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
+from bridge._lateness_histogram import LatenessHistogram
+
 _SITECUSTOMIZE = '''\
 """Written by `bridge watch`: watch the event loops, then run any shadowed sitecustomize."""
 import os as _os
@@ -94,6 +96,7 @@ def _merge(directory: str) -> dict[str, Any]:
     calls: dict[tuple[str, str, int, str], dict[str, Any]] = {}
     processes = []
     threshold = None
+    lateness = LatenessHistogram()
     for name in sorted(os.listdir(directory)):
         if not name.endswith(".json"):
             continue
@@ -104,6 +107,7 @@ def _merge(directory: str) -> dict[str, Any]:
             continue
         processes.append({"pid": data.get("pid"), "argv": data.get("argv")})
         threshold = data.get("threshold", threshold)
+        lateness.merge(data.get("lateness", {}))
         for site in data.get("sites", []):
             key = (site["filename"], site["lineno"], site["function"])
             merged = sites.get(key)
@@ -125,6 +129,7 @@ def _merge(directory: str) -> dict[str, Any]:
         "processes": processes,
         "sites": sorted(sites.values(), key=lambda s: (s["total"], s["worst"]), reverse=True),
         "strict": sorted(calls.values(), key=lambda c: c["count"], reverse=True),
+        "lateness": lateness.report(),
     }
 
 
@@ -150,6 +155,13 @@ def format_report(report: dict[str, Any], threshold: float) -> str:
             )
             if site.get("line"):
                 lines.append(f"{'':>33}{site['line']}")
+    lateness = report.get("lateness") or {}
+    if lateness.get("count"):
+        ms = {k: lateness[k] * 1000 for k in ("p50", "p90", "p99", "max")}
+        lines.append(
+            f"loop lateness ({lateness['count']} watchdog pings): p50 {ms['p50']:.1f} ms, "
+            f"p90 {ms['p90']:.1f} ms, p99 {ms['p99']:.1f} ms, max {ms['max']:.1f} ms"
+        )
     calls = report["strict"]
     if calls:
         lines.append("")

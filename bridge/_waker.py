@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import sniffio
 
+from bridge import _metrics
 from bridge._exceptions import NoEventLoopError
 from bridge._lateness import Lateness
 
@@ -126,7 +127,10 @@ class Waker:
         self._batch = batch
         pending = self._pending
         popleft = pending.popleft
-        for _ in range(min(len(pending), batch)):
+        count = min(len(pending), batch)
+        if _metrics.on:
+            _metrics.waker_batch.record(count)
+        for _ in range(count):
             item = popleft()
             try:
                 item.complete()

@@ -46,6 +46,7 @@ def _snapshot() -> dict[str, object]:
         "pid": os.getpid(),
         "argv": list(sys.argv),
         "threshold": _threshold,
+        "lateness": _statistics.lateness.to_json(),
         "sites": _statistics.to_json(),
         "strict": [v.to_json() for v in strict.violations() if not _on_tool_thread(v.stack)],
     }

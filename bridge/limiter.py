@@ -26,6 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
+from bridge import _metrics
 from bridge._adaptive import Controller
 from bridge._waker import Slot, Waker, current_waker
 
@@ -71,6 +72,8 @@ class Limiter:
         self._waiting = 0
         self._peak = 0
         self._total = 0
+        self._queued_at: dict[_Entry, float] = {}  # while metrics are on: when each waiter queued
+        _metrics.track(_metrics.limiters, self)
         self._control: Controller | None = None
 
     @classmethod
@@ -179,6 +182,8 @@ class Limiter:
             else:
                 self._waiters.append(entry)
                 self._waiting += 1
+                if _metrics.on:
+                    self._queued_at[entry] = _perf_counter()
                 if control is not None:
                     control.saturated = True
         for other in granted:
@@ -192,6 +197,13 @@ class Limiter:
         running = self._tokens - self._available
         if running > self._peak:
             self._peak = running
+        if self._queued_at:  # metrics on, and calls queued: how long did this one wait?
+            self._waited(entry)
+
+    def _waited(self, entry: _Entry) -> None:
+        queued_at = self._queued_at.pop(entry, None)
+        if queued_at is not None:
+            _metrics.limiter_wait.record(_perf_counter() - queued_at, (self.name or "",))
 
     def _release(self) -> None:
         """A token comes back; it goes straight to the oldest live waiter."""
@@ -240,6 +252,7 @@ class Limiter:
             if not entry.has_token:
                 entry.dropped = True
                 self._waiting -= 1
+                self._queued_at.pop(entry, None)
                 return
             entry.has_token = False
         self._release()

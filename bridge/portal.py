@@ -45,6 +45,7 @@ from typing import Any, Literal, ParamSpec, TypeVar, cast
 import anyio
 import sniffio
 
+from bridge import _metrics
 from bridge._exceptions import ClosedError, DeadlockError
 from bridge._job import origin, waiting_threads
 from bridge._pool import blocking
@@ -100,6 +101,8 @@ class _Call:
         kwargs: dict[str, Any],
         spawn: Callable[[_Call], None],
     ) -> None:
+        if _metrics.on:
+            _metrics.portal_calls.add()
         self.fn = fn
         self.args = args
         self.kwargs = kwargs

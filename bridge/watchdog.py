@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 from types import CodeType, FrameType, TracebackType
 from typing import Any, TypeVar
 
+from bridge import _metrics
 from bridge._callsite import CallSite, extract_stack, user_site
+from bridge._lateness_histogram import LatenessHistogram
 
 __all__ = [
     "BlockReport",
@@ -122,6 +124,9 @@ class BlockStatistics:
         self._lock = threading.Lock()
         self._sites: dict[CallSite, SiteStatistics] = {}
         self._listeners: list[Callable[[BlockStatistics], None]] = []
+        _metrics.track(_metrics.block_statistics, self)
+        #: How long the loop took to answer each ping (blocked episodes included).
+        self.lateness = LatenessHistogram()
 
     def record(self, report: BlockReport) -> None:
         """Add one finished episode."""
@@ -349,12 +354,18 @@ class LoopWatchdog:
             if not target.post(self._beat):
                 return
             if self._answered.wait(self.threshold) or self._stopping:
-                pass
+                self._late(sent)
             elif target.is_running():
                 self._episode(sent, target.backend)
+                self._late(sent)  # blocked, or starved of the CPU or the GIL: late either way
             else:
                 self._await_start(target)
             self._stop.wait(self._interval)
+
+    def _late(self, sent: float) -> None:
+        """The loop answered the ping sent at `sent`: that delay is one lateness sample."""
+        if self._answered_at > sent:
+            self.statistics.lateness.add(self._answered_at - sent)
 
     def _await_start(self, target: _Target) -> None:
         """The loop is not running (not started, or between runs): not blocked. Wait for it.

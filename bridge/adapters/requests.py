@@ -46,6 +46,7 @@ from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.poolmanager import PoolManager
 
 from bridge import ClosedError, Limiter, PoolStatistics, current_deadline
+from bridge.adapters import _requests_metrics
 from bridge.lowlevel import Job, Waker, WorkerPool, current_waker, run_job
 
 # anyio loads a backend's module on its first use; here that first use would be
@@ -453,6 +454,7 @@ class AsyncSession:
             else:
                 setattr(session, name, value)
         self.session: requests.Session = session
+        _requests_metrics.track(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -548,6 +550,7 @@ class AsyncSession:
         if host is not None:
             await host.acquire()  # held until the request (or its streamed body) ends
         flight = _Flight(host)
+        send = _requests_metrics.timed(send)  # itself unless metrics are on
         try:
             response = await run_job(
                 _fly, flight, send, args, kwargs, stream, executor=self._pool, limiter=self._limiter

@@ -14,11 +14,12 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from bridge.watchdog import LoopWatchdog
 from examples.uptime_monitor.monitor import Monitor
+from examples.uptime_monitor.runtime import RuntimeHistory
 from examples.uptime_monitor.store import CheckStore
 
 __all__ = ["Monitor", "create_app", "watchdog_json"]
@@ -47,7 +48,11 @@ def _limit(request: Request, default: int) -> int:
 
 
 def create_app(
-    monitor: Monitor, store: CheckStore, *, watchdog: LoopWatchdog | None = None
+    monitor: Monitor,
+    store: CheckStore,
+    *,
+    watchdog: LoopWatchdog | None = None,
+    runtime: RuntimeHistory | None = None,
 ) -> Starlette:
     """The web app: `/` (status page), `/api/status`, `/api/sites/{name}/checks`, `/api/failures`.
 
@@ -77,11 +82,26 @@ def create_app(
         found = await store.recent_failures(_limit(request, 20))
         return JSONResponse({"failures": [c.to_json() for c in found]})
 
-    return Starlette(
-        routes=[
-            Route("/", status_page),
-            Route("/api/status", status),
-            Route("/api/sites/{name:path}/checks", site_checks),
-            Route("/api/failures", failures),
-        ]
-    )
+    routes = [
+        Route("/", status_page),
+        Route("/api/status", status),
+        Route("/api/sites/{name:path}/checks", site_checks),
+        Route("/api/failures", failures),
+    ]
+    if runtime is not None:
+        routes += _metrics_routes(runtime)
+    return Starlette(routes=routes)
+
+
+def _metrics_routes(runtime: RuntimeHistory) -> list[Route]:
+    """`/metrics` for Prometheus (bridge's metrics: loop, threads, limiters, drivers) and
+    `/api/runtime`, the loop's lateness and the threads over time, for the status page."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def runtime_history(request: Request) -> JSONResponse:
+        return JSONResponse(runtime.to_json())
+
+    return [Route("/metrics", metrics), Route("/api/runtime", runtime_history)]

@@ -26,6 +26,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 import bridge
+import bridge.metrics
 from bridge.adapters.cassandra import AsyncCluster
 from bridge.adapters.requests import AsyncSession
 from bridge.watchdog import BlockReport, LoopWatchdog
@@ -33,6 +34,7 @@ from examples.uptime_monitor.app import create_app
 from examples.uptime_monitor.demo_sites import DemoSites, OutageSchedule
 from examples.uptime_monitor.monitor import Monitor, Site
 from examples.uptime_monitor.progress import Progress
+from examples.uptime_monitor.runtime import RuntimeHistory
 from examples.uptime_monitor.store import CheckStore
 
 __all__ = ["Service", "Settings", "WebServer", "load_sites", "parse_sites", "serve"]
@@ -269,14 +271,15 @@ async def serve(settings: Settings, *, out: TextIO | None = None) -> None:
         LoopWatchdog(settings.watchdog_threshold, on_block=_quiet if tty else None) as watchdog,
     ):
         monitor = service.monitor
-        app = create_app(monitor, service.store, watchdog=watchdog)
+        runtime = metrics_history()
+        app = create_app(monitor, service.store, watchdog=watchdog, runtime=runtime)
         web = WebServer(app, settings.host, settings.port)
         where = "embedded CQL server" if settings.cassandra is None else "Cassandra"
         sites = "local demo sites" if settings.sites_file is None else str(settings.sites_file)
         print(
             f"Checking {len(monitor.sites)} {sites} every {monitor.interval:g} s, storing in "
             f"{where} at {', '.join(service.contact_points)}:{service.port}.\n"
-            f"Status page: {web.url}  (JSON: {web.url}api/status)",
+            f"Status page: {web.url}  (JSON: {web.url}api/status, Prometheus: {web.url}metrics)",
             file=out,
             flush=True,
         )
@@ -288,6 +291,7 @@ async def serve(settings: Settings, *, out: TextIO | None = None) -> None:
                     async with anyio.create_task_group() as checks:
                         checks.start_soon(monitor.run)
                         checks.start_soon(progress.run)
+                        checks.start_soon(runtime.run)
                         if threading.current_thread() is threading.main_thread():
                             checks.start_soon(_cancel_on_sigterm, checks.cancel_scope)
                         if settings.duration is not None:
@@ -296,8 +300,18 @@ async def serve(settings: Settings, *, out: TextIO | None = None) -> None:
                 finally:
                     web.stop()  # uvicorn finishes the requests in progress, then returns
         finally:
+            bridge.metrics.disable(runtime.registry)
             progress.show()
             print(f"Stopped after {monitor.checks} checks ({monitor.stored} stored).", file=out)
+
+
+def metrics_history() -> RuntimeHistory:
+    """bridge's metrics on a registry of the service's own, sampled for the status page."""
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    bridge.metrics.enable_prometheus(registry)
+    return RuntimeHistory(registry)
 
 
 async def _cancel_on_sigterm(scope: anyio.CancelScope) -> None:

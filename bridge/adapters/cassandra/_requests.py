@@ -11,10 +11,14 @@ its executor) goes through the loop's batching waker.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cassandra.concurrent import ExecutionResult  # type: ignore[import-untyped]
+
+from bridge import metrics
+from bridge.adapters import _cassandra_metrics
 
 from ._kit import Waker, limiter_drop, limiter_enter
 from .results import AsyncResultSet
@@ -45,6 +49,7 @@ class _Request:
         "result",
         "sent",
         "session",
+        "started",
         "starting",
         "waker",
     )
@@ -70,6 +75,7 @@ class _Request:
         self.dropped = False
         self.starting = False
         self.sent = False
+        self.started = 0.0
         self.cancelled = False
 
     # -- the limiter's side ---------------------------------------------------
@@ -94,6 +100,7 @@ class _Request:
         session = self.session
         with session._counts_lock:
             session._sent += 1
+        self.started = time.perf_counter() if metrics.recording() else 0.0  # 0.0: not timed
         try:
             future = session._execute_async(*self.args)
         except BaseException as exc:  # bad parameters, a closed driver session
@@ -105,11 +112,15 @@ class _Request:
     # -- the driver's side (reactor thread, or this thread if already done) -----
 
     def _on_result(self, rows: Any) -> None:
+        if self.started:  # metrics on: recorded before the waiting task wakes
+            _cassandra_metrics.record(self.future, self.started, None)
         self.result = rows
         self.session._finish()
         self._deliver()
 
     def _on_error(self, error: BaseException) -> None:
+        if self.started:
+            _cassandra_metrics.record(self.future, self.started, error)
         self.error = error
         self.session._finish()
         self._deliver()

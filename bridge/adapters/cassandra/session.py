@@ -37,6 +37,7 @@ from cassandra.query import (  # type: ignore[import-untyped]
 )
 
 import bridge
+from bridge import metrics
 
 from ._kit import current_waker, limiter_release, time_left
 from ._requests import _Concurrent, _Request
@@ -106,6 +107,7 @@ class AsyncSession:
         self._counts_lock = threading.Lock()
         self._sent = 0
         self._finished = 0
+        metrics.track_cassandra_session(self)
 
     def _finish(self) -> None:
         """The driver called back for a request: count it, then free its slot."""

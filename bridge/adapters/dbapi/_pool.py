@@ -29,7 +29,7 @@ from typing import Any
 
 import anyio
 
-from bridge import ClosedError, DedicatedThread, wrap_future
+from bridge import ClosedError, DedicatedThread, metrics, wrap_future
 from bridge.adapters.dbapi._call import DONE, PENDING, Call
 from bridge.adapters.dbapi._connection import Connection
 from bridge.adapters.dbapi._dialect import Raw, dialect_for
@@ -90,6 +90,8 @@ class Pool:
         # would only contend), more as calls block on the server (slow queries).
         self._workers = WorkerPool(max_size, name="bridge-dbapi")
         self._canceller: concurrent.futures.ThreadPoolExecutor | None = None
+        module = getattr(connect, "__module__", None) or "dbapi"
+        metrics.track_db_pool(self, module.split(".")[0].lstrip("_"))  # _sqlite3 -> sqlite3
 
     def __repr__(self) -> str:
         s = self.statistics()

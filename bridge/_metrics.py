@@ -1,0 +1,214 @@
+"""The instrumentation switch, and what instrumented code records into while it is on.
+
+Off by default, and free when off: most figures are read at collection time
+from the `statistics()` objects that exist anyway (see `_metrics_catalog`),
+so nothing on the hot path changes. Only true distributions (loop lateness,
+waker batch sizes, time waited for a limiter token, adapter call latency)
+need a hook at the point of measurement, each a single `if _metrics.on:`
+(one module attribute read) in front of the recording.
+
+Recording costs a bisect and two increments under a lock (~0.3 µs), not an
+exporter's record call (the OpenTelemetry SDK's `Histogram.record` costs
+several µs): a `Distribution` keeps bucket counts and sums per attribute set,
+and the exporters read them at collection time.
+
+Live objects (limiters, worker pools, watchdog statistics, adapter
+sessions) are tracked in weak sets, so being measured never keeps one alive.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from bisect import bisect_left
+from collections.abc import Sequence
+from typing import Any
+
+#: True while an exporter is enabled; hooks read it before recording anything.
+#: Read without a lock (also on free-threaded builds): a stale read around a
+#: switch only records, or misses, the values of that moment.
+on = False
+
+#: Bucket bounds in seconds for delays that should be near zero (lateness, token waits).
+DELAY_BOUNDS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+)  # fmt: skip
+#: Bucket bounds in seconds for driver calls (a CQL query, an HTTP request).
+CALL_BOUNDS: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
+    7.5, 10.0,
+)  # fmt: skip
+#: Bucket bounds for counts of completions handed out by one waker drain.
+BATCH_BOUNDS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class Distribution:
+    """A histogram kept in-process: bucket counts, per-bucket sums, per attribute set.
+
+    Cumulative since creation; `snapshot()` copies it for an exporter.
+    Safe to record from any thread.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        unit: str,
+        description: str,
+        attributes: Sequence[str],
+        bounds: Sequence[float],
+    ) -> None:
+        self.name = name
+        self.unit = unit
+        self.description = description
+        self.attributes = tuple(attributes)
+        self.bounds = tuple(bounds)
+        self._lock = threading.Lock()
+        # attribute values -> [counts per bucket (+inf last), sums per bucket]
+        self._series: dict[tuple[Any, ...], tuple[list[int], list[float]]] = {}
+
+    def record(self, value: float, key: tuple[Any, ...] = ()) -> None:
+        """Add one value; `key` holds the values of `attributes`, in order."""
+        bucket = bisect_left(self.bounds, value)
+        with self._lock:
+            series = self._series.get(key)
+            if series is None:
+                n = len(self.bounds) + 1
+                series = self._series[key] = ([0] * n, [0.0] * n)
+            series[0][bucket] += 1
+            series[1][bucket] += value
+
+    def snapshot(self) -> dict[tuple[Any, ...], tuple[list[int], list[float]]]:
+        """A copy of every series: counts and sums per bucket (the last bucket is +inf)."""
+        with self._lock:
+            return {key: (list(c), list(s)) for key, (c, s) in self._series.items()}
+
+    def reset(self) -> None:
+        with self._lock:
+            self._series.clear()
+
+
+class Counter:
+    """A monotonic count per attribute set, for events no `statistics()` keeps."""
+
+    def __init__(self, name: str, unit: str, description: str, attributes: Sequence[str]) -> None:
+        self.name = name
+        self.unit = unit
+        self.description = description
+        self.attributes = tuple(attributes)
+        self._lock = threading.Lock()
+        self._values: dict[tuple[Any, ...], float] = {}
+
+    def add(self, amount: float = 1, key: tuple[Any, ...] = ()) -> None:
+        with self._lock:
+            self._values[key] = self._values.get(key, 0) + amount
+
+    def snapshot(self) -> dict[tuple[Any, ...], float]:
+        with self._lock:
+            return dict(self._values)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._values.clear()
+
+
+# -- distributions the hooks record into --------------------------------------------------
+
+loop_lateness = Distribution(
+    "bridge.loop.lateness",
+    "s",
+    "How late a callback posted to the event loop from another thread ran: "
+    "the delay every result handed back to the loop sees",
+    ("bridge.loop.backend", "thread.name"),
+    DELAY_BOUNDS,
+)
+waker_batch = Distribution(
+    "bridge.waker.batch.size",
+    "{completion}",
+    "Completions handed to the loop by one wake-up (many results, one wake-up)",
+    (),
+    BATCH_BOUNDS,
+)
+limiter_wait = Distribution(
+    "bridge.limiter.wait.duration",
+    "s",
+    "Time a call that found no free token waited in the limiter's queue for one",
+    ("bridge.limiter.name",),
+    DELAY_BOUNDS,
+)
+http_duration = Distribution(
+    "http.client.request.duration",
+    "s",
+    "Duration of HTTP requests sent by bridge.adapters.requests, in the worker thread",
+    ("http.request.method", "server.address", "server.port", "bridge.http.status_class",
+     "error.type"),
+    CALL_BOUNDS,
+)  # fmt: skip
+db_duration = Distribution(
+    "db.client.operation.duration",
+    "s",
+    "Duration of Cassandra requests sent by bridge.adapters.cassandra, per coordinator host",
+    ("db.system.name", "server.address", "server.port", "error.type"),
+    CALL_BOUNDS,
+)
+portal_calls = Counter(
+    "bridge.portal.calls",
+    "{call}",
+    "Coroutine calls sent from sync code to a loop (syncify, Portal.call, Portal.submit)",
+    (),
+)
+
+DISTRIBUTIONS: tuple[Distribution, ...] = (
+    loop_lateness,
+    waker_batch,
+    limiter_wait,
+    http_duration,
+    db_duration,
+)
+COUNTERS: tuple[Counter, ...] = (portal_calls,)
+
+# -- live objects read at collection time --------------------------------------------------
+
+limiters: weakref.WeakSet[Any] = weakref.WeakSet()
+pools: weakref.WeakSet[Any] = weakref.WeakSet()
+block_statistics: weakref.WeakSet[Any] = weakref.WeakSet()
+http_sessions: weakref.WeakSet[Any] = weakref.WeakSet()
+cql_sessions: weakref.WeakSet[Any] = weakref.WeakSet()
+db_pools: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()  # pool -> its name
+
+
+def track(registry: weakref.WeakSet[Any], obj: object) -> None:
+    """Remember `obj` for collection time (weakly); called once when it is made."""
+    # WeakSet.add is not atomic; objects are made on many threads.
+    with _track_lock:
+        registry.add(obj)
+
+
+def live(registry: weakref.WeakSet[Any]) -> list[Any]:
+    with _track_lock:
+        return list(registry)
+
+
+def track_named(registry: weakref.WeakKeyDictionary[Any, str], obj: object, name: str) -> None:
+    with _track_lock:
+        registry[obj] = name
+
+
+def live_named(registry: weakref.WeakKeyDictionary[Any, str]) -> list[tuple[Any, str]]:
+    with _track_lock:
+        return list(registry.items())
+
+
+_track_lock = threading.Lock()
+
+
+def status_class(status: int) -> str:
+    """`200` -> `"2xx"`: few values, so a series per host stays small."""
+    return f"{status // 100}xx"
+
+
+def error_type(error: BaseException) -> str:
+    """The exception's fully qualified class name, as OpenTelemetry's `error.type` wants."""
+    cls = type(error)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"

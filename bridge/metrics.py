@@ -1,0 +1,188 @@
+"""Metrics of the loop, the threads, the limiters, the watchdog and the adapters.
+
+Off by default, and free when off. Turn them on once, at startup, for the
+exporter your service already uses:
+
+    bridge.metrics.enable_prometheus()        # prometheus_client's default registry
+    bridge.metrics.enable_opentelemetry()     # the global MeterProvider
+
+What you get (OpenTelemetry names; Prometheus writes dots as underscores and
+adds the unit, `bridge_loop_lateness_seconds`):
+
+- `bridge.loop.lateness` (s, histogram): how late each loop runs a callback
+  posted from another thread, probed 20 times a second; per backend and thread.
+- `bridge.waker.batch.size` ({completion}, histogram): results per loop wake-up.
+- `bridge.pool.threads` ({thread}, by state busy/idle/blocked),
+  `bridge.pool.threads.limit`, `bridge.pool.jobs.queued`,
+  `bridge.pool.threads.added` (by reason grown/compensated),
+  `bridge.pool.threads.retired`: the shared pool and each requests session's threads.
+- `bridge.limiter.tokens.limit`, `.tokens.used`, `bridge.limiter.waiting`,
+  `bridge.limiter.grants`, and `bridge.limiter.wait.duration` (s, histogram of
+  the calls that had to queue), per limiter name.
+- `bridge.portal.calls`: coroutine calls sent from sync code (syncify, Portal).
+- `bridge.watchdog.blocks` and `bridge.watchdog.blocked_time` (s), per call site.
+- `http.client.request.duration` (s, histogram, by method, server.address,
+  server.port, status class `2xx`..., error.type) and
+  `http.client.active_requests` for `bridge.adapters.requests`.
+- `db.client.operation.duration` (s, histogram, by coordinator host and
+  error.type), `bridge.cassandra.requests.active` and `.waiting` for
+  `bridge.adapters.cassandra`.
+- `db.client.connection.count` (by state idle/used), `.max`,
+  `.pending_requests` and `bridge.dbapi.statements.cancelled` for
+  `bridge.adapters.dbapi` pools, named after the driver's module.
+
+Gauges and counters are read from the objects' `statistics()` when the
+exporter collects; the histograms are kept in-process (a bisect and two
+increments per value) and handed to the exporter at collection time.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from bridge import _metrics
+from bridge._metrics import Distribution, error_type, status_class
+from bridge._metrics_probe import probe
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from prometheus_client import CollectorRegistry
+
+__all__ = [
+    "Distribution",
+    "db_client_duration",
+    "disable",
+    "enable_opentelemetry",
+    "enable_prometheus",
+    "enabled",
+    "error_type",
+    "http_client_duration",
+    "recording",
+    "status_class",
+    "track_cassandra_session",
+    "track_db_pool",
+    "track_http_session",
+]
+
+_lock = threading.Lock()
+_prometheus: list[tuple[Any, Any]] = []  # (registry, collector)
+_otel: list[Any] = []  # OtelExporter
+
+
+def enable_prometheus(registry: CollectorRegistry | None = None) -> None:
+    """Expose bridge's metrics on `registry` (default: prometheus_client's global one).
+
+    Serve it as you already do (`prometheus_client.start_http_server`,
+    `make_asgi_app`, `generate_latest(registry)`); figures are read at each
+    scrape. Enabling the same registry twice does nothing.
+    """
+    try:
+        import prometheus_client
+    except ImportError:
+        raise ImportError(
+            "bridge.metrics.enable_prometheus() needs prometheus_client: "
+            "pip install 'bridge[prometheus]'"
+        ) from None
+    from bridge._metrics_prometheus import BridgeCollector
+
+    target = registry if registry is not None else prometheus_client.REGISTRY
+    with _lock:
+        if any(r is target for r, _ in _prometheus):
+            return
+        collector = BridgeCollector()
+        target.register(collector)
+        _prometheus.append((target, collector))
+        _switch()
+
+
+def enable_opentelemetry(meter_provider: MeterProvider | None = None) -> None:
+    """Report bridge's metrics through OpenTelemetry (default: the global MeterProvider).
+
+    Needs only `opentelemetry-api` here; the SDK and the exporter (OTLP, ...)
+    are the application's choice. Enabling the same provider twice does nothing.
+    """
+    try:
+        from opentelemetry import metrics as otel_metrics
+    except ImportError:
+        raise ImportError(
+            "bridge.metrics.enable_opentelemetry() needs opentelemetry-api: "
+            "pip install 'bridge[otel]'"
+        ) from None
+    from bridge import __version__
+    from bridge._metrics_catalog import OBSERVABLES
+    from bridge._metrics_otel import OtelExporter
+
+    provider = meter_provider if meter_provider is not None else otel_metrics.get_meter_provider()
+    with _lock:
+        if any(e.provider is provider for e in _otel):
+            return
+        exporter = OtelExporter(provider, OBSERVABLES, __version__)
+        _otel.append(exporter)
+        probe.ticks.append(exporter.replay)
+        _switch()
+
+
+def disable(target: object = None) -> None:
+    """Stop exporting to `target` (a registry or meter provider given to `enable_*`), or,
+    by default, to all of them.
+
+    Once no exporter is left, measuring stops: the lateness probe ends, the
+    histograms are forgotten, and the hot path is back to no work.
+    """
+    with _lock:
+        for entry in [e for e in _prometheus if target is None or e[0] is target]:
+            entry[0].unregister(entry[1])
+            _prometheus.remove(entry)
+        for exporter in [e for e in _otel if target is None or e.provider is target]:
+            exporter.active = False
+            _otel.remove(exporter)
+            probe.ticks.remove(exporter.replay)
+        _switch()
+        if not _metrics.on:
+            for dist in _metrics.DISTRIBUTIONS:
+                dist.reset()
+            for counter in _metrics.COUNTERS:
+                counter.reset()
+
+
+def enabled() -> bool:
+    """True while at least one exporter is enabled."""
+    return _metrics.on
+
+
+def _switch() -> None:
+    _metrics.on = bool(_prometheus or _otel)
+    if _metrics.on:
+        probe.start()
+    else:
+        probe.stop()
+
+
+# -- for adapters (bridge's own and yours): what a driver call records ----------------------
+
+#: `record(seconds, (method, host, port, status class or None, error.type or None))`
+http_client_duration = _metrics.http_duration
+#: `record(seconds, (db system, host, port, error.type or None))`
+db_client_duration = _metrics.db_duration
+
+
+def recording() -> bool:
+    """True while metrics are on: check it before timing a call, so that off costs nothing."""
+    return _metrics.on
+
+
+def track_http_session(session: object) -> None:
+    """Count `session` (with `.limiter` and `.thread_statistics()`) in the HTTP gauges; weakly."""
+    _metrics.track(_metrics.http_sessions, session)
+
+
+def track_cassandra_session(session: object) -> None:
+    """Count `session` (`.statistics()` as Cassandra's AsyncSession) in its gauges; weakly."""
+    _metrics.track(_metrics.cql_sessions, session)
+
+
+def track_db_pool(pool: object, name: str) -> None:
+    """Count `pool` (`.statistics()` as bridge.adapters.dbapi's Pool) in the
+    `db.client.connection.*` gauges under `name` (the driver's, say); weakly."""
+    _metrics.track_named(_metrics.db_pools, pool, name)
