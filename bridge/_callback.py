@@ -116,13 +116,6 @@ class Callback(Generic[T]):
             result, self.result = self.result, None
             self.waker.finish(handle, result, error)
 
-    def fail(self, error: BaseException) -> None:
-        """The waker could not deliver the outcome: the task gets `error` instead."""
-        handle = self.handle
-        if handle is not None:
-            self.handle = None
-            self.waker.finish(handle, None, error)
-
     def cancel(self) -> None:
         self.handle = None  # a late outcome is dropped
         try:

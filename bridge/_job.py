@@ -185,13 +185,6 @@ class Job:
             result, self.result = self.result, None  # the caller's now: a kept job must not pin it
             self.waker.finish(handle, result, error)
 
-    def fail(self, error: BaseException) -> None:
-        """On the loop: delivering the outcome failed; the awaiting task gets `error`."""
-        handle = self.handle
-        if handle is not None:
-            self.handle = None
-            self.waker.finish(handle, None, error)
-
     def cancel(self) -> None:
         """The awaiting task gave up: drop the job if it has not started, else let it finish."""
         if self.cleanup:

@@ -135,7 +135,7 @@ class Waker:
             try:
                 item.complete()
             except Exception as exc:  # one broken completion must not strand the rest
-                _fail(item, exc)
+                self._fail(item, exc)
         if pending and not self._scheduled:
             self._scheduled = True
             self.lateness.asked = _perf_counter()
@@ -161,19 +161,28 @@ class Waker:
         """False once the loop has stopped or closed: nothing queued to it will run (any thread)."""
         raise NotImplementedError
 
+    def _fail(self, item: Any, exc: Exception) -> None:
+        """Delivering `item` failed: whoever waits on it gets the error; nobody hangs.
 
-def _fail(item: object, exc: Exception) -> None:
-    """Delivering failed: the waiting task (or blocked caller) gets the error; it never hangs."""
-    fail = getattr(item, "fail", None)
-    if fail is not None:
+        A parked task (anything with a `handle`: a job, a callback) is finished
+        here with the error; other completions that have a waiter of their own
+        (a sync caller blocked in `syncify`) say how with `fail(exc)`.
+        """
         try:
-            fail(exc)
-            return
+            handle = getattr(item, "handle", None)
+            if handle is not None:
+                item.handle = None
+                self.finish(handle, None, exc)
+                return
+            fail = getattr(item, "fail", None)
+            if fail is not None:
+                fail(exc)
+                return
         except Exception as again:
             exc = again
-    logging.getLogger("bridge").error(
-        "bridge: delivering %r to its task failed", item, exc_info=exc
-    )
+        logging.getLogger("bridge").error(
+            "bridge: delivering %r to its task failed", item, exc_info=exc
+        )
 
 
 class Slot:
