@@ -29,9 +29,8 @@ from bridge._job import Executor, Job
 from bridge._pool import WorkerPool, default_pool
 from bridge._readahead import ReadAhead
 from bridge._waker import Completion, Parked, Slot, Waker, current_waker, on_loop_thread
-from bridge.deadline import capture as capture_waiter
 from bridge.limiter import Limiter
-from bridge.threads import _check_sync, _checked
+from bridge.threads import _check_sync, _run_job
 
 T = TypeVar("T")
 
@@ -113,8 +112,5 @@ async def run_job(
     Keyword arguments: pass `functools.partial(fn, key=value)`.
     """
     _check_sync(fn, "run_job()")
-    waker = current_waker("run_job()")
-    job = Job(fn, args, {}, waker, executor or default_pool(), limiter)
-    job.cleanup = cleanup
-    job.waiter = capture_waiter(waker)  # for bridge.current_deadline() in the thread
-    return _checked(fn, await waker.wait(job))  # type: ignore[no-any-return]
+    executor = executor or default_pool()
+    return await _run_job(fn, args, {}, limiter, executor, "run_job()", cleanup)  # type: ignore[no-any-return]

@@ -98,9 +98,11 @@ async def _run_job(
     limiter: Limiter | None,
     executor: Executor,
     api: str,
+    cleanup: bool = False,
 ) -> Any:
     waker = current_waker(api)
     job = Job(fn, args, kwargs, waker, executor, limiter)
+    job.cleanup = cleanup
     job.waiter = capture_waiter(waker)  # for bridge.current_deadline() in the thread
     return _checked(fn, await waker.wait(job))
 
