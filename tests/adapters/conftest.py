@@ -27,3 +27,12 @@ def make_cluster(server: Any, **kwargs: Any) -> Any:
         # The driver nags about a load-balancing policy when given contact points.
         warnings.simplefilter("ignore")
         return Cluster(server.contact_points, port=server.port, **kwargs)
+
+
+def make_keyspace(server: Any, keyspace: str, *statements: str) -> None:
+    """Create `keyspace` (replication factor 1) and run `statements` in it, with the sync driver."""
+    from tests.testing.conftest import keyspace_session
+
+    with keyspace_session(server, 5, keyspace) as session:
+        for statement in statements:
+            session.execute(statement)

@@ -29,11 +29,12 @@ from cassandra.connection import ConnectionShutdown
 
 import bridge
 from bridge.adapters.cassandra import AsyncCluster, AsyncSession
+from bridge.adapters.cassandra import _transport as transport_module
 from bridge.adapters.cassandra._transport import LoopConnection
 from bridge.testing.cqlserver import CQLServer, ServerThread
 from tests.support import eventually
 
-from .conftest import make_cluster
+from .conftest import make_keyspace
 
 pytestmark = pytest.mark.anyio
 
@@ -41,16 +42,8 @@ KS = "transport"
 
 
 @pytest.fixture(scope="module")
-def keyspace(cql_server: ServerThread) -> Iterator[None]:
-    cluster = make_cluster(cql_server)
-    session = cluster.connect()
-    session.execute(
-        f"CREATE KEYSPACE IF NOT EXISTS {KS} "
-        "WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}"
-    )
-    session.execute(f"CREATE TABLE IF NOT EXISTS {KS}.kv (k int PRIMARY KEY, v text)")
-    cluster.shutdown()
-    yield
+def keyspace(cql_server: ServerThread) -> None:
+    make_keyspace(cql_server, KS, "CREATE TABLE IF NOT EXISTS kv (k int PRIMARY KEY, v text)")
 
 
 @pytest.fixture(autouse=True)
@@ -419,3 +412,106 @@ async def test_calls_from_another_thread_reach_the_loop_with_one_wake_up_per_bat
     # and one arming of their timers, not fifty of each (a third call only if a
     # driver heartbeat on the control connection happened to land meanwhile).
     assert batches[0] in (2, 3)
+
+
+# -- protocol v5 segments on the loop (and v4's bare frames beside them) -------------
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+@pytest.mark.allow_blocking  # the loop is held on purpose, so that the answers pile up
+async def test_a_burst_of_answers_is_decoded_a_slice_at_a_time(
+    cql_server: ServerThread, keyspace: None, protocol: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fifty answers read off the socket at once (under v5, packed by the server
+    # into one or a few segments) must not be decoded in one loop turn: with no
+    # time budget at all, every slice decodes exactly one frame.
+    monkeypatch.setattr(transport_module, "MIN_BUDGET", 0.0)
+    monkeypatch.setattr(transport_module, "MAX_BUDGET", 0.0)
+    async with loop_cluster(cql_server, protocol_version=protocol) as cluster:
+        session = await cluster.connect(KS)
+        (conn,) = connections(session)
+        assert conn.protocol_version == protocol
+        assert (conn._segments is not None) == (protocol == 5)
+        conn._budget = 0.0
+        frames_per_slice: list[int] = []
+        decoded = [0]
+        process, decode_slice = conn.process_msg, conn._decode_slice
+
+        def counting_process(*args: Any) -> Any:
+            decoded[0] += 1
+            return process(*args)
+
+        def counting_slice(start: float) -> None:
+            before = decoded[0]
+            decode_slice(start)
+            frames_per_slice.append(decoded[0] - before)
+
+        conn.process_msg = counting_process
+        conn._decode_slice = counting_slice
+        query = "INSERT INTO transport.kv (k, v) VALUES (1, 'burst')"
+        # The answers come half a second after the requests, all at once...
+        cql_server.prime(query, delay=0.5, times=50)
+        futures = [session.session.execute_async(query) for _ in range(50)]
+        await eventually(lambda: not conn._out and not conn._flush_pending)  # sent
+        # ...while the loop is held until all fifty (13 bytes each, at least) wait in the socket.
+        wait_until_buffered(conn, 50 * 13)
+        for future in futures:
+            await bridge.wrap_future(future)
+    assert sum(frames_per_slice) >= 50
+    assert max(frames_per_slice) == 1
+    assert len([n for n in frames_per_slice if n]) >= 50
+
+
+def wait_until_buffered(conn: LoopConnection, size: int) -> None:
+    import select
+    import socket
+    import time
+
+    sock = conn._socket
+    give_up = time.monotonic() + 30  # a bound on the wait, not an assertion on time
+    while time.monotonic() < give_up:
+        select.select([sock], [], [], 1.0)
+        try:
+            if len(sock.recv(65536, socket.MSG_PEEK)) >= size:
+                return
+        except BlockingIOError:
+            pass
+        time.sleep(0.01)
+    raise AssertionError(f"the server's answers never reached {size} bytes in the socket")
+
+
+async def test_v5_requests_of_one_loop_turn_travel_in_one_segment(
+    cql_server: ServerThread, keyspace: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    packed: list[int] = []
+    pack = transport_module.pack
+
+    def counting_pack(frames: list[bytes]) -> bytes:
+        packed.append(len(frames))
+        return pack(frames)
+
+    monkeypatch.setattr(transport_module, "pack", counting_pack)
+    async with loop_cluster(cql_server, protocol_version=5) as cluster:
+        session = await cluster.connect(KS)
+        packed.clear()
+        futures = [
+            session.session.execute_async("SELECT v FROM transport.kv WHERE k = 1")
+            for _ in range(50)
+        ]  # queued in this loop turn: one flush, one segment (50 small frames fit in 128 KiB)
+        for future in futures:
+            await bridge.wrap_future(future)
+    assert packed[0] == 50
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+async def test_values_over_the_segment_limit_cross_both_ways(
+    cql_server: ServerThread, keyspace: None, protocol: int
+) -> None:
+    # Over 128 KiB a v5 frame is cut across segments that are not self-contained.
+    big = "".join(chr(0x41 + i % 26) for i in range(300_000))
+    async with loop_cluster(cql_server, protocol_version=protocol) as cluster:
+        session = await cluster.connect(KS)
+        insert = await session.prepare("INSERT INTO transport.kv (k, v) VALUES (?, ?)")
+        await session.execute_concurrent([(insert, (k, big)) for k in range(400, 405)])
+        rows = await session.execute("SELECT k, v FROM transport.kv WHERE k IN (400, 404)")
+        assert [(row.k, row.v) for row in rows] == [(400, big), (404, big)]

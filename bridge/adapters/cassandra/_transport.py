@@ -12,8 +12,12 @@ under load. Here the loop that made the `AsyncCluster` owns the sockets:
   tiny results is cut into slices, and the tasks those frames wake run before
   the next slice. A response decoded on the loop completes its awaiting task
   directly (the driver's callback runs here), with no cross-thread hand-off.
+  Under protocol v5 the segments are checked and unpacked first, and their
+  frames go through the same slices (`_segments.py`): a segment of a hundred
+  small answers is not one long turn.
 - Writes: a message pushed on the loop is queued and the queue is sent with one
-  `send` per loop turn (many requests, one syscall). Pushed from another
+  `send` per loop turn (many requests, one syscall; under v5, packed into as
+  few segments as fit). Pushed from another
   thread (the control connection, the driver's executor, heartbeats, sync code
   using `session.session`), it reaches the loop through bridge's batching
   waker: one thread-safe wake-up per batch of calls, never one per message.
@@ -52,6 +56,7 @@ from cassandra.connection import (  # type: ignore[import-untyped]
 )
 
 from ._kit import Waker
+from ._segments import FRAMES_AS_IS, SegmentReader, pack
 
 __all__ = ["TURN_BUDGET", "LoopConnection", "Reactor", "bind_connection_class"]
 
@@ -67,7 +72,6 @@ TURN_TARGET: Final = 0.001
 MIN_BUDGET: Final = 0.0001
 MAX_BUDGET: Final = 0.002
 RECV_SIZE: Final = 65536
-SEGMENT_STEP: Final = 4096  # protocol v5: bytes handed to the driver's segment decoder at a time
 
 _get_ident = threading.get_ident
 _perf_counter = time.perf_counter
@@ -228,6 +232,7 @@ class LoopConnection(Connection):  # type: ignore[misc]
     _reactor: ClassVar[Reactor | None] = None
     is_closed: bool  # the driver's flags, set under its lock
     is_defunct: bool
+    _segment_codec: Any  # the driver's, set when protocol v5 starts
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         Connection.__init__(self, *args, **kwargs)
@@ -244,7 +249,12 @@ class LoopConnection(Connection):  # type: ignore[misc]
         self._out: deque[bytes] = deque()
         self._flush_pending = False
         self._unsent: memoryview | None = None
-        self._inbuf = bytearray()
+        self._inbuf = bytearray()  # bytes off the wire
+        # Protocol v5: segment payloads, i.e. frames, waiting to be decoded
+        # (with v4 the wire carries bare frames and this stays empty).
+        self._frames = bytearray()
+        self._segments: SegmentReader | None = None
+        self._pack = False  # v5 without compression: queued frames are packed at flush
         self._decode_pending = False
         self._budget = TURN_BUDGET
         self._last_slice_end = 0.0
@@ -285,6 +295,16 @@ class LoopConnection(Connection):  # type: ignore[misc]
         self._watching = True
         self._loop_reactor.watch_read(self)
 
+    def _enable_checksumming(self) -> None:
+        """Protocol v5 is on (on the loop, while the startup answer is decoded): from now on
+        frames travel in segments. No request can be queued on this connection before its
+        startup completes, so nothing already queued needs segments."""
+        Connection._enable_checksumming(self)
+        self._segments = SegmentReader(self._segment_codec, self.endpoint)
+        if not self._segment_codec.compression:
+            self._segment_codec = FRAMES_AS_IS  # `send_msg` queues bare frames; `_flush` packs
+            self._pack = True
+
     def push(self, data: bytes) -> None:
         """Queue bytes for the socket; sent at the next loop turn with everything else queued."""
         self._out.append(data)
@@ -303,13 +323,16 @@ class LoopConnection(Connection):  # type: ignore[misc]
         self._flush_pending = False
         if self._unsent is not None or self.is_closed:
             return  # a partial send is waiting for writability; it flushes the rest
+        if self._out:
+            self._send(memoryview(self._take_out()))
+
+    def _take_out(self) -> bytes:
+        """Everything queued, as the bytes to send: packed into segments under protocol v5."""
         out = self._out
-        if not out:
-            return
-        data = (
-            out.popleft() if len(out) == 1 else b"".join([out.popleft() for _ in range(len(out))])
-        )
-        self._send(memoryview(data))
+        frames = [out.popleft() for _ in range(len(out))]  # other threads may append meanwhile
+        if self._pack:
+            return pack(frames)
+        return frames[0] if len(frames) == 1 else b"".join(frames)
 
     def _send(self, data: memoryview) -> None:
         try:
@@ -331,11 +354,8 @@ class LoopConnection(Connection):  # type: ignore[misc]
         unsent = self._unsent
         if unsent is None:
             return
-        out = self._out
-        if out:
-            unsent = memoryview(
-                b"".join([bytes(unsent), *[out.popleft() for _ in range(len(out))]])
-            )
+        if self._out:
+            unsent = memoryview(b"".join([bytes(unsent), self._take_out()]))
         self._send(unsent)
 
     def _on_readable(self) -> None:
@@ -373,10 +393,17 @@ class LoopConnection(Connection):  # type: ignore[misc]
 
     def _decode_slice(self, start: float) -> None:
         """Process whole frames for at most the budget; the rest at the next turn."""
-        if self._is_checksumming_enabled:
-            self._decode_segments(start)
-            return
-        buf = self._inbuf
+        segments = self._segments
+        if segments is None:
+            buf = self._inbuf  # bare frames (protocol v4 and earlier, and any v5 startup)
+        else:
+            buf = self._frames
+            if self._inbuf:
+                try:
+                    segments.unpack(self._inbuf, buf)
+                except ConnectionException as exc:
+                    self.defunct(exc)
+                    return
         pos = 0
         end_of_data = len(buf)
         deadline = start + self._budget
@@ -403,35 +430,22 @@ class LoopConnection(Connection):  # type: ignore[misc]
             process(_Frame(version, flags, stream, opcode, header_size, end), body)
             if self.is_closed:
                 return
+            if self._segments is not segments:
+                # That frame switched the connection to v5 segments: what follows
+                # on the wire is segments, decoded from the next slice on.
+                over_budget = True
+                break
             if _perf_counter() > deadline:
                 over_budget = True
                 break
         if pos:
             del buf[:pos]
-        if over_budget and buf:
+        if over_budget and (buf or self._inbuf):
             # More may be whole already: decode it at the next turn, after the
             # tasks these frames woke and the loop's timers have run.
             self._decode_pending = True
             self._last_slice_end = _perf_counter()
             self._loop_reactor.call_soon(self._decode)
-
-    def _decode_segments(self, start: float) -> None:
-        # Protocol v5 checksummed segments: the driver's own buffer logic, fed
-        # SEGMENT_STEP bytes at a time until the slice's time is used up.
-        buf = self._inbuf
-        deadline = start + self._budget
-        while buf:
-            chunk = bytes(buf[:SEGMENT_STEP])
-            del buf[:SEGMENT_STEP]
-            self._iobuf.write(chunk)
-            self.process_io_buffer()
-            if self.is_closed:
-                return
-            if buf and _perf_counter() > deadline:
-                self._decode_pending = True
-                self._last_slice_end = _perf_counter()
-                self._loop_reactor.call_soon(self._decode)
-                return
 
     # -- closing ---------------------------------------------------------------------
 

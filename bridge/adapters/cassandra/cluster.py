@@ -18,6 +18,7 @@ from cassandra.cluster import Cluster, Session  # type: ignore[import-untyped]
 import bridge
 
 from ._kit import current_waker
+from ._rows import use_cached_rows
 from ._transport import Reactor, asyncio_reactor, bind_connection_class
 from .session import AsyncSession
 
@@ -76,6 +77,7 @@ class AsyncCluster:
         with self._lock:
             if self._cluster is None:
                 self._cluster = Cluster(*self._args, **self._kwargs)
+                use_cached_rows(self._cluster)
             return self._cluster
 
     def _bind(self) -> None:
