@@ -33,17 +33,20 @@ from cassandra.cluster import Cluster, Session
 
 from bench._report import percentile, save, table
 from bridge.adapters.cassandra import AsyncCluster, AsyncSession
+from bridge.adapters.cassandra._rows import cached_named_tuple_factory
 from bridge.testing.cqlserver import ServerProcess
 
 IN_FLIGHT = 120
 KS = "bench"
 HEARTBEAT = 0.005
+#: Extra Cluster arguments for every contestant (--protocol).
+CLUSTER_KWARGS: dict[str, Any] = {}
 
 warnings.simplefilter("ignore")
 
 
 def connect(server: ServerProcess) -> tuple[Cluster, Session]:
-    cluster = Cluster(server.contact_points, port=server.port)
+    cluster = Cluster(server.contact_points, port=server.port, **CLUSTER_KWARGS)
     return cluster, cluster.connect()
 
 
@@ -164,6 +167,7 @@ async def bridge_transport_run(
         server.contact_points,
         port=server.port,
         transport=transport,  # type: ignore[arg-type]
+        **CLUSTER_KWARGS,
     ) as cluster:
         session = await cluster.connect(KS)
         insert = await session.prepare("INSERT INTO kv (k, v) VALUES (?, ?)")
@@ -211,7 +215,7 @@ def executor_execute(session: Session, pool: concurrent.futures.ThreadPoolExecut
 def cassandra_asyncio_execute(server: ServerProcess) -> tuple[Execute, Any]:
     from cassandra_asyncio.cluster import Cluster as CACluster  # type: ignore[import-not-found]
 
-    cluster = CACluster(server.contact_points, port=server.port)
+    cluster = CACluster(server.contact_points, port=server.port, **CLUSTER_KWARGS)
     session = cluster.connect(KS)
     return session.aexecute, cluster
 
@@ -242,7 +246,12 @@ def main() -> None:
     parser.add_argument(
         "--switch-interval", type=float, default=None, help="sys.setswitchinterval (s) for the run"
     )
+    parser.add_argument(
+        "--protocol", type=int, default=None, help="native protocol version (default: negotiated)"
+    )
     args = parser.parse_args()
+    if args.protocol is not None:
+        CLUSTER_KWARGS["protocol_version"] = args.protocol
     n = args.requests
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
@@ -296,6 +305,17 @@ def main() -> None:
             seconds = run_ceiling(session, insert, select, n)
             return seconds, 0.0, 0, time.process_time() - cpu
 
+        def ceiling_with_bridges_rows() -> tuple[float, float, int, float]:
+            # The same chains with the row factory AsyncCluster installs (the
+            # Row class built once per column list): what the transport itself adds.
+            profile = cluster.profile_manager.default
+            default = profile.row_factory
+            profile.row_factory = cached_named_tuple_factory
+            try:
+                return ceiling()
+            finally:
+                profile.row_factory = default
+
         def async_run(backend: str, make: Callable[[], Any], pattern: str) -> Callable[[], Any]:
             async def go() -> tuple[float, float, int, float]:
                 execute = make()
@@ -318,6 +338,7 @@ def main() -> None:
             ca_missing = repr(exc)
         for _ in range(args.repeat):
             record("driver callbacks (ceiling)", "none", "chains", ceiling)
+            record("driver callbacks, bridge's rows", "none", "chains", ceiling_with_bridges_rows)
             for pattern in ("tasks", "per-request"):
                 for backend in ("asyncio", "uvloop", "trio"):
                     for transport in ("loop", "thread"):
@@ -391,7 +412,13 @@ def main() -> None:
             out,
         )
     )
-    meta = {"requests": n, "in_flight": IN_FLIGHT, "rounds": args.repeat, "kept": "best round"}
+    meta = {
+        "protocol": args.protocol or "negotiated",
+        "requests": n,
+        "in_flight": IN_FLIGHT,
+        "rounds": args.repeat,
+        "kept": "best round",
+    }
     path = save("cassandra", {**meta, "results": results})
     print(f"\nsaved {path}")
 

@@ -723,3 +723,21 @@ async def test_the_asyncio_reactor_works_the_same(
         await session.execute("SELECT v FROM kv WHERE k = 344")
     await eventually(lambda: session.statistics().in_flight == 0)
     await session.shutdown()
+
+
+async def test_a_finished_request_is_freed_without_the_gc(session: AsyncSession) -> None:
+    # The driver's request timer and the future hold each other, and so did the
+    # future's callbacks and bridge's request: cycles that left every finished
+    # request to the GC's full collections (25-35 ms pauses under load).
+    insert = await session.prepare("INSERT INTO kv (k, v) VALUES (?, ?)")
+    gc.disable()
+    try:
+        for query, args in ((insert, (1, "one")), ("SELECT k, v FROM kv WHERE k = %s", (1,))):
+            result = await session.execute(query, args)
+            future = weakref.ref(result.response_future)
+            del result
+            # Freed once the loop step that woke us and the driver's thread (thread
+            # transport) have let go of their frames; with the GC off, a cycle never is.
+            await eventually(lambda: future() is None)  # noqa: B023 - awaited in this iteration
+    finally:
+        gc.enable()

@@ -51,12 +51,12 @@ from cassandra.connection import (  # type: ignore[import-untyped]
     Connection,
     ConnectionException,
     ConnectionShutdown,
-    Timer,
     _Frame,
 )
 
 from ._kit import Waker
 from ._segments import FRAMES_AS_IS, SegmentReader, pack
+from ._timers import ReleasingTimer
 
 __all__ = ["TURN_BUDGET", "LoopConnection", "Reactor", "bind_connection_class"]
 
@@ -281,7 +281,7 @@ class LoopConnection(Connection):  # type: ignore[misc]
 
     @classmethod
     def create_timer(cls, timeout: float, callback: Callable[[], None]) -> Any:
-        timer = Timer(timeout, callback)
+        timer = ReleasingTimer(timeout, callback)
         reactor = cls._reactor
         if reactor is not None:
             reactor.add_timer(timer)

@@ -13,12 +13,17 @@ import threading
 from typing import Any, Literal
 
 import sniffio
-from cassandra.cluster import Cluster, Session  # type: ignore[import-untyped]
+from cassandra.cluster import (  # type: ignore[import-untyped]
+    Cluster,
+    DefaultConnection,
+    Session,
+)
 
 import bridge
 
 from ._kit import current_waker
 from ._rows import use_cached_rows
+from ._timers import weak_timers
 from ._transport import Reactor, asyncio_reactor, bind_connection_class
 from .session import AsyncSession
 
@@ -85,6 +90,11 @@ class AsyncCluster:
         if self._transport is None:
             self._transport = DEFAULT_TRANSPORT.get(sniffio.current_async_library(), "thread")
         if self._transport != "loop":
+            with self._lock:
+                if self._cluster is None and self._kwargs.get("connection_class") is None:
+                    # The driver's own reactor, with timers that let finished requests go.
+                    connection_class = weak_timers(DefaultConnection)
+                    self._kwargs = {**self._kwargs, "connection_class": connection_class}
             return
         waker = current_waker("AsyncCluster.connect()")
         reactor = self._reactor
