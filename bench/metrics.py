@@ -31,6 +31,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import anyio
@@ -235,27 +236,18 @@ def rows_for(workload: str, backend: str, results: dict[str, dict[str, float]]) 
 def dbapi(total: int, rounds: int, backend: str) -> dict[str, dict[str, float]]:
     import psycopg2
 
-    from bench.dbapi import postgres
+    from bench.dbapi import ROWS, pg_tables, postgres
     from bridge.adapters.dbapi import create_pool
 
     pg = postgres()
-    table = "bridge_bench_metrics"
-    setup = psycopg2.connect(**pg)
-    setup.autocommit = True
-    with setup.cursor() as cursor:
-        cursor.execute(f"CREATE TABLE IF NOT EXISTS {table} (k int PRIMARY KEY, v text)")
-        cursor.execute(
-            f"INSERT INTO {table} SELECT g, 'value' FROM generate_series(0, 999) g "
-            "ON CONFLICT DO NOTHING"
-        )
-    setup.close()
 
-    async def main() -> dict[str, dict[str, float]]:
+    async def main(table: str) -> dict[str, dict[str, float]]:
         async with create_pool(psycopg2.connect, min_size=10, max_size=10, **pg) as pool:
             keys = iter(range(0))
+            sql = f"SELECT name FROM {table} WHERE id = %s"
 
             async def one() -> None:
-                await pool.fetchone(f"SELECT v FROM {table} WHERE k = %s", (next(keys, 0) % 1000,))
+                await pool.fetchone(sql, (next(keys, 0) % ROWS + 1,))
 
             async def workload() -> tuple[float, float]:
                 nonlocal keys
@@ -264,7 +256,8 @@ def dbapi(total: int, rounds: int, backend: str) -> dict[str, dict[str, float]]:
 
             return await measure(workload, total, rounds)
 
-    return run_on(backend, main)  # type: ignore[no-any-return]
+    with pg_tables(pg) as table:
+        return run_on(backend, partial(main, table))  # type: ignore[no-any-return]
 
 
 def hook_costs() -> list[list[Any]]:
@@ -300,9 +293,11 @@ def hook_costs() -> list[list[Any]]:
         if kept._kept_count > 10_000:
             kept.drain()
 
+    dialect = SimpleNamespace(name="psycopg2")
+    off_statement = best(lambda: timed(run, dialect))
     was, _metrics.on = _metrics.on, True  # the adapters' hooks only wrap while metrics are on
     try:
-        statement = timed(run, SimpleNamespace(name="psycopg2"))
+        statement = timed(run, dialect)
         sql = "SELECT v FROM t WHERE k = %s"
         provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
         exporter = OtelExporter(provider, OBSERVABLES, "bench", lambda: None)
@@ -311,6 +306,7 @@ def hook_costs() -> list[list[Any]]:
         values = [0.003] * 1000
         rows = [
             ["off: the `if _metrics.on:` check", best(lambda: _metrics.on and None)],
+            ["off: DB-API statement hook (`timed()` hands the function back)", off_statement],
             ["on: Distribution.record (Prometheus only)", best(lambda: dist.record(0.003, ("x",)))],
             ["on: Distribution.record, value kept for OpenTelemetry", best(record_kept)],
             ["on: Cassandra hook (clock, host, record)",
