@@ -45,11 +45,12 @@ CALL_BOUNDS: tuple[float, ...] = (
 BATCH_BOUNDS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
-#: Values a distribution keeps for OpenTelemetry before the recording thread hands them
-#: over itself (`flush_kept`): bounds the memory if the metrics thread falls behind.
+#: Values a distribution keeps for OpenTelemetry before it asks for them to be handed over
+#: at once (`flush_kept`): bounds the memory if the metrics thread falls behind.
 KEEP_MAX = 50_000
 
-#: Set while an OpenTelemetry exporter is on: hands every kept value to it.
+#: Set while an OpenTelemetry exporter is on: starts handing every kept value over, soon,
+#: on another thread (the caller may be a loop's).
 flush_kept: Callable[[], None] | None = None
 
 
@@ -102,7 +103,7 @@ class Distribution:
             full = self._kept_count >= KEEP_MAX
         flush = flush_kept
         if full and flush is not None:
-            flush()  # the metrics thread fell behind: this thread hands them over instead
+            flush()  # the metrics thread fell behind
 
     def drain(self) -> dict[tuple[Any, ...], list[float]]:
         """The values kept since the last drain, per attribute set, in recording order."""

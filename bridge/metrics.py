@@ -165,7 +165,7 @@ def _switch() -> None:
         dist.keep_values = keep
         if not keep:
             dist.drain()  # nobody left to hand them to
-    _metrics.flush_kept = _replay_otel if keep else None
+    _metrics.flush_kept = _replay_soon if keep else None
     if keep and _replay_otel not in probe.ticks:
         probe.ticks.append(_replay_otel)
     elif not keep and _replay_otel in probe.ticks:
@@ -175,6 +175,25 @@ def _switch() -> None:
         probe.start()
     else:
         probe.stop()
+
+
+_replaying_soon = threading.Lock()
+
+
+def _replay_soon() -> None:
+    """A distribution kept `KEEP_MAX` values: the metrics thread is late, so replay on a thread
+    of its own now. Not on the recording thread, which may be a loop's: the SDK's 6-7 µs a
+    value would block it for a long stretch; a thread of its own yields the GIL as any does."""
+    if not _replaying_soon.acquire(blocking=False):
+        return  # one is on its way
+
+    def run() -> None:
+        try:
+            _replay_otel()
+        finally:
+            _replaying_soon.release()
+
+    threading.Thread(target=run, name="bridge-metrics-replay", daemon=True).start()
 
 
 def _replay_otel() -> None:
