@@ -1,19 +1,28 @@
 """What do bridge's metrics cost? Off, Prometheus on, OpenTelemetry on, side by side in one run.
 
 Core hand-off (`bridge.to_thread` of a no-op, 100 in flight), the requests
-adapter (GETs, 100 in flight, an aiohttp server in another process) and the
+adapter (GETs, 100 in flight, an aiohttp server in another process), the
 Cassandra adapter (prepared INSERT/SELECT alternating, 120 in flight, the CQL
-test server in another process), on asyncio, uvloop and trio. Variants are
-interleaved round by round, each round starting with the next variant, and each
-figure is a median; "off again" is the
-same configuration as "off", measured again, so its ratio shows the
-run-to-run noise. Each round ends with one
-collection (a Prometheus scrape rendered by `generate_latest`, an
-OpenTelemetry SDK reader's collect): its time is reported apart, per call,
-since a real scrape comes every 15-60 s, not once per round.
+test server in another process) and the DB-API adapter (psycopg2 primary-key
+SELECTs, 100 in flight on 10 connections, the local PostgreSQL), on asyncio,
+uvloop and trio.
 
-    python -m bench.metrics [--calls 20000] [--requests 1000] [--cql 5000] [--rounds 5]
-                            [--only handoff,requests,cassandra]
+The measure is the process's CPU time per call (all threads: the loop, the
+workers, the metrics thread that hands values to OpenTelemetry), which time
+spent descheduled by other programs does not inflate. Each round runs every
+variant once, in an order rotated from round to round; each variant's figure
+in a round is divided by that round's "off", so a load change between rounds
+cancels out, and the table gives the median of those paired ratios over the
+rounds with their 25th-75th percentiles. "off again" is the same
+configuration as "off", measured again: its spread is the noise floor, and
+an overhead is measured only where it clears it. Each round ends with one
+collection (a Prometheus scrape rendered by `generate_latest`, an
+OpenTelemetry SDK reader's collect), timed apart, per call, since a real
+scrape comes every 15-60 s, not once per round.
+
+    python -m bench.metrics [--calls 20000] [--requests 500] [--cql 3000] [--queries 3000]
+                            [--rounds 11] [--only handoff,requests,cassandra,dbapi]
+                            [--backends asyncio,uvloop,trio]
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import anyio
@@ -95,10 +105,12 @@ def noop() -> None:
 async def measure(
     workload: Callable[[], Awaitable[tuple[float, float]]], count: int, rounds: int
 ) -> dict[str, dict[str, float]]:
+    """Per variant: medians (and quartiles) of its per-round ratios to the round's "off"."""
     await workload()  # warm up: threads started, connections open, imports done
     wall: dict[str, list[float]] = {v: [] for v in VARIANTS}
     cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
     collect: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    values: dict[str, list[float]] = {v: [] for v in VARIANTS}
     for r in range(rounds):
         # Each round starts with another variant, so no variant always runs just after
         # another (a warm-up, a collection) or at the same point of the run.
@@ -108,17 +120,33 @@ async def measure(
                 w, c = await workload()
                 wall[name].append(w)
                 cpu[name].append(c)
+                values[name].append(recorded() / count)
                 collect[name].append(variant.collect() / count * 1e6)
             finally:
                 variant.close()
-    return {
-        name: {
+    results = {}
+    for name in VARIANTS:
+        cpu_ratios = [c / off for c, off in zip(cpu[name], cpu["off"], strict=True)]
+        wall_ratios = [w / off for w, off in zip(wall[name], wall["off"], strict=True)]
+        q1, _, q3 = statistics.quantiles(cpu_ratios, n=4) if rounds > 1 else (0.0, 0.0, 0.0)
+        results[name] = {
             "us": statistics.median(wall[name]),
+            "x_wall": statistics.median(wall_ratios),
             "cpu_us": statistics.median(cpu[name]),
+            "x_cpu": statistics.median(cpu_ratios),
+            "x_cpu_q1": q1,
+            "x_cpu_q3": q3,
             "collect_us": statistics.median(collect[name]),
+            "values": statistics.median(values[name]),
         }
-        for name in VARIANTS
-    }
+    return results
+
+
+def recorded() -> int:
+    """Values the histograms took since metrics were switched on (each pays one record)."""
+    from bridge import _metrics
+
+    return sum(sum(counts) for d in _metrics.DISTRIBUTIONS for counts, _ in d.snapshot().values())
 
 
 def run_on(backend: str, main: Callable[[], Awaitable[Any]]) -> Any:
@@ -187,62 +215,133 @@ def cql(server: Any, total: int, rounds: int, backend: str) -> dict[str, dict[st
 
 
 def rows_for(workload: str, backend: str, results: dict[str, dict[str, float]]) -> list[list[Any]]:
-    off = results["off"]
     return [
         [
             workload,
             backend,
             name,
-            r["us"],
-            r["us"] / off["us"],
             r["cpu_us"],
-            r["cpu_us"] / off["cpu_us"],
+            r["x_cpu"],
+            f"{r['x_cpu_q1']:.3f}-{r['x_cpu_q3']:.3f}",
+            r["us"],
+            r["x_wall"],
             r["collect_us"],
+            r["values"],
         ]
         for name, r in results.items()
+        if name != "off"
     ]
+
+
+def dbapi(total: int, rounds: int, backend: str) -> dict[str, dict[str, float]]:
+    import psycopg2
+
+    from bench.dbapi import ROWS, pg_tables, postgres
+    from bridge.adapters.dbapi import create_pool
+
+    pg = postgres()
+
+    async def main(table: str) -> dict[str, dict[str, float]]:
+        async with create_pool(psycopg2.connect, min_size=10, max_size=10, **pg) as pool:
+            keys = iter(range(0))
+            sql = f"SELECT name FROM {table} WHERE id = %s"
+
+            async def one() -> None:
+                await pool.fetchone(sql, (next(keys, 0) % ROWS + 1,))
+
+            async def workload() -> tuple[float, float]:
+                nonlocal keys
+                keys = iter(range(total))
+                return await fan_out(one, total)
+
+            return await measure(workload, total, rounds)
+
+    with pg_tables(pg) as table:
+        return run_on(backend, partial(main, table))  # type: ignore[no-any-return]
 
 
 def hook_costs() -> list[list[Any]]:
     """What each hook adds per call, measured alone (best of several repeats), in µs."""
     import timeit
+    from types import SimpleNamespace
 
+    from cassandra.connection import DefaultEndPoint
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
     from bridge import _metrics
-    from bridge.adapters._requests_metrics import record as _record_request
+    from bridge._metrics_catalog import OBSERVABLES
+    from bridge._metrics_otel import OtelExporter
+    from bridge.adapters._cassandra_metrics import record as record_cql
+    from bridge.adapters._dbapi_metrics import timed
+    from bridge.adapters._requests_metrics import record as record_request
 
     def best(stmt: Callable[[], object], number: int = 20_000) -> float:
         return min(timeit.repeat(stmt, number=number, repeat=7)) / number * 1e6
 
     dist = _metrics.Distribution("bench", "s", "", ("a",), _metrics.DELAY_BOUNDS)
-    meter = MeterProvider(metric_readers=[InMemoryMetricReader()]).get_meter("bench")
-    histogram = meter.create_histogram("bench", unit="s")
+    kept = _metrics.Distribution("bench", "s", "", ("a",), _metrics.DELAY_BOUNDS)
+    kept.keep_values = True
+    future = SimpleNamespace(coordinator_host=SimpleNamespace(endpoint=DefaultEndPoint("h", 9042)))
     args = ("GET", "http://127.0.0.1:8080/x")
-    rows = [
-        ["off: the `if _metrics.on:` check", best(lambda: _metrics.on and None)],
-        ["on: Distribution.record (each histogram hook)", best(lambda: dist.record(0.003, ("x",)))],
-        ["on: requests hook (URL split + record)",
-         best(lambda: _record_request(args, 0.01, 200, None))],
-        ["OpenTelemetry SDK Histogram.record (per value, at replay)",
-         best(lambda: histogram.record(0.003, {"a": "x"}))],
-    ]  # fmt: skip
-    _metrics.http_duration.reset()
+
+    def run(*args: object) -> None:
+        return None
+
+    def record_kept() -> None:
+        kept.record(0.003, ("x",))
+        if kept._kept_count > 10_000:
+            kept.drain()
+
+    dialect = SimpleNamespace(name="psycopg2")
+    off_statement = best(lambda: timed(run, dialect))
+    was, _metrics.on = _metrics.on, True  # the adapters' hooks only wrap while metrics are on
+    try:
+        statement = timed(run, dialect)
+        sql = "SELECT v FROM t WHERE k = %s"
+        provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        exporter = OtelExporter(provider, OBSERVABLES, "bench", lambda: None)
+        index = _metrics.DISTRIBUTIONS.index(_metrics.db_duration)
+        key = ("cassandra", None, "127.0.0.1", 9042, None)
+        values = [0.003] * 1000
+        rows = [
+            ["off: the `if _metrics.on:` check", best(lambda: _metrics.on and None)],
+            ["off: DB-API statement hook (`timed()` hands the function back)", off_statement],
+            ["on: Distribution.record (Prometheus only)", best(lambda: dist.record(0.003, ("x",)))],
+            ["on: Distribution.record, value kept for OpenTelemetry", best(record_kept)],
+            ["on: Cassandra hook (clock, host, record)",
+             best(lambda: record_cql(future, 0.0, None))],
+            ["on: DB-API hook (wrapper, 2 clock reads, command, record)",
+             best(lambda: statement(None, sql, None, None, False)) - best(lambda: run(None, sql))],
+            ["on: requests hook (URL split, record)",
+             best(lambda: record_request(args, 0.01, 200, None))],
+            ["OpenTelemetry: SDK Histogram.record per value (the replay, metrics thread)",
+             best(lambda: exporter.record(index, key, values), number=20) / len(values)],
+        ]  # fmt: skip
+        provider.shutdown()
+    finally:
+        _metrics.on = was
+    for d in _metrics.DISTRIBUTIONS:
+        d.reset()
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=20_000)
-    parser.add_argument("--requests", type=int, default=1_000)
-    parser.add_argument("--cql", type=int, default=5_000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--cql", type=int, default=3_000)
+    parser.add_argument("--queries", type=int, default=3_000)
+    parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--delay-ms", type=float, default=1.0)
     parser.add_argument(
-        "--only", default="handoff,requests,cassandra", help="workloads to run, comma-separated"
+        "--only",
+        default="handoff,requests,cassandra,dbapi",
+        help="workloads to run, comma-separated (and `hooks`: the per-hook costs alone)",
     )
+    parser.add_argument("--backends", default=",".join(BACKENDS))
     args = parser.parse_args()
+    backends = args.backends.split(",")
 
     from bench.http import start_server
 
@@ -250,13 +349,13 @@ def main() -> None:
     results: dict[str, Any] = {}
     rows: list[list[Any]] = []
     if "handoff" in only:
-        for backend in BACKENDS:
+        for backend in backends:
             results[f"handoff/{backend}"] = r = handoff(args.calls, args.rounds, backend)
             rows += rows_for("hand-off, 100 in flight", backend, r)
     if "requests" in only:
         process, url = start_server(args.delay_ms)
         try:
-            for backend in BACKENDS:
+            for backend in backends:
                 results[f"requests/{backend}"] = r = http(url, args.requests, args.rounds, backend)
                 rows += rows_for("requests GET, 100 in flight", backend, r)
         finally:
@@ -266,22 +365,28 @@ def main() -> None:
         from bridge.testing.cqlserver import ServerProcess
 
         with ServerProcess() as server:
-            for backend in BACKENDS:
+            for backend in backends:
                 results[f"cassandra/{backend}"] = r = cql(server, args.cql, args.rounds, backend)
                 rows += rows_for("Cassandra, 120 in flight", backend, r)
+    if "dbapi" in only:
+        for backend in backends:
+            results[f"dbapi/{backend}"] = r = dbapi(args.queries, args.rounds, backend)
+            rows += rows_for("DB-API SELECT, 100 in flight", backend, r)
     headers = [
-        "workload", "loop", "metrics", "wall µs/call", "x off", "CPU µs/call", "x off",
-        "collection µs/call",
+        "workload", "loop", "metrics", "CPU µs/call", "x off", "x off p25-p75",
+        "wall µs/call", "wall x off", "collection µs/call", "values/call",
     ]  # fmt: skip
-    print(table(headers, rows))
-    costs = hook_costs()
-    print()
-    print(table(["hook", "µs"], costs))
-    results["hook_costs"] = {name: us for name, us in costs}
+    if rows:
+        print(table(headers, rows))
+    if "hooks" in only:
+        costs = hook_costs()
+        print()
+        print(table(["hook", "µs"], costs))
+        results["hook_costs"] = {name: us for name, us in costs}
     print(
-        f"\n{args.calls} hand-offs, {args.requests} HTTP and {args.cql} CQL requests per round, "
-        "median of "
-        f"{args.rounds} interleaved rounds; 'collection' = one scrape/collect per round, "
+        f"\n{args.calls} hand-offs, {args.requests} HTTP, {args.cql} CQL requests, "
+        f"{args.queries} SQL queries per round; medians of per-round ratios to the round's "
+        f"'off' over {args.rounds} rounds; 'collection' = one scrape/collect per round, "
         "spread over the round's calls"
     )
     save("metrics", {"args": vars(args), "results": results})

@@ -9,8 +9,10 @@ need a hook at the point of measurement, each a single `if _metrics.on:`
 
 Recording costs a bisect and two increments under a lock (~0.3 µs), not an
 exporter's record call (the OpenTelemetry SDK's `Histogram.record` costs
-several µs): a `Distribution` keeps bucket counts and sums per attribute set,
-and the exporters read them at collection time.
+5-6 µs): a `Distribution` keeps bucket counts and sums per attribute set,
+which Prometheus reads at each scrape. While an OpenTelemetry exporter is on,
+it also keeps each value (a list append) until the exporter hands the exact
+values to the SDK, off the hot path (see `_metrics_otel`).
 
 Live objects (limiters, worker pools, watchdog statistics, adapter
 sessions) are tracked in weak sets, so being measured never keeps one alive.
@@ -21,7 +23,7 @@ from __future__ import annotations
 import threading
 import weakref
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 #: True while an exporter is enabled; hooks read it before recording anything.
@@ -43,10 +45,20 @@ CALL_BOUNDS: tuple[float, ...] = (
 BATCH_BOUNDS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
+#: Values a distribution keeps for OpenTelemetry before it asks for them to be handed over
+#: at once (`flush_kept`): bounds the memory if the metrics thread falls behind.
+KEEP_MAX = 50_000
+
+#: Set while an OpenTelemetry exporter is on: starts handing every kept value over, soon,
+#: on another thread (the caller may be a loop's).
+flush_kept: Callable[[], None] | None = None
+
+
 class Distribution:
     """A histogram kept in-process: bucket counts, per-bucket sums, per attribute set.
 
-    Cumulative since creation; `snapshot()` copies it for an exporter.
+    Cumulative since creation; `snapshot()` copies it for an exporter. While
+    `keep_values` is set, each value is also kept, exactly, until `drain()`.
     Safe to record from any thread.
     """
 
@@ -66,6 +78,10 @@ class Distribution:
         self._lock = threading.Lock()
         # attribute values -> [counts per bucket (+inf last), sums per bucket]
         self._series: dict[tuple[Any, ...], tuple[list[int], list[float]]] = {}
+        #: Keep each value for OpenTelemetry (set by the metrics switch).
+        self.keep_values = False
+        self._kept: dict[tuple[Any, ...], list[float]] = {}
+        self._kept_count = 0
 
     def record(self, value: float, key: tuple[Any, ...] = ()) -> None:
         """Add one value; `key` holds the values of `attributes`, in order."""
@@ -77,6 +93,23 @@ class Distribution:
                 series = self._series[key] = ([0] * n, [0.0] * n)
             series[0][bucket] += 1
             series[1][bucket] += value
+            if not self.keep_values:
+                return
+            kept = self._kept.get(key)
+            if kept is None:
+                kept = self._kept[key] = []
+            kept.append(value)
+            self._kept_count += 1
+            full = self._kept_count >= KEEP_MAX
+        flush = flush_kept
+        if full and flush is not None:
+            flush()  # the metrics thread fell behind
+
+    def drain(self) -> dict[tuple[Any, ...], list[float]]:
+        """The values kept since the last drain, per attribute set, in recording order."""
+        with self._lock:
+            kept, self._kept, self._kept_count = self._kept, {}, 0
+        return kept
 
     def snapshot(self) -> dict[tuple[Any, ...], tuple[list[int], list[float]]]:
         """A copy of every series: counts and sums per bucket (the last bucket is +inf)."""
@@ -86,6 +119,7 @@ class Distribution:
     def reset(self) -> None:
         with self._lock:
             self._series.clear()
+            self._kept, self._kept_count = {}, 0
 
 
 class Counter:
@@ -147,8 +181,9 @@ http_duration = Distribution(
 db_duration = Distribution(
     "db.client.operation.duration",
     "s",
-    "Duration of Cassandra requests sent by bridge.adapters.cassandra, per coordinator host",
-    ("db.system.name", "server.address", "server.port", "error.type"),
+    "Duration of database calls: Cassandra requests (bridge.adapters.cassandra), per "
+    "coordinator host; DB-API statements (bridge.adapters.dbapi), per SQL command",
+    ("db.system.name", "db.operation.name", "server.address", "server.port", "error.type"),
     CALL_BOUNDS,
 )
 portal_calls = Counter(

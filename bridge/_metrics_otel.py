@@ -1,20 +1,29 @@
 """Export bridge's figures through the OpenTelemetry metrics API.
 
 Gauges and counters become observable instruments whose callbacks read the
-catalogue. Distributions are kept in-process (`_metrics.Distribution`), since
-the SDK's `Histogram.record` costs several µs, too much for a per-call hook:
-the new values of each bucket are recorded into a real OpenTelemetry
-histogram with the same bucket bounds, as that many records of the bucket's
-mean: on the metrics thread every probe interval (so the SDK's cost is
-spread out, off the loop thread) and once more at each collection, before the
-SDK reads its histograms. Counts per bucket and sums come out exact; min and
-max are those bucket means.
+catalogue. Histograms are the hard part: the Python API has one way in,
+`Histogram.record` of one value, and the SDK's costs 5-6 µs a value (it
+cleans and hashes the attributes, takes locks, offers an exemplar), twenty
+times a `Distribution.record`. The SDK has no `MetricProducer`, the
+specification's door for data aggregated elsewhere (opentelemetry-python
+#4768), and replaying bucket counts as bucket means would make a different
+histogram: wrong min and max, wrong under a View with other bounds or an
+exponential histogram.
+
+So the hot path only keeps each value (`Distribution.keep_values`, a list
+append), and `replay` hands the exact values to the SDK's histograms, in
+recording order: on the metrics thread every probe interval, and in the
+first observable callback of each collection, so every value recorded
+before a collection is in it. The SDK then holds what it would hold had each
+call site recorded itself, except exemplars (the metrics thread has no trace
+context) and a measurement time up to one interval late. The SDK's cost is
+still paid per value, off the loop and worker threads but under the GIL.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Histogram, MeterProvider, Observation
@@ -31,19 +40,19 @@ def attributes(names: tuple[str, ...], key: Key) -> Attributes:
 
 
 class OtelExporter:
-    """bridge's instruments on one meter provider."""
+    """bridge's instruments on one meter provider; `replay` fills its histograms."""
 
     def __init__(
         self,
         provider: MeterProvider,
         observables: Iterable[Observable],
         version: str,
+        replay: Callable[[], None],
     ) -> None:
         self.provider = provider
         self.active = True
+        self._replay = replay
         meter = provider.get_meter("bridge", version)
-        self._lock = threading.Lock()
-        self._replayed: dict[tuple[str, Key], tuple[list[int], list[float]]] = {}
         for spec in observables:
             create = {
                 "gauge": meter.create_observable_gauge,
@@ -56,18 +65,17 @@ class OtelExporter:
                 unit=spec.unit,
                 description=spec.description,
             )
-        self._histograms: list[tuple[_metrics.Distribution, Histogram]] = [
-            (
-                dist,
-                meter.create_histogram(
-                    dist.name,
-                    unit=dist.unit,
-                    description=dist.description,
-                    explicit_bucket_boundaries_advisory=list(dist.bounds),
-                ),
+        #: One SDK histogram per entry of `_metrics.DISTRIBUTIONS`, same order, same bounds.
+        self.histograms: list[Histogram] = [
+            meter.create_histogram(
+                dist.name,
+                unit=dist.unit,
+                description=dist.description,
+                explicit_bucket_boundaries_advisory=list(dist.bounds),
             )
             for dist in _metrics.DISTRIBUTIONS
         ]
+        self._attributes: dict[tuple[int, Key], Attributes] = {}  # built once per series
 
     def _observe(
         self, names: tuple[str, ...], read: Callable[[], dict[Key, float]]
@@ -77,23 +85,31 @@ class OtelExporter:
                 return []
             # The SDK runs observable callbacks before it reads synchronous
             # instruments, so values replayed here land in this collection.
-            self.replay()
+            self._replay()
             return [Observation(value, attributes(names, key)) for key, value in read().items()]
 
         return callback
 
-    def replay(self) -> None:
-        """Record into the OpenTelemetry histograms what each distribution gained since."""
-        with self._lock:
-            for dist, histogram in self._histograms:
-                for key, (counts, sums) in dist.snapshot().items():
-                    before = self._replayed.get((dist.name, key))
-                    self._replayed[(dist.name, key)] = (counts, sums)
-                    attrs = attributes(dist.attributes, key)
-                    for i, count in enumerate(counts):
-                        new = count - before[0][i] if before else count
-                        if new <= 0:
-                            continue
-                        mean = (sums[i] - (before[1][i] if before else 0.0)) / new
-                        for _ in range(new):
-                            histogram.record(mean, attrs)
+    def record(self, index: int, key: Key, values: list[float]) -> None:
+        """Hand `values` of series `key` of distribution `index` to the SDK, one by one."""
+        attrs = self._attributes.get((index, key))
+        if attrs is None:
+            names = _metrics.DISTRIBUTIONS[index].attributes
+            attrs = self._attributes[(index, key)] = attributes(names, key)
+        record = self.histograms[index].record
+        for value in values:
+            record(value, attrs)
+
+
+_replay_lock = threading.Lock()
+
+
+def replay(exporters: Sequence[OtelExporter]) -> None:
+    """Hand every value kept since the last replay to each exporter, exactly once, in order."""
+    # One replay at a time: a drained batch is recorded before the next is drained.
+    with _replay_lock:
+        for index, dist in enumerate(_metrics.DISTRIBUTIONS):
+            for key, values in dist.drain().items():
+                for exporter in exporters:
+                    if exporter.active:
+                        exporter.record(index, key, values)

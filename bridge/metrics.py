@@ -24,16 +24,23 @@ adds the unit, `bridge_loop_lateness_seconds`):
 - `http.client.request.duration` (s, histogram, by method, server.address,
   server.port, status class `2xx`..., error.type) and
   `http.client.active_requests` for `bridge.adapters.requests`.
-- `db.client.operation.duration` (s, histogram, by coordinator host and
-  error.type), `bridge.cassandra.requests.active` and `.waiting` for
-  `bridge.adapters.cassandra`.
+- `db.client.operation.duration` (s, histogram, by db.system.name, and
+  error.type): for `bridge.adapters.cassandra` by coordinator host
+  (server.address, server.port), for `bridge.adapters.dbapi` by SQL command
+  (db.operation.name: `SELECT`, `BATCH INSERT` for executemany, left out
+  for text holding several statements), timed in the connection's thread.
+- `bridge.cassandra.requests.active` and `.waiting` for `bridge.adapters.cassandra`.
 - `db.client.connection.count` (by state idle/used), `.max`,
   `.pending_requests` and `bridge.dbapi.statements.cancelled` for
   `bridge.adapters.dbapi` pools, named after the driver's module.
 
 Gauges and counters are read from the objects' `statistics()` when the
 exporter collects; the histograms are kept in-process (a bisect and two
-increments per value) and handed to the exporter at collection time.
+increments per value) and handed to the exporter at collection time. For
+OpenTelemetry each value is also kept and handed, exactly, to the SDK's
+`Histogram.record` on bridge's metrics thread, off the loop: the SDK
+costs 5-6 µs a value, so OpenTelemetry histograms cost more CPU than
+Prometheus ones (see bench/RESULTS.md, "metrics").
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ __all__ = [
 _lock = threading.Lock()
 _prometheus: list[tuple[Any, Any]] = []  # (registry, collector)
 _otel: list[Any] = []  # OtelExporter
+_otel_now: tuple[Any, ...] = ()  # the same, for the replay: replaced whole, read without `_lock`
 
 
 def enable_prometheus(registry: CollectorRegistry | None = None) -> None:
@@ -117,9 +125,7 @@ def enable_opentelemetry(meter_provider: MeterProvider | None = None) -> None:
     with _lock:
         if any(e.provider is provider for e in _otel):
             return
-        exporter = OtelExporter(provider, OBSERVABLES, __version__)
-        _otel.append(exporter)
-        probe.ticks.append(exporter.replay)
+        _otel.append(OtelExporter(provider, OBSERVABLES, __version__, _replay_otel))
         _switch()
 
 
@@ -137,7 +143,6 @@ def disable(target: object = None) -> None:
         for exporter in [e for e in _otel if target is None or e.provider is target]:
             exporter.active = False
             _otel.remove(exporter)
-            probe.ticks.remove(exporter.replay)
         _switch()
         if not _metrics.on:
             for dist in _metrics.DISTRIBUTIONS:
@@ -152,6 +157,19 @@ def enabled() -> bool:
 
 
 def _switch() -> None:
+    """Under `_lock`: the hooks, the probe and the OpenTelemetry replay follow the exporters."""
+    global _otel_now
+    _otel_now = tuple(_otel)
+    keep = bool(_otel)
+    for dist in _metrics.DISTRIBUTIONS:
+        dist.keep_values = keep
+        if not keep:
+            dist.drain()  # nobody left to hand them to
+    _metrics.flush_kept = _replay_soon if keep else None
+    if keep and _replay_otel not in probe.ticks:
+        probe.ticks.append(_replay_otel)
+    elif not keep and _replay_otel in probe.ticks:
+        probe.ticks.remove(_replay_otel)
     _metrics.on = bool(_prometheus or _otel)
     if _metrics.on:
         probe.start()
@@ -159,11 +177,39 @@ def _switch() -> None:
         probe.stop()
 
 
+_replaying_soon = threading.Lock()
+
+
+def _replay_soon() -> None:
+    """A distribution kept `KEEP_MAX` values: the metrics thread is late, so replay on a thread
+    of its own now. Not on the recording thread, which may be a loop's: the SDK's 6-7 µs a
+    value would block it for a long stretch; a thread of its own yields the GIL as any does."""
+    if not _replaying_soon.acquire(blocking=False):
+        return  # one is on its way
+
+    def run() -> None:
+        try:
+            _replay_otel()
+        finally:
+            _replaying_soon.release()
+
+    threading.Thread(target=run, name="bridge-metrics-replay", daemon=True).start()
+
+
+def _replay_otel() -> None:
+    """Hand the values the distributions kept to every OpenTelemetry exporter's histograms."""
+    from bridge._metrics_otel import replay
+
+    # Not under `_lock`: `disable()` holds it while it stops the thread that calls this.
+    replay(_otel_now)
+
+
 # -- for adapters (bridge's own and yours): what a driver call records ----------------------
 
 #: `record(seconds, (method, host, port, status class or None, error.type or None))`
 http_client_duration = _metrics.http_duration
-#: `record(seconds, (db system, host, port, error.type or None))`
+#: `record(seconds, (db system, operation name or None, host or None, port or None,
+#: error.type or None))`
 db_client_duration = _metrics.db_duration
 
 

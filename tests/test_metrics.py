@@ -203,6 +203,7 @@ def test_enabling_a_registry_twice_registers_once() -> None:
 
 
 def test_otel_histograms_are_exact_in_counts_and_sum_across_collections() -> None:
+    """Each value reaches the SDK once: not lost, not replayed again by a later collection."""
     otel = Otel()
     try:
         dist = _metrics.limiter_wait
@@ -219,14 +220,14 @@ def test_otel_histograms_are_exact_in_counts_and_sum_across_collections() -> Non
         otel.close()
 
 
-def _histogram_now(otel: Otel) -> Histogram:
+def _histogram_now(otel: Otel, name: str = "exact") -> Histogram:
     import anyio
 
     async def collect() -> Collected:
         return await otel.collect()
 
     collected = anyio.run(collect)
-    return collected.histogram("bridge.limiter.wait.duration", bridge__limiter__name="exact")
+    return collected.histogram("bridge.limiter.wait.duration", bridge__limiter__name=name)
 
 
 def test_disabling_one_registry_keeps_the_others() -> None:
@@ -245,3 +246,56 @@ def test_disabling_one_registry_keeps_the_others() -> None:
         assert bridge.metrics.enabled()
     finally:
         bridge.metrics.disable()
+
+
+def test_otel_gets_each_value_exactly_even_under_a_view_with_other_bounds() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+
+    reader = InMemoryMetricReader()
+    view = View(
+        instrument_name="bridge.limiter.wait.duration",
+        aggregation=ExplicitBucketHistogramAggregation(boundaries=[0.0015]),
+    )
+    provider = MeterProvider(metric_readers=[reader], views=[view])
+    bridge.metrics.enable_opentelemetry(provider)
+    try:
+        # Both fall in bridge's own bucket (0.001, 0.0025]: only the exact values split them.
+        for value in (0.0011, 0.0024):
+            _metrics.limiter_wait.record(value, ("view",))
+        data = reader.get_metrics_data()
+    finally:
+        bridge.metrics.disable()
+        provider.shutdown()
+    assert data is not None
+    (point,) = [
+        p
+        for m in data.resource_metrics[0].scope_metrics[0].metrics
+        if m.name == "bridge.limiter.wait.duration"
+        for p in m.data.data_points
+        if p.attributes.get("bridge.limiter.name") == "view"
+    ]
+    assert list(point.bucket_counts) == [1, 1]
+    assert (point.min, point.max) == (0.0011, 0.0024)
+
+
+async def test_values_kept_past_the_bound_are_handed_over_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bridge._metrics_probe import probe
+
+    monkeypatch.setattr(_metrics, "KEEP_MAX", 3)
+    otel = Otel()
+    try:
+        probe.stop()  # no replay on the metrics thread: only the bound can hand them over
+        for value in (0.1, 0.2, 0.3):
+            _metrics.limiter_wait.record(value, ("overflow",))
+        await eventually(lambda: _metrics.limiter_wait._kept_count == 0)
+        # The collection waits for a replay under way, so it sees all three.
+        histogram = (await otel.collect()).histogram(
+            "bridge.limiter.wait.duration", bridge__limiter__name="overflow"
+        )
+        assert (histogram.count, histogram.sum) == (3, pytest.approx(0.6))
+    finally:
+        otel.close()

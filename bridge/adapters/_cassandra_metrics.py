@@ -23,6 +23,7 @@ def record(future: Any, started: float, error: BaseException | None) -> None:
         elapsed,
         (
             "cassandra",
+            None,  # db.operation.name: not known without parsing the CQL
             getattr(endpoint, "address", None),
             getattr(endpoint, "port", None),
             None if error is None else metrics.error_type(error),

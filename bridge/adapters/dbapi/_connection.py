@@ -22,6 +22,7 @@ import anyio
 import anyio.lowlevel
 
 from bridge import ClosedError
+from bridge.adapters import _dbapi_metrics
 from bridge.adapters.dbapi._call import PENDING, RUNNING, Call
 from bridge.adapters.dbapi._dialect import Cursor, Dialect, Raw
 from bridge.lowlevel import Executor, run_job
@@ -119,14 +120,15 @@ class Connection:
     ) -> Any:
         if not isinstance(sql, str):
             raise TypeError(f"{api} needs the SQL text as a str, got {sql!r}")
+        run = _dbapi_metrics.timed(self._run_statement, self._dialect)  # itself unless metrics on
         deadline = anyio.current_effective_deadline()
         if deadline == math.inf:
-            return await self._call(self._run_statement, (op, sql, params, None, many), api)
+            return await self._call(run, (op, sql, params, None, many), api)
         # The server's bound trails the caller's deadline by a little, so the
         # caller's own cancellation (which also stops the statement) normally wins.
         timeout = deadline - anyio.current_time() + SERVER_TIMEOUT_MARGIN
         try:
-            return await self._call(self._run_statement, (op, sql, params, timeout, many), api)
+            return await self._call(run, (op, sql, params, timeout, many), api)
         except Exception:
             if anyio.current_time() >= deadline:
                 # The server's statement timeout echoed the caller's deadline: the
