@@ -15,7 +15,12 @@ Peers, side by side in one run:
 Every contestant first runs the load once untimed (connections open, threads
 started), then once timed with a heartbeat task that sleeps 1 ms in a loop and
 records how late it wakes. Each figure is the best of `--rounds` interleaved
-rounds (the machine is shared); ratios are to bridge's rate.
+rounds (the machine is shared); ratios are to bridge's rate. Beside the rates,
+the client's CPU time per query, whole process and loop thread alone
+(`time.process_time` / `time.thread_time` around the timed run): unlike a rate,
+it hardly moves with the machine's load, and it says where a client's cost is
+(the native drivers do everything on the loop thread, bridge splits it between
+the loop and its workers).
 
     python -m bench.dbapi [--queries 5000] [--sleep-queries 2000] [--width 50] [--rounds 3]
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import queue
 import random
 import time
@@ -54,6 +60,8 @@ class Heartbeat:
     def __init__(self) -> None:
         self.lateness: list[float] = []
         self.running = True
+        self.cpu = 0.0  # the client's CPU seconds per query, all threads (set by `timed`)
+        self.loop_cpu = 0.0  # ... of the loop's thread alone
 
     async def run(self) -> None:
         while self.running:
@@ -82,9 +90,12 @@ async def timed(
     beat = Heartbeat()
     async with anyio.create_task_group() as tg:
         tg.start_soon(beat.run)
+        cpu, loop_cpu = time.process_time(), time.thread_time()
         start = time.perf_counter()
         await fan_out(call, total, width)
         elapsed = time.perf_counter() - start
+        beat.cpu = (time.process_time() - cpu) / total
+        beat.loop_cpu = (time.thread_time() - loop_cpu) / total
         beat.running = False
     return elapsed, beat
 
@@ -378,40 +389,47 @@ def my_table() -> Iterator[str]:
 # -- the run --------------------------------------------------------------------------------
 
 
+Result = tuple[float, list[float], list[float], list[float]]
+
+
 def measure(
     peers: dict[str, Callable[[], tuple[float, Heartbeat]]], total: int, rounds: int
-) -> dict[str, tuple[float, list[float]]]:
-    """Best rate of interleaved rounds per peer, and all its heartbeat samples."""
+) -> dict[str, Result]:
+    """Per peer: the best rate of interleaved rounds, all its heartbeat samples, and its
+    CPU seconds per query (process, loop thread) in each round."""
     best: dict[str, float] = {name: 0.0 for name in peers}
     late: dict[str, list[float]] = {name: [] for name in peers}
+    cpu: dict[str, list[float]] = {name: [] for name in peers}
+    loop_cpu: dict[str, list[float]] = {name: [] for name in peers}
     for _ in range(rounds):
         for name, run in peers.items():
             elapsed, beat = run()
             best[name] = max(best[name], total / elapsed)
             late[name].extend(beat.lateness)
-    return {name: (best[name], late[name]) for name in peers}
+            cpu[name].append(beat.cpu)
+            loop_cpu[name].append(beat.loop_cpu)
+    return {name: (best[name], late[name], cpu[name], loop_cpu[name]) for name in peers}
 
 
-def report(title: str, results: dict[str, tuple[float, list[float]]], base: str) -> list[list[Any]]:
+def report(title: str, results: dict[str, Result], base: str) -> list[list[Any]]:
     rows = []
-    for name, (rate, late) in results.items():
+    for name, (rate, late, cpu, loop_cpu) in results.items():
         rows.append(
             [
                 name,
                 round(rate),
                 rate / results[base][0],
+                min(cpu) * 1e6,
+                min(loop_cpu) * 1e6,
                 percentile(late, 50) * 1000,
                 percentile(late, 99) * 1000,
                 max(late) * 1000 if late else 0.0,
             ]
         )
     print(f"\n{title}\n")
-    print(
-        table(
-            ["contestant", "queries/s", "ratio to bridge", "heartbeat p50 ms", "p99 ms", "max ms"],
-            rows,
-        )
-    )
+    headers = ["contestant", "queries/s", "ratio to bridge", "client CPU µs/query (min)"]
+    headers += ["loop thread µs/query", "heartbeat p50 ms", "p99 ms", "max ms"]
+    print(table(headers, rows))
     return rows
 
 
@@ -429,7 +447,8 @@ def main() -> None:
     width, rounds = args.width, args.rounds
     chosen = args.only or ["select", "insert", "sleep5", "mysql", "cancel"]
     pg = postgres()
-    saved: dict[str, Any] = {}
+    saved: dict[str, Any] = {"load_before": os.getloadavg()}
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     base = "bridge create_pool(psycopg2) asyncio"
     with pg_tables(pg) as t:
         for work in ("select", "insert", "sleep5"):
@@ -477,6 +496,8 @@ def main() -> None:
             saved["mysql_select"] = {"queries": total, "rows": report(title, results, mybase)}
     if "cancel" in chosen:
         saved["cancel"] = report_cancel(pg, args.cancels)
+    saved["load_after"] = os.getloadavg()
+    print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     path = save("dbapi", {"width": width, "rounds": rounds, "results": saved})
     print(f"\nwrote {path}")
 
