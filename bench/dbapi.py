@@ -32,6 +32,7 @@ import asyncio
 import os
 import queue
 import random
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -145,6 +146,48 @@ def run_to_thread(pg: dict[str, Any], sql: str, total: int, width: int) -> Any:
         return asyncio.run(main())
     finally:
         pool.closeall()
+
+
+def run_plain_threads(pg: dict[str, Any], sql: str, total: int, width: int) -> Any:
+    """No event loop: `width` threads, each with its own connection, in a tight loop.
+
+    The driver's own cost and the machine's ceiling for it, against which the
+    hand-off to and from a loop (bridge, to_thread) is an overhead."""
+    conns = [psycopg2.connect(**pg) for _ in range(width)]
+    for conn in conns:
+        conn.autocommit = True
+    per_thread, extra = divmod(total, width)
+
+    def work(conn: Any, n: int, seed: int) -> None:
+        rng = random.Random(seed)
+        with conn.cursor() as cursor:
+            for _ in range(n):
+                cursor.execute(sql, (rng.randrange(1, ROWS + 1),))
+                if cursor.description:
+                    cursor.fetchone()
+
+    def once() -> float:
+        threads = [
+            threading.Thread(target=work, args=(conn, per_thread + (i < extra), i))
+            for i, conn in enumerate(conns)
+        ]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return time.perf_counter() - start
+
+    try:
+        once()
+        beat = Heartbeat()  # no loop, no heartbeat: its lateness stays empty
+        cpu = time.process_time()
+        elapsed = once()
+        beat.cpu = beat.loop_cpu = (time.process_time() - cpu) / total
+        return elapsed, beat
+    finally:
+        for conn in conns:
+            conn.close()
 
 
 def run_psycopg3(pg: dict[str, Any], sql: str, total: int, width: int) -> Any:
@@ -414,18 +457,11 @@ def measure(
 def report(title: str, results: dict[str, Result], base: str) -> list[list[Any]]:
     rows = []
     for name, (rate, late, cpu, loop_cpu) in results.items():
-        rows.append(
-            [
-                name,
-                round(rate),
-                rate / results[base][0],
-                min(cpu) * 1e6,
-                min(loop_cpu) * 1e6,
-                percentile(late, 50) * 1000,
-                percentile(late, 99) * 1000,
-                max(late) * 1000 if late else 0.0,
-            ]
-        )
+        beats: list[Any] = ["n/a (no loop)"] * 3
+        if late:
+            beats = [percentile(late, 50) * 1000, percentile(late, 99) * 1000, max(late) * 1000]
+        loop = min(loop_cpu) * 1e6 if late else "n/a"
+        rows.append([name, round(rate), rate / results[base][0], min(cpu) * 1e6, loop, *beats])
     print(f"\n{title}\n")
     headers = ["contestant", "queries/s", "ratio to bridge", "client CPU µs/query (min)"]
     headers += ["loop thread µs/query", "heartbeat p50 ms", "p99 ms", "max ms"]
@@ -465,6 +501,9 @@ def main() -> None:
                 "psycopg 3 AsyncConnectionPool": partial(run_psycopg3, pg, sql, total, width),
                 "asyncpg pool (native reference)": partial(
                     run_asyncpg, pg, sql_native, total, width
+                ),
+                "psycopg2, 50 plain threads, no loop (the driver's ceiling)": partial(
+                    run_plain_threads, pg, sql, total, width
                 ),
             }
             results = measure(peers, total, rounds)
