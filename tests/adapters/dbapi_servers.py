@@ -17,6 +17,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -126,13 +127,14 @@ class PrivatePostgres:
         done = subprocess.run(
             [os.path.join(self.bindir, argv[0]), *argv[1:]],
             user=self._user,
+            cwd=self.root,  # readable by that user, wherever the tests were started
             capture_output=True,
             text=True,
             timeout=120,
             check=False,
         )
         if done.returncode != 0:
-            log = open(self.log).read()[-2000:] if os.path.exists(self.log) else ""
+            log = Path(self.log).read_text()[-2000:] if os.path.exists(self.log) else ""
             raise RuntimeError(
                 f"{' '.join(argv)} failed ({done.returncode}): {done.stdout}{done.stderr}{log}"
             )
