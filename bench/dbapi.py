@@ -15,7 +15,12 @@ Peers, side by side in one run:
 Every contestant first runs the load once untimed (connections open, threads
 started), then once timed with a heartbeat task that sleeps 1 ms in a loop and
 records how late it wakes. Each figure is the best of `--rounds` interleaved
-rounds (the machine is shared); ratios are to bridge's rate.
+rounds (the machine is shared); ratios are to bridge's rate. Beside the rates,
+the client's CPU time per query, whole process and loop thread alone
+(`time.process_time` / `time.thread_time` around the timed run): unlike a rate,
+it hardly moves with the machine's load, and it says where a client's cost is
+(the native drivers do everything on the loop thread, bridge splits it between
+the loop and its workers).
 
     python -m bench.dbapi [--queries 5000] [--sleep-queries 2000] [--width 50] [--rounds 3]
 """
@@ -24,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import queue
 import random
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -54,6 +61,8 @@ class Heartbeat:
     def __init__(self) -> None:
         self.lateness: list[float] = []
         self.running = True
+        self.cpu = 0.0  # the client's CPU seconds per query, all threads (set by `timed`)
+        self.loop_cpu = 0.0  # ... of the loop's thread alone
 
     async def run(self) -> None:
         while self.running:
@@ -82,9 +91,12 @@ async def timed(
     beat = Heartbeat()
     async with anyio.create_task_group() as tg:
         tg.start_soon(beat.run)
+        cpu, loop_cpu = time.process_time(), time.thread_time()
         start = time.perf_counter()
         await fan_out(call, total, width)
         elapsed = time.perf_counter() - start
+        beat.cpu = (time.process_time() - cpu) / total
+        beat.loop_cpu = (time.thread_time() - loop_cpu) / total
         beat.running = False
     return elapsed, beat
 
@@ -134,6 +146,48 @@ def run_to_thread(pg: dict[str, Any], sql: str, total: int, width: int) -> Any:
         return asyncio.run(main())
     finally:
         pool.closeall()
+
+
+def run_plain_threads(pg: dict[str, Any], sql: str, total: int, width: int) -> Any:
+    """No event loop: `width` threads, each with its own connection, in a tight loop.
+
+    The driver's own cost and the machine's ceiling for it, against which the
+    hand-off to and from a loop (bridge, to_thread) is an overhead."""
+    conns = [psycopg2.connect(**pg) for _ in range(width)]
+    for conn in conns:
+        conn.autocommit = True
+    per_thread, extra = divmod(total, width)
+
+    def work(conn: Any, n: int, seed: int) -> None:
+        rng = random.Random(seed)
+        with conn.cursor() as cursor:
+            for _ in range(n):
+                cursor.execute(sql, (rng.randrange(1, ROWS + 1),))
+                if cursor.description:
+                    cursor.fetchone()
+
+    def once() -> float:
+        threads = [
+            threading.Thread(target=work, args=(conn, per_thread + (i < extra), i))
+            for i, conn in enumerate(conns)
+        ]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return time.perf_counter() - start
+
+    try:
+        once()
+        beat = Heartbeat()  # no loop, no heartbeat: its lateness stays empty
+        cpu = time.process_time()
+        elapsed = once()
+        beat.cpu = beat.loop_cpu = (time.process_time() - cpu) / total
+        return elapsed, beat
+    finally:
+        for conn in conns:
+            conn.close()
 
 
 def run_psycopg3(pg: dict[str, Any], sql: str, total: int, width: int) -> Any:
@@ -378,40 +432,40 @@ def my_table() -> Iterator[str]:
 # -- the run --------------------------------------------------------------------------------
 
 
+Result = tuple[float, list[float], list[float], list[float]]
+
+
 def measure(
     peers: dict[str, Callable[[], tuple[float, Heartbeat]]], total: int, rounds: int
-) -> dict[str, tuple[float, list[float]]]:
-    """Best rate of interleaved rounds per peer, and all its heartbeat samples."""
+) -> dict[str, Result]:
+    """Per peer: the best rate of interleaved rounds, all its heartbeat samples, and its
+    CPU seconds per query (process, loop thread) in each round."""
     best: dict[str, float] = {name: 0.0 for name in peers}
     late: dict[str, list[float]] = {name: [] for name in peers}
+    cpu: dict[str, list[float]] = {name: [] for name in peers}
+    loop_cpu: dict[str, list[float]] = {name: [] for name in peers}
     for _ in range(rounds):
         for name, run in peers.items():
             elapsed, beat = run()
             best[name] = max(best[name], total / elapsed)
             late[name].extend(beat.lateness)
-    return {name: (best[name], late[name]) for name in peers}
+            cpu[name].append(beat.cpu)
+            loop_cpu[name].append(beat.loop_cpu)
+    return {name: (best[name], late[name], cpu[name], loop_cpu[name]) for name in peers}
 
 
-def report(title: str, results: dict[str, tuple[float, list[float]]], base: str) -> list[list[Any]]:
+def report(title: str, results: dict[str, Result], base: str) -> list[list[Any]]:
     rows = []
-    for name, (rate, late) in results.items():
-        rows.append(
-            [
-                name,
-                round(rate),
-                rate / results[base][0],
-                percentile(late, 50) * 1000,
-                percentile(late, 99) * 1000,
-                max(late) * 1000 if late else 0.0,
-            ]
-        )
+    for name, (rate, late, cpu, loop_cpu) in results.items():
+        beats: list[Any] = ["n/a (no loop)"] * 3
+        if late:
+            beats = [percentile(late, 50) * 1000, percentile(late, 99) * 1000, max(late) * 1000]
+        loop = min(loop_cpu) * 1e6 if late else "n/a"
+        rows.append([name, round(rate), rate / results[base][0], min(cpu) * 1e6, loop, *beats])
     print(f"\n{title}\n")
-    print(
-        table(
-            ["contestant", "queries/s", "ratio to bridge", "heartbeat p50 ms", "p99 ms", "max ms"],
-            rows,
-        )
-    )
+    headers = ["contestant", "queries/s", "ratio to bridge", "client CPU µs/query (min)"]
+    headers += ["loop thread µs/query", "heartbeat p50 ms", "p99 ms", "max ms"]
+    print(table(headers, rows))
     return rows
 
 
@@ -429,7 +483,8 @@ def main() -> None:
     width, rounds = args.width, args.rounds
     chosen = args.only or ["select", "insert", "sleep5", "mysql", "cancel"]
     pg = postgres()
-    saved: dict[str, Any] = {}
+    saved: dict[str, Any] = {"load_before": os.getloadavg()}
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     base = "bridge create_pool(psycopg2) asyncio"
     with pg_tables(pg) as t:
         for work in ("select", "insert", "sleep5"):
@@ -446,6 +501,9 @@ def main() -> None:
                 "psycopg 3 AsyncConnectionPool": partial(run_psycopg3, pg, sql, total, width),
                 "asyncpg pool (native reference)": partial(
                     run_asyncpg, pg, sql_native, total, width
+                ),
+                "psycopg2, 50 plain threads, no loop (the driver's ceiling)": partial(
+                    run_plain_threads, pg, sql, total, width
                 ),
             }
             results = measure(peers, total, rounds)
@@ -477,6 +535,8 @@ def main() -> None:
             saved["mysql_select"] = {"queries": total, "rows": report(title, results, mybase)}
     if "cancel" in chosen:
         saved["cancel"] = report_cancel(pg, args.cancels)
+    saved["load_after"] = os.getloadavg()
+    print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     path = save("dbapi", {"width": width, "rounds": rounds, "results": saved})
     print(f"\nwrote {path}")
 

@@ -71,17 +71,17 @@ def operation(sql: str, many: bool) -> str | None:
 def timed(run: Run, dialect: Any) -> Run:
     """`run` itself while metrics are off; else `run` recording each statement's duration.
 
-    `run(op, sql, params, timeout, many)` is the connection's statement function;
+    `run(op, sql, params, many)` is the connection's statement function;
     `dialect.name` is the driver's module name.
     """
     if not metrics.recording():
         return run
     system = SYSTEMS.get(dialect.name, "other_sql")
 
-    def timed_run(op: Any, sql: str, params: Any, timeout: float | None, many: bool) -> Any:
+    def timed_run(op: Any, sql: str, params: Any, many: bool) -> Any:
         start = time.perf_counter()
         try:
-            result = run(op, sql, params, timeout, many)
+            result = run(op, sql, params, many)
         except BaseException as error:
             seconds = time.perf_counter() - start
             key = (system, operation(sql, many), None, None, metrics.error_type(error))

@@ -7,9 +7,17 @@ under CI (`CI=true`) they fail instead, so a missing server is never a green bui
 
 from __future__ import annotations
 
+import glob
 import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -91,3 +99,106 @@ async def until(check: Callable[[], bool], what: str, *, limit: float = 30.0) ->
             await anyio.sleep(0.01)
         return
     pytest.fail(f"still not true after {limit} s: {what}")
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own, in a temp dir on a free port: one it may restart.
+
+    The shared server on 5432 is never restarted (other tests and helpers use it).
+    initdb refuses to run as root, so as root (CI) the server runs as the
+    `postgres` system user, which the PostgreSQL packages create.
+    """
+
+    def __init__(self, bindir: str, root: str, user: str | None) -> None:
+        self.bindir = bindir
+        self.root = root
+        self.data = os.path.join(root, "data")
+        self.log = os.path.join(root, "server.log")
+        self.port = _free_port()
+        self._user = user
+        # The socket goes in the temp dir, never in /var/run/postgresql (the shared server's).
+        self._options = f"-p {self.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+
+    @property
+    def connect_kwargs(self) -> dict[str, Any]:
+        return {"host": "127.0.0.1", "port": self.port, "dbname": "postgres", "user": "postgres"}
+
+    def _run(self, *argv: str) -> None:
+        done = subprocess.run(
+            [os.path.join(self.bindir, argv[0]), *argv[1:]],
+            user=self._user,
+            cwd=self.root,  # readable by that user, wherever the tests were started
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode != 0:
+            log = Path(self.log).read_text()[-2000:] if os.path.exists(self.log) else ""
+            raise RuntimeError(
+                f"{' '.join(argv)} failed ({done.returncode}): {done.stdout}{done.stderr}{log}"
+            )
+
+    def init(self) -> None:
+        self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "--no-sync")
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", self.data, "-l", self.log, "-o", self._options, "-w", "start")
+
+    def restart(self) -> None:
+        """A real restart: the postmaster stops (`-m fast` ends every session) and starts again."""
+        self._run(
+            "pg_ctl",
+            "-D",
+            self.data,
+            "-l",
+            self.log,
+            "-o",
+            self._options,
+            "-m",
+            "fast",
+            "-w",
+            "restart",
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", self.data, "-m", mode, "-w", "stop")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """Start a `PrivatePostgres` from the installed binaries; skip (fail under CI) without them."""
+    initdbs = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not initdbs:
+        _absent(
+            "no PostgreSQL server binaries in /usr/lib/postgresql/*/bin, so the restart test "
+            "cannot start a server of its own: apt-get install postgresql"
+        )
+    user = None
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            _absent("running as root and there is no `postgres` user for initdb to run as")
+        user = "postgres"
+    root = tempfile.mkdtemp(prefix="bridge-pg-")
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+    server = PrivatePostgres(os.path.dirname(initdbs[-1]), root, user)
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        try:
+            server.stop("immediate")
+        except Exception:
+            pass  # it may not have started; the temp dir goes either way
+        shutil.rmtree(root, ignore_errors=True)

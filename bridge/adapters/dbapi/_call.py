@@ -28,11 +28,14 @@ class Call:
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         on_abandon: Callable[[Any, BaseException | None], None],
+        lock: threading.Lock,
     ) -> None:
         self._fn = fn
         self._args = args
         self._on_abandon = on_abandon
-        self._lock = threading.Lock()
+        # The connection's, not one per call: a connection has one call alive at a
+        # time (an abandoned one keeps the connection until its thread recovers it).
+        self._lock = lock
         self.state = PENDING
         self.result: Any = None
 

@@ -12,7 +12,6 @@ survives the rollback goes back to the pool; any other is closed and replaced.
 
 from __future__ import annotations
 
-import math
 import operator
 import threading
 from collections.abc import Callable, Iterable
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import anyio.lowlevel
 
-from bridge import ClosedError
+from bridge import ClosedError, current_deadline
 from bridge.adapters import _dbapi_metrics
 from bridge.adapters.dbapi._call import PENDING, RUNNING, Call
 from bridge.adapters.dbapi._dialect import Cursor, Dialect, Raw
@@ -63,6 +62,7 @@ class Connection:
         self._lost = False  # handed to recovery after a cancelled call: not the task's any more
         self._timeout_set = False  # a server-side statement timeout is in force
         self._cancel_sent: threading.Event | None = None
+        self._call_lock = threading.Lock()  # see Call
         self.stream_open: Stream | None = None
         self.broken = False  # the server is gone: close, never reuse
         self._doubtful = False  # a connection-class error the driver could not explain
@@ -121,16 +121,10 @@ class Connection:
         if not isinstance(sql, str):
             raise TypeError(f"{api} needs the SQL text as a str, got {sql!r}")
         run = _dbapi_metrics.timed(self._run_statement, self._dialect)  # itself unless metrics on
-        deadline = anyio.current_effective_deadline()
-        if deadline == math.inf:
-            return await self._call(run, (op, sql, params, None, many), api)
-        # The server's bound trails the caller's deadline by a little, so the
-        # caller's own cancellation (which also stops the statement) normally wins.
-        timeout = deadline - anyio.current_time() + SERVER_TIMEOUT_MARGIN
         try:
-            return await self._call(run, (op, sql, params, timeout, many), api)
+            return await self._call(run, (op, sql, params, many), api)
         except Exception:
-            if anyio.current_time() >= deadline:
+            if anyio.current_time() >= anyio.current_effective_deadline():
                 # The server's statement timeout echoed the caller's deadline: the
                 # caller gets its own cancellation (move_on_after, fail_after), not a
                 # driver error, which it would see only if the scope is shielded.
@@ -138,11 +132,13 @@ class Connection:
             raise
 
     async def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], api: str) -> Any:
-        # `api` names the user's call in the error raised for misuse.
+        # `api` names the user's call in the error raised for misuse. Every trip to
+        # the connection's thread (statements, transactions, stream batches) passes
+        # here, once: the place to time a call for metrics.
         if self._busy or not self._leased or self._lost:
             self._refuse(api)
         self._busy = True
-        call = Call(fn, args, self._abandoned)
+        call = Call(fn, args, self._abandoned, self._call_lock)
         try:
             return await run_job(call.run, executor=self._executor)
         except BaseException:
@@ -181,16 +177,20 @@ class Connection:
 
     # -- on the connection's thread -------------------------------------------
 
-    def _run_statement(
-        self, op: Callable[[Cursor], Any], sql: str, params: Any, timeout: float | None, many: bool
-    ) -> Any:
+    def _run_statement(self, op: Callable[[Cursor], Any], sql: str, params: Any, many: bool) -> Any:
         if self.suspect:
             self._revive()
         cursor = self._cursor
         if cursor is None:
             cursor = self._cursor = self._raw.cursor()
+        # The caller's deadline, read here rather than on the loop (where anyio's
+        # lookup costs a few microseconds of the loop's time per statement).
+        left = current_deadline()
         try:
-            if timeout is not None or self._timeout_set:
+            if left is not None or self._timeout_set:
+                # The server's bound trails the caller's deadline by a little, so the
+                # caller's own cancellation (which also stops the statement) normally wins.
+                timeout = None if left is None else left + SERVER_TIMEOUT_MARGIN
                 self._timeout_set = self._dialect.set_timeout(cursor, timeout)
             if many:
                 cursor.executemany(sql, params)
@@ -291,9 +291,7 @@ class Connection:
     @property
     def clean(self) -> bool:
         """Nothing left open by the last task: it can go back to the pool as it is."""
-        return (
-            self._depth == 0 and self.stream_open is None and not (self.broken or self._doubtful)
-        )
+        return self._depth == 0 and self.stream_open is None and not (self.broken or self._doubtful)
 
     def lease(self) -> int:
         self._leased = True

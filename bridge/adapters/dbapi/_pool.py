@@ -85,10 +85,15 @@ class Pool:
         self._opened = 0
         self._replaced = 0
         self._cancelled = 0
-        # Up to one thread per connection, but the worker pool decides how many:
-        # few while calls hold the GIL (PyMySQL parses in Python, and more threads
-        # would only contend), more as calls block on the server (slow queries).
-        self._workers = WorkerPool(max_size, name="bridge-dbapi")
+        # Up to one thread per connection. Half of them start without measuring:
+        # a statement is a round trip, and the more of them run at once, the more
+        # results reach the loop per wake-up. The worker pool's own default (CPU
+        # count + 2, more only while the workers leave the CPU idle) suits calls
+        # that compute; it held PyMySQL (which parses in Python, so its workers
+        # look busy) at 4 threads, where 12-25 of 50 did 1.3-1.5x the queries at
+        # half the loop's CPU per query (bench/RESULTS.md, DB-API). Slow queries
+        # still grow the pool to `max_size`.
+        self._workers = WorkerPool(max_size, core=max(1, max_size // 2), name="bridge-dbapi")
         self._canceller: concurrent.futures.ThreadPoolExecutor | None = None
         module = getattr(connect, "__module__", None) or "dbapi"
         metrics.track_db_pool(self, module.split(".")[0].lstrip("_"))  # _sqlite3 -> sqlite3
@@ -242,7 +247,7 @@ class Pool:
     async def _open(self) -> Connection:
         """Open a connection in the slot the caller reserved."""
         thread = DedicatedThread(name=f"bridge-dbapi-conn-{next(_thread_names)}")
-        call = Call(self._open_on, (thread,), self._opened_for_nobody)
+        call = Call(self._open_on, (thread,), self._opened_for_nobody, threading.Lock())
         try:
             return await run_job(call.run, executor=thread)
         except BaseException:
