@@ -150,7 +150,12 @@ async def run_one(workload: str, limiter: bridge.Limiter, calls: int, url: str) 
     extra: dict[str, Any] = {}
     control = limiter._control
     if control is not None:  # what the controller saw: for the write-up, not a public API
-        extra = {"samples": control.samples, "cuts": control.cuts, "ignored": control.ignored}
+        extra = {
+            "samples": control.samples,
+            "cuts": control.cuts,
+            "ignored": control.ignored,
+            "share": control.shares / max(1, control.samples),
+        }
     return {**result, "tokens_end": stats.tokens, "peak": stats.peak, **extra}
 
 
@@ -174,7 +179,7 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--cpu-calls", type=int, default=1000)
+    parser.add_argument("--cpu-calls", type=int, default=3000)
     parser.add_argument("--fixed", type=int, nargs="+", default=list(FIXED))
     parser.add_argument("--targets", type=float, nargs="+", default=[t * 1000 for t in ADAPTIVE])
     args = parser.parse_args()
@@ -229,7 +234,10 @@ def report(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         base = peers.get(r["limiter"])
         ratio = f"{r['per_s'] / base['per_s']:.2f}x {base['limiter']}" if base else ""
-        seen = f"{r['cuts']} cuts, {r['ignored']} ignored / {r['samples']}" if "cuts" in r else ""
+        seen = ""
+        if "cuts" in r:
+            seen = f"{r['cuts']} cuts, {r['ignored']} ignored / {r['samples']}, "
+            seen += f"CPU {r['share']:.2f}"
         table_rows.append(
             [
                 r["limiter"],

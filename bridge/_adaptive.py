@@ -67,6 +67,7 @@ class Controller:
         "on_time",
         "samples",
         "saturated",
+        "shares",
         "starting",
         "target",
     )
@@ -85,11 +86,13 @@ class Controller:
         self.samples = 0
         self.cuts = 0
         self.ignored = 0  # late samples not counted: the other threads were nearly idle
+        self.shares = 0.0  # the sum of the samples' CPU shares (their mean, over `samples`)
 
     def feed(self, late: float, share: float, *, saturated: bool, running: int) -> int:
         """One sample: the loop ran a timer `late` seconds late while the other threads
         used `share` cores; `running` calls hold tokens now. Returns the new token count."""
         self.samples += 1
+        self.shares += share
         if self.cut_to is not None and running <= self.cut_to:
             self.cut_to = None  # the last cut has taken effect
         if late > self.target:
