@@ -47,7 +47,7 @@ CUT = 0.8  # a counted late sample: the limit x0.8
 GROW = math.log(1 / CUT) * QUANTILE_MISS / (1 - QUANTILE_MISS)
 SLOW_START = math.log(2) / 8  # until the first late sample: doubling every 8 samples
 RAMP = 100  # on-time samples in a row after which growth speeds up by one GROW each time
-MIN_SHARE = 0.2  # cores of CPU the other threads must have used for a late sample to count
+MIN_SHARE = 0.3  # cores of CPU the other threads must have used for a late sample to count
 
 
 class Controller:
