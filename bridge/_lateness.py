@@ -112,11 +112,13 @@ def _start(lateness: Lateness, waker: Waker) -> None:
 def _asyncio_timer(lateness: Lateness, loop: asyncio.AbstractEventLoop) -> None:
     due = _perf_counter() + INTERVAL
 
-    def fired() -> None:
+    def woken() -> None:
         if lateness.sample(_perf_counter() - due):
             _asyncio_timer(lateness, loop)
 
-    loop.call_later(INTERVAL, fired)
+    # A task sleeping until `due` runs one turn after its timer fires (the timer
+    # only schedules the task's step): the probe measures there, as a task would.
+    loop.call_later(INTERVAL, loop.call_soon, woken)
 
 
 async def _trio_probe(lateness: Lateness) -> None:

@@ -89,10 +89,11 @@ class Limiter:
 
         Threads that hold the GIL make the event loop late (a timer due now
         runs 5, 50, 500 ms later) long before they stop adding throughput. This
-        limiter measures the lateness of the loops whose calls it admits and
-        takes as many tokens as keep it under `target_lateness` (seconds):
-        few for CPU-heavy calls, up to `max` for calls that mostly wait.
-        Use it wherever a `Limiter` goes.
+        limiter measures the lateness of the loops whose calls it admits (a
+        probe timer on each, while it has calls) and takes as many tokens as
+        keep their p99 lateness at `target_lateness` (seconds): few for
+        CPU-heavy calls, up to `max` for calls that mostly wait. Use it
+        wherever a `Limiter` goes.
 
         >>> limiter = Limiter.adaptive(max=64, target_lateness=0.005, name="api")
         >>> limiter.max_tokens, limiter.adaptive_target
