@@ -23,7 +23,7 @@ round, contestant by contestant, backend by backend), so the machine's load
 falls on all of them alike; ratios are taken within one round and backend.
 
     python -m bench.lateness [--workload http cpu sleep] [--backends asyncio uvloop trio]
-                             [--rounds 1] [--calls 2000] [--fixed 4 8 16 32 64 100]
+                             [--rounds 1] [--calls 2000] [--fixed 4 8 16 32 64 100] [--targets 5 50]
 """
 
 from __future__ import annotations

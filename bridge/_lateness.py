@@ -61,10 +61,10 @@ class Lateness:
         """Feed `limiter` this loop's samples from now on; start the probe if it sleeps."""
         with self._lock:
             self.limiters.add(limiter)
+            self._idle = 0  # so a probe deciding to stop right now keeps going for it
             if self.running:
                 return
             self.running = True
-            self._idle = 0
         try:
             waker._schedule(lambda: _start(self, waker))
         except RuntimeError:  # the loop is gone: nothing to watch
@@ -79,8 +79,10 @@ class Lateness:
         if now > then:
             others = max(0.0, (cpu - cpu0) - (mine - mine0)) / (now - then)
             self.share += SHARE_WEIGHT * (others - self.share)
+        with self._lock:  # `watch` may add to the set from another thread meanwhile
+            limiters = list(self.limiters)
         busy = False
-        for limiter in list(self.limiters):
+        for limiter in limiters:
             busy = limiter._lateness(late, self.share) or busy
         with self._lock:
             self._idle = 0 if busy else self._idle + 1
