@@ -29,6 +29,7 @@ def burn() -> int:
 
 async def test_the_probe_runs_only_while_an_adaptive_limiter_has_calls() -> None:
     lateness = current_waker().lateness
+    await eventually(lambda: not lateness.running)  # an earlier test's probe on this loop
     gate = threading.Event()
     fixed_limiter = Limiter(4)
     fixed = asyncify(gate.wait, limiter=fixed_limiter)
