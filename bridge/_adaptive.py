@@ -1,96 +1,115 @@
 """The controller behind `Limiter.adaptive`: as many tokens as the loop's lateness target allows.
 
-The signal is the loop's own lateness (bridge._lateness), read as the worst
-wait of a control window: threads that hold the GIL make the loop late long
-before throughput stops rising, so lateness, not latency or throughput, is
-what says "too many". The rule is a gradient step on that signal (the shape
-of TCP Vegas and Netflix's gradient limiter, on lateness instead of RTT):
+The target is a percentile: `target_lateness` is the p99 lateness of the
+loop's timers, so one probe sample in a hundred (bridge._lateness) may run
+later than the target. The controller tracks that quantile the way
+stochastic approximation does (AIMD in log space): each late sample cuts the
+limit by CUT, each on-time sample grows it by the step that balances the
+cuts when exactly QUANTILE_MISS of the samples are late. The limit settles
+where a hundredth of the timers run late — the target's own definition —
+with no model of how lateness depends on tokens, which differs per driver
+and per machine. Measured against it (bench/RESULTS.md, requests, 5 ms
+target, load 2-3): allowing 0.5% late swung more (p99 3.6-8.2 ms); a gentler
+cut (x0.9) overshot (p99 up to 8.8 ms); the earlier rule (the worst drain
+wait of a 10 ms window, aimed at half the target) gave p99 9.3 ms at 0.40x
+the throughput of Limiter(16).
 
-* worse than the target: cut in proportion, `limit *= target / worst`
-  (at most halved per window), so one bad window is corrected at once;
-* better, and the limiter was saturated (calls waited for a token): grow by
-  `limit * (1 - worst / target)`, at least one token: far below the target
-  that nearly doubles each window (a slow start that reaches 64 tokens in six
-  windows), near it the step shrinks to one token, so it settles under the
-  target instead of oscillating around it;
-* not saturated: hold, since more tokens would change nothing and the
-  window says nothing about what they would cost.
+Refinements, each from a measured failure:
 
-The signal undershoots what a timer suffers: a drain is asked for when a
-result is ready, while a heartbeat timer also waits out the tasks a drain
-woke, and the OS scheduler's delays fall on both unevenly. So the controller
-aims the worst wake-up wait at half the target (SETPOINT). Measured on the
-requests workload (bench/lateness.py, 1,500 GETs, 20 ms server, 5 ms target,
-two rounds, a loaded 2-core VM; Limiter(8) for reference at 327-344/s, p99
-4.7-6.5 ms): setpoint 1.0 gave 618-665/s at p99 19-21 ms; 0.7 gave
-408-498/s at p99 8.7-10.7 ms; 0.5 gave 240-259/s at p99 5.3-5.9 ms; 0.3 sat
-at the floor (71-75/s, p99 3.1-3.6 ms). A gentler cut (x0.8 at most per
-window) kept more throughput (608-654/s) but let p99 reach 10.6-11.9 ms.
-Halving at most per window with the 0.5 setpoint is the only setting that
-held the target; it does so with less throughput than the best fixed count
-(see bench/RESULTS.md for what that costs and why).
+* Not our lateness: a late sample counts only if the process's other
+  threads used at least MIN_SHARE of a core since the previous one. Below
+  that the GIL was mostly free and the loop was late for another reason (the
+  machine's other processes) that fewer tokens would not fix. Measured
+  shares: `time.sleep` calls 0.16-0.22 cores at 100 tokens, requests at the
+  5 ms target 0.66-0.79, CPU-bound calls 0.93-0.97; on a loaded machine
+  (load 10) sleep-only calls saw 0-3% of samples late at every token count.
+* One cut per round: after a cut the limit neither falls nor grows until the
+  calls running fit in it; until then lateness is the old concurrency's.
+  (Without it a cut bumped into the growth: one cut in 326 samples, p99 17 ms.)
+* Slow start: doubling every 8 samples until the first counted late sample,
+  so a limit far below what the loop can take does not need seconds to climb
+  at the quantile's pace; and growth speeds up by one step per RAMP on-time
+  samples in a row, so the limit finds a load that has eased.
+
+Growth needs calls that waited for a token (saturation): more tokens than
+calls change nothing, and samples with idle tokens say nothing about what
+more would cost.
 """
 
 from __future__ import annotations
 
+import math
 import os
-import time
-
-from bridge._lateness import Lateness
 
 # Where the tokens start: as many calls as the default pool runs without
-# waiting (CPU count + 4); the first windows move it from there.
+# waiting (CPU count + 4); slow start moves it from there.
 START = (os.cpu_count() or 1) + 4
 
-WINDOW = 0.010  # seconds between looks at the lateness: a couple of GIL switch intervals
-MIN_SAMPLES = 4  # wake-ups a window needs before it may justify growth...
-MAX_WINDOW = 0.100  # ...unless it has lasted this long (a quiet loop wakes rarely)
-MAX_CUT = 0.5  # never shrink by more than half in one window
-MAX_GROWTH = 0.5  # nor grow by more than half
-SETPOINT = 0.5  # the worst wake-up wait aimed at, as a fraction of the target (see below)
-
-_perf_counter = time.perf_counter
+QUANTILE_MISS = 0.01  # the share of samples allowed over the target: the target is the p99
+CUT = 0.8  # a counted late sample: the limit x0.8
+# An on-time sample: the growth that balances CUT when QUANTILE_MISS of the samples are late.
+GROW = math.log(1 / CUT) * QUANTILE_MISS / (1 - QUANTILE_MISS)
+SLOW_START = math.log(2) / 8  # until the first late sample: doubling every 8 samples
+RAMP = 100  # on-time samples in a row after which growth speeds up by one GROW each time
+MIN_SHARE = 0.3  # cores of CPU the other threads must have used for a late sample to count
 
 
 class Controller:
-    """Moves a limit between `floor` and `ceiling`: the loop's worst lateness under `target`."""
+    """Moves a limit between `floor` and `ceiling` so that the loop's p99 lateness is `target`.
 
-    __slots__ = ("ceiling", "due", "floor", "limit", "saturated", "since", "source", "target")
+    Fed one probe sample at a time (`feed`), on the loop's thread.
+    """
+
+    __slots__ = (
+        "ceiling",
+        "cut_to",
+        "cuts",
+        "floor",
+        "ignored",
+        "lateness",
+        "limit",
+        "on_time",
+        "samples",
+        "saturated",
+        "shares",
+        "starting",
+        "target",
+    )
 
     def __init__(self, floor: int, ceiling: int, target: float) -> None:
         self.floor = floor
         self.ceiling = ceiling
         self.target = target
         self.limit = float(max(floor, min(ceiling, START)))
-        self.due = 0.0
-        self.since = 0.0  # when the current window began
-        self.saturated = False  # a call waited for a token during this window
-        self.source: Lateness | None = None  # the loop of the latest call
+        self.saturated = False  # a call waited for a token since the last sample
+        self.starting = True  # slow start: no counted late sample yet
+        self.on_time = 0  # on-time samples in a row
+        self.cut_to: int | None = None  # the last cut's limit, until running calls fit in it
+        self.lateness: object = None  # the probe of the loop that called last (Limiter's cache)
+        # What it has seen, for statistics and the benchmark:
+        self.samples = 0
+        self.cuts = 0
+        self.ignored = 0  # late samples not counted: the other threads were nearly idle
+        self.shares = 0.0  # the sum of the samples' CPU shares (their mean, over `samples`)
 
-    def step(self, now: float) -> int | None:
-        """Every WINDOW: the new token count, or None to keep it.
-
-        A late wake-up cuts at once; growing needs a window with enough
-        wake-ups, all on time: the waker batches completions, so a busy loop
-        may see only a few wake-ups per window, and none is not "on time".
-        """
-        self.due = now + WINDOW
-        source = self.source
-        if source is None:
-            return None
-        target = self.target * SETPOINT
-        late = source.worst > target
-        if not late and source.samples < MIN_SAMPLES and now < self.since + MAX_WINDOW:
-            return None  # not enough evidence yet: keep collecting
-        worst, samples = source.take()
-        saturated, self.saturated = self.saturated, False
-        self.since = now
-        limit = self.limit
-        if late:
-            limit *= max(MAX_CUT, target / worst)
-        elif samples and saturated:
-            limit += max(1.0, limit * min(MAX_GROWTH, 1.0 - worst / target))
-        else:
-            return None
-        self.limit = min(float(self.ceiling), max(float(self.floor), limit))
+    def feed(self, late: float, share: float, *, saturated: bool, running: int) -> int:
+        """One sample: the loop ran a timer `late` seconds late while the other threads
+        used `share` cores; `running` calls hold tokens now. Returns the new token count."""
+        self.samples += 1
+        self.shares += share
+        if self.cut_to is not None and running <= self.cut_to:
+            self.cut_to = None  # the last cut has taken effect
+        if late > self.target:
+            self.on_time = 0
+            if share < MIN_SHARE:
+                self.ignored += 1
+            elif self.cut_to is None:
+                self.starting = False
+                self.limit = max(float(self.floor), self.limit * CUT)
+                self.cut_to = int(self.limit)
+                self.cuts += 1
+        elif saturated and self.cut_to is None:
+            self.on_time += 1
+            step = SLOW_START if self.starting else GROW * (1 + self.on_time // RAMP)
+            self.limit = min(float(self.ceiling), self.limit * math.exp(step))
         return int(self.limit)

@@ -78,7 +78,7 @@ class Waker:
         self._last_end = 0.0
         self.closed = False
         self.thread_id = threading.get_ident()
-        self.lateness = Lateness()  # how long each requested drain waits: adaptive limiters read it
+        self.lateness = Lateness()  # the loop's timer probe, started by adaptive limiters
 
     def deliver(self, item: Completion) -> None:
         """Queue `item.complete()` to run on the loop; safe from any thread."""
@@ -87,7 +87,6 @@ class Waker:
             # Losing this race only costs an extra wake-up: the drain clears
             # the flag before it empties the queue, never after.
             self._scheduled = True
-            self.lateness.asked = _perf_counter()
             try:
                 self._schedule(self._drain)
             except RuntimeError:
@@ -118,7 +117,6 @@ class Waker:
         # the time since the last drain ended is mostly the tasks it woke
         # running; over budget halves the batch, under it grows it a little.
         start = _perf_counter()
-        self.lateness.ran(start)
         batch = self._batch
         if start - self._last_end > TURN_BUDGET:
             batch = max(MIN_BATCH, batch >> 1)
@@ -138,7 +136,6 @@ class Waker:
                 self._fail(item, exc)
         if pending and not self._scheduled:
             self._scheduled = True
-            self.lateness.asked = _perf_counter()
             self._schedule(self._drain)  # on the loop thread: a plain call_soon
         self._last_end = _perf_counter()
 

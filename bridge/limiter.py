@@ -89,10 +89,11 @@ class Limiter:
 
         Threads that hold the GIL make the event loop late (a timer due now
         runs 5, 50, 500 ms later) long before they stop adding throughput. This
-        limiter measures the lateness of the loops whose calls it admits and
-        takes as many tokens as keep it under `target_lateness` (seconds):
-        few for CPU-heavy calls, up to `max` for calls that mostly wait.
-        Use it wherever a `Limiter` goes.
+        limiter measures the lateness of the loops whose calls it admits (a
+        probe timer on each, while it has calls) and takes as many tokens as
+        keep their p99 lateness at `target_lateness` (seconds): few for
+        CPU-heavy calls, up to `max` for calls that mostly wait. Use it
+        wherever a `Limiter` goes.
 
         >>> limiter = Limiter.adaptive(max=64, target_lateness=0.005, name="api")
         >>> limiter.max_tokens, limiter.adaptive_target
@@ -169,12 +170,12 @@ class Limiter:
 
     def _enter(self, entry: _Entry) -> None:
         """Grant a token now, or queue `entry` for the next one released."""
-        granted: list[_Entry] = _NONE
+        control = self._control
+        if control is not None:
+            lateness = entry.waker.lateness
+            if lateness is not control.lateness or not lateness.running:
+                self._watch(control, entry.waker)
         with self._lock:
-            control = self._control
-            if control is not None:
-                control.source = entry.waker.lateness  # the loop this call comes from
-                granted = self._steer(control)
             now = self._available > 0 and not self._waiting  # no live waiter to overtake
             if now:
                 self._available -= 1
@@ -186,8 +187,6 @@ class Limiter:
                     self._queued_at[entry] = _perf_counter()
                 if control is not None:
                     control.saturated = True
-        for other in granted:
-            other.grant()
         if now:
             entry.grant()
 
@@ -209,10 +208,9 @@ class Limiter:
         """A token comes back; it goes straight to the oldest live waiter."""
         with self._lock:
             self._available += 1
-            control = self._control
-            granted = self._steer(control) if control is not None else _NONE
-            if self._available > 0 and self._waiters:
-                granted = granted + self._hand_out()  # also sweeps out dropped waiters
+            if self._available <= 0 or not self._waiters:
+                return
+            granted = self._hand_out()  # also sweeps out dropped waiters
         for entry in granted:
             entry.grant()
 
@@ -236,15 +234,27 @@ class Limiter:
         self._tokens = tokens
         return self._hand_out()
 
-    def _steer(self, control: Controller) -> list[_Entry]:
-        """Under the lock: once per control window, let the controller move the bound."""
-        now = _perf_counter()
-        if now < control.due:
-            return _NONE
-        tokens = control.step(now)
-        if tokens is None or tokens == self._tokens:
-            return _NONE
-        return self._resize(tokens)
+    # -- the adaptive part: fed by the lateness probe of each loop it serves --
+
+    def _watch(self, control: Controller, waker: Waker) -> None:
+        """A call from a loop whose probe does not feed this limiter (yet, or any more)."""
+        control.lateness = waker.lateness
+        waker.lateness.watch(self, waker)
+
+    def _lateness(self, late: float, share: float) -> bool:
+        """On a loop's thread, from its probe: one sample. True while calls run or wait."""
+        control = self._control
+        assert control is not None
+        with self._lock:
+            running = self._tokens - self._available
+            saturated = control.saturated or self._waiting > 0
+            control.saturated = False
+            tokens = control.feed(late, share, saturated=saturated, running=running)
+            granted = self._resize(tokens) if tokens != self._tokens else _NONE
+            busy = running > 0 or self._waiting > 0
+        for entry in granted:
+            entry.grant()
+        return busy
 
     def _drop(self, entry: _Entry) -> None:
         """`entry` was cancelled before it used its token (or before it got one)."""

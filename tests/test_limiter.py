@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import anyio
 import pytest
 
 from bridge import Limiter, asyncify
-from bridge._adaptive import SETPOINT, Controller
-from bridge._lateness import Lateness
+from bridge._adaptive import CUT, GROW, MIN_SHARE, QUANTILE_MISS, RAMP, Controller
 from tests.support import eventually
 
 pytestmark = pytest.mark.anyio
@@ -224,47 +224,109 @@ def test_bad_token_counts_are_refused_with_the_fix() -> None:
 
 
 # -- adaptive -------------------------------------------------------------------
+# The controller is fed probe samples by hand (its seam: `feed`); only the
+# end-to-end tests below run the real probe, and they assert directions, not times.
+
+BUSY = MIN_SHARE * 2  # the other threads' CPU share when a late sample is ours to fix
 
 
-def _window(lateness: Lateness, waits: list[float]) -> None:
-    """Wake-ups that waited `waits` seconds, as the waker would record them."""
-    for wait in waits:
-        lateness.asked = 100.0
-        lateness.ran(100.0 + wait)
+def _grown(limit: float, samples: int) -> float:
+    """The limit after `samples` on-time saturated samples, past slow start, from 0 in a row."""
+    for n in range(1, samples + 1):
+        limit *= math.exp(GROW * (1 + n // RAMP))
+    return limit
 
 
-def test_controller_cuts_in_proportion_when_the_loop_is_late() -> None:
-    control = Controller(floor=2, ceiling=100, target=0.005 / SETPOINT)  # aims at 5 ms
+def test_controller_doubles_in_slow_start_until_the_first_late_sample() -> None:
+    control = Controller(floor=1, ceiling=1000, target=0.005)
+    start = control.limit
+    for _ in range(8):
+        control.feed(0.001, BUSY, saturated=True, running=int(control.limit))
+    assert control.limit == pytest.approx(start * 2)
+    control.feed(0.006, BUSY, saturated=True, running=int(control.limit))
+    assert control.limit == pytest.approx(start * 2 * CUT)
+    assert not control.starting and control.cuts == 1
+
+
+def test_controller_balances_when_one_sample_in_a_hundred_is_late() -> None:
+    """The target is a p99: a late fraction of QUANTILE_MISS leaves the limit where it was."""
+    control = Controller(floor=1, ceiling=1000, target=0.005)
+    control.starting = False
     control.limit = 40.0
-    control.source = Lateness()
-    _window(control.source, [0.001, 0.010])  # one wake-up twice the target
-    assert control.step(1.0) == 20
-    _window(control.source, [0.100])  # far over: at most halved per window
-    assert control.step(2.0) == 10
-    _window(control.source, [1.0])
-    control.step(3.0)
-    _window(control.source, [1.0])
-    assert control.step(4.0) == 2  # never below the floor
+    on_time = round(1 / QUANTILE_MISS) - 1
+    for _ in range(3):
+        for _ in range(on_time):
+            control.feed(0.001, BUSY, saturated=True, running=40)
+        control.feed(0.020, BUSY, saturated=True, running=40)
+        assert control.limit == pytest.approx(40.0)
+    for _ in range(on_time // 2):  # fewer late samples than that: it grows...
+        control.feed(0.001, BUSY, saturated=True, running=40)
+    assert control.limit > 40.0
+    for _ in range(3):  # ...more: it falls
+        control.feed(0.020, BUSY, saturated=True, running=0)
+    assert control.limit < 40.0
 
 
-def test_controller_grows_only_when_saturated_on_time_and_with_evidence() -> None:
-    control = Controller(floor=1, ceiling=30, target=0.010 / SETPOINT)  # aims at 10 ms
+def test_controller_cuts_once_per_round_until_the_running_calls_fit() -> None:
+    control = Controller(floor=2, ceiling=100, target=0.005)
+    control.starting = False
+    control.limit = 50.0
+    assert control.feed(0.050, BUSY, saturated=True, running=50) == 40
+    # 45 calls still run from before the cut: their lateness is the old limit's
+    assert control.feed(0.050, BUSY, saturated=True, running=45) == 40
+    assert control.feed(0.001, BUSY, saturated=True, running=45) == 40  # nor does it grow
+    assert control.feed(0.050, BUSY, saturated=True, running=40) == 32  # it took effect
+    assert control.cuts == 2
+    for _ in range(30):
+        control.feed(1.0, BUSY, saturated=True, running=0)
+    assert control.limit == 2  # never below the floor
+
+
+def test_controller_ignores_lateness_the_other_threads_cannot_have_caused() -> None:
+    control = Controller(floor=1, ceiling=100, target=0.005)
+    limit = control.limit
+    assert control.feed(0.050, MIN_SHARE / 2, saturated=True, running=6) == int(limit)
+    assert (control.limit, control.cuts, control.ignored) == (limit, 0, 1)
+    assert control.starting  # still in slow start
+
+
+def test_controller_grows_only_when_calls_wait_and_never_past_the_ceiling() -> None:
+    control = Controller(floor=1, ceiling=30, target=0.005)
+    control.starting = False
     control.limit = 10.0
-    control.source = Lateness()
-    _window(control.source, [0.001] * 8)
-    assert control.step(1.0) is None  # on time, but no call waited for a token: hold
-    control.saturated = True
-    _window(control.source, [0.001] * 2)
-    assert control.step(1.01) is None  # too few wake-ups yet to call it on time
-    _window(control.source, [0.001] * 2)
-    assert control.step(1.02) == 15  # far under the target: +min(50%, 1 - 0.1 of it)
-    control.saturated = True
-    _window(control.source, [0.009] * 4)
-    assert control.step(1.03) == 16  # near the target: +10% (1.5 tokens)
-    control.limit = 29.5
-    control.saturated = True
-    _window(control.source, [0.001] * 4)
-    assert control.step(1.04) == 30  # never above the ceiling
+    for _ in range(50):
+        control.feed(0.001, BUSY, saturated=False, running=3)
+    assert control.limit == 10.0  # idle tokens: more would change nothing
+    for _ in range(50):
+        control.feed(0.001, BUSY, saturated=True, running=10)
+    assert control.limit == pytest.approx(_grown(10.0, 50))
+    for _ in range(3000):
+        control.feed(0.001, BUSY, saturated=True, running=30)
+    assert control.limit == 30  # long on-time runs grow faster, up to the ceiling
+
+
+async def test_a_late_sample_shrinks_the_bound_and_calls_keep_their_tokens() -> None:
+    limiter = Limiter.adaptive(max=100, min=1, target_lateness=0.005)
+    start = limiter.tokens
+    control = limiter._control
+    assert control is not None
+    control.starting = False
+    async with anyio.create_task_group() as tg:
+        for _ in range(start):
+            await limiter.acquire()
+        tg.start_soon(limiter.acquire)  # one more waits
+        await eventually(lambda: limiter.statistics().waiting == 1)
+        limiter._lateness(0.050, BUSY)  # what the probe calls on the loop
+        assert limiter.tokens == int(start * CUT)
+        stats = limiter.statistics()
+        assert (stats.running, stats.waiting) == (start, 1)  # nobody is stopped
+        for _ in range(start - limiter.tokens):
+            limiter.release()
+        assert limiter.statistics().waiting == 1  # still over the new bound
+        limiter.release()
+    assert limiter.statistics().running == limiter.tokens  # the waiter got the freed token
+    for _ in range(limiter.tokens):
+        limiter.release()
 
 
 async def test_an_adaptive_limiter_stays_within_its_bounds() -> None:
