@@ -126,8 +126,10 @@ async def test_one_report_per_episode_and_statistics_per_site() -> None:
     assert sites[line_of("site A")].total >= sites[line_of("site A")].worst
     assert sites[line_of("site B")].count == 1
     assert watchdog.statistics.count == 3
-    # Ranked by total blocked time: the site that blocked twice comes first.
-    assert watchdog.statistics.sites()[0].site.lineno == line_of("site A")
+    # Ranked by total blocked time (how long each block measured depends on the
+    # machine's load, so the order is checked against the totals themselves).
+    totals = [s.total for s in watchdog.statistics.sites()]
+    assert totals == sorted(totals, reverse=True)
 
 
 async def test_a_loop_that_waits_is_not_blocked() -> None:
