@@ -513,7 +513,7 @@ class Engine:
             clustering = tuple(values.get(c.name) for c in table.clustering)
             partition, row = conditions.target(table, data, [key], [clustering])
             exists = row is not None and row.alive(now)
-            shown = row_values(table, partition, row, now) if exists and partition and row else None
+            shown = row_values(data, partition, row, now) if exists and partition and row else None
             holds = not (statement.if_not_exists and exists)
             return _BatchCheck(table, data.key_bytes(key), key, clustering, holds, shown)
         restrictions = resolve(table, statement.where, ctx)
@@ -610,15 +610,16 @@ class Engine:
             partition = data.partition(key)
             row = partition.row(clustering, data.clustering_key(clustering))
             options = WriteOptions(0, None, 0.0)
-            row.marker = options.cell(None)
+            row.set_marker(options.cell(None))
             for column in table.columns:
                 value = values[column.name]
                 if value is None:
                     continue
                 if column.kind == "regular":
-                    row.cells[column.name] = options.cell(value)
+                    row.put(column.slot, options.cell(value))
                 elif column.kind == "static":
-                    partition.static_cells()[column.name] = options.cell(value)
+                    partition.static_row().put(column.slot, options.cell(value))
+            row.settle()
         return data
 
     def _schema_change(self, statement: ast.Statement, keyspace: str | None) -> Result:
@@ -758,8 +759,9 @@ class Engine:
                 table, statement.added, statement.if_column, self.keyspaces[table.keyspace].types
             )
         elif statement.action == "drop":
+            slots = [c.slot for c in table.columns if c.name in statement.dropped]
             _drop_columns(table, statement.dropped, statement.if_column)
-            self._data[(table.keyspace, table.name)].forget_columns(statement.dropped)
+            self._data[(table.keyspace, table.name)].forget_columns(slots)
         else:
             _rename_columns(table, statement.renamed, statement.if_column)
         # As Cassandra: statements on the table are prepared again (their
