@@ -351,6 +351,15 @@ class RoleStatement:
 
 
 @dataclass(frozen=True)
+class ListRoles:
+    """LIST ROLES [OF role] [NORECURSIVE], or LIST USERS (the older spelling)."""
+
+    users: bool
+    of: str | None = None
+    recursive: bool = True
+
+
+@dataclass(frozen=True)
 class Permissions:
     """GRANT / REVOKE: answered as by Cassandra's default AllowAllAuthorizer."""
 
@@ -392,6 +401,7 @@ Statement = (
     | CreateIndex
     | DropIndex
     | RoleStatement
+    | ListRoles
     | Permissions
     | Disabled
     | Truncate

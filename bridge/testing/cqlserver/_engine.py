@@ -207,8 +207,12 @@ class Engine:
         paging_state: bytes | None = None,
         timestamp: int | None = None,
         context: object = None,
+        user: str | None = None,
     ) -> Result:
-        """Run one statement; values are wire bytes, decoded by the marker's column type."""
+        """Run one statement; values are wire bytes, decoded by the marker's column type.
+
+        ``user`` is the role the connection logged in as (None: no login, anonymous).
+        """
         try:
             if isinstance(query, Prepared) and type(values) is list:
                 plan = self._plan(query)
@@ -225,7 +229,7 @@ class Engine:
             return self._run(
                 prepared.statement, prepared.keyspace if isinstance(query, Prepared) else keyspace,
                 ctx, page_size=page_size, paging_state=paging_state, timestamp=timestamp,
-                request=context,
+                request=context, user=user,
             )  # fmt: skip
         except CQLError:
             raise
@@ -422,6 +426,7 @@ class Engine:
         timestamp: int | None = None,
         request: object = None,
         in_batch: bool = False,
+        user: str | None = None,
     ) -> Result:
         if isinstance(statement, ast.Select):
             table = self._table(statement.table, keyspace)
@@ -455,6 +460,9 @@ class Engine:
         if isinstance(statement, ast.RoleStatement):
             self.roles.apply(statement)
             return VoidResult()
+        if isinstance(statement, ast.ListRoles):
+            listing = self.roles.listing(statement, user)
+            return VoidResult() if listing is None else listing
         if isinstance(statement, ast.Disabled):
             raise Invalid(statement.message)
         if isinstance(statement, ast.Permissions):

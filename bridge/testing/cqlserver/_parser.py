@@ -208,6 +208,11 @@ class _Parser:
             while self._peek.kind != "eof" and not self._is_symbol(";"):
                 self._advance()  # permissions are not modelled: see Permissions
             parsed = ast.Permissions(action)
+        elif self._accept_keyword("list", "roles"):
+            of = self._role_name() if self._accept_keyword("of") else None
+            parsed = ast.ListRoles(False, of, not self._accept_keyword("norecursive"))
+        elif self._accept_keyword("list", "users"):
+            parsed = ast.ListRoles(True)
         elif self._accept_keyword("truncate"):
             self._accept_keyword("table") or self._accept_keyword("columnfamily")
             parsed = ast.Truncate(self._table_name())
@@ -734,18 +739,20 @@ class _Parser:
             return self._role("drop")
         self._fail("KEYSPACE, TABLE, TYPE or INDEX")
 
+    def _role_name(self) -> str:
+        token = self._peek
+        if token.kind == "string":
+            self._advance()
+            return token.value
+        return self._identifier("a role name")
+
     def _role(self, action: Literal["create", "alter", "drop"]) -> ast.RoleStatement:
         """The rest of CREATE/ALTER/DROP ROLE|USER (the keyword ROLE or USER comes next)."""
         user_syntax = self._advance().value == "user"
         if_flag = self._accept_keyword("if", "not", "exists") or self._accept_keyword(
             "if", "exists"
         )
-        token = self._peek
-        if token.kind == "string":
-            self._advance()
-            name = token.value
-        else:
-            name = self._identifier("a role name")
+        name = self._role_name()
         options: dict[str, object] = {}
         if action != "drop" and self._accept_keyword("with"):
             if user_syntax:

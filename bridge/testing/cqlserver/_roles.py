@@ -14,7 +14,9 @@ import os
 from dataclasses import dataclass, field
 
 from . import _ast as ast
-from ._errors import Invalid
+from ._errors import Invalid, Unauthorized
+from ._results import ColumnSpec, RowsResult
+from ._types import BOOLEAN, TEXT, MapType
 
 AUTHENTICATOR = "org.apache.cassandra.auth.PasswordAuthenticator"
 
@@ -87,6 +89,41 @@ class Roles:
             elif option not in ("options", "access_to_datacenters"):
                 raise Invalid(f"Invalid property {option}")
 
+    def listing(self, statement: ast.ListRoles, user: str | None) -> RowsResult | None:
+        """LIST ROLES / LIST USERS as Cassandra 4.1 answers them (None: no role to list).
+
+        Roles are not granted to roles here, so a role's roles are itself; every logged-in
+        role may list them all (the authorizer is AllowAllAuthorizer).
+        """
+        if user is None:
+            raise Unauthorized("You have to be logged in and not anonymous to perform this request")
+        if statement.of is not None and statement.of not in self.roles:
+            raise Invalid(f"<role {statement.of}> doesn't exist")
+        names = sorted(self.roles) if statement.of is None else [statement.of]
+        chosen = [self.roles[name] for name in names]
+        if not chosen:
+            return None
+        if statement.users:
+            specs = [
+                ColumnSpec("system_auth", "users", name, cql_type)
+                for name, cql_type in (("name", TEXT), ("super", BOOLEAN), ("datacenters", TEXT))
+            ]
+            values = [[r.name, r.is_superuser, "ALL"] for r in chosen if r.can_login]
+        else:
+            specs = [
+                ColumnSpec("system_auth", "roles", name, cql_type)
+                for name, cql_type in (
+                    ("role", TEXT), ("super", BOOLEAN), ("login", BOOLEAN),
+                    ("options", _OPTIONS), ("datacenters", TEXT),
+                )
+            ]  # fmt: skip
+            values = [[r.name, r.is_superuser, r.can_login, [], "ALL"] for r in chosen]
+        rows: list[list[bytes | None]] = [
+            [spec.type.serialize(value) for spec, value in zip(specs, row, strict=True)]
+            for row in values
+        ]
+        return RowsResult(specs, rows, None)
+
     def rows(self) -> list[dict[str, object]]:
         """``system_auth.roles``."""
         return [
@@ -99,6 +136,9 @@ class Roles:
             }
             for role in self.roles.values()
         ]
+
+
+_OPTIONS = MapType(TEXT, TEXT, frozen=False)
 
 
 def _boolean(value: object, option: str) -> bool:

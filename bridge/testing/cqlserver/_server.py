@@ -883,6 +883,7 @@ class Connection(asyncio.Protocol):
                 paging_state=params.paging_state,
                 timestamp=params.timestamp,
                 context=self.node,
+                user=self.user,
             )
         except Exception as exc:
             self.write(self._error_frame(stream, exc))
