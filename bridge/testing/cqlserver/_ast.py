@@ -360,10 +360,32 @@ class ListRoles:
 
 
 @dataclass(frozen=True)
-class Permissions:
-    """GRANT / REVOKE: answered as by Cassandra's default AllowAllAuthorizer."""
+class Resource:
+    """What a permission is on: ``data`` (all keyspaces), ``keyspace`` (ks), ``table``
+    (ks or None for the session's, t), ``roles`` (all roles) or ``role`` (name)."""
+
+    kind: Literal["data", "keyspace", "table", "roles", "role"]
+    names: tuple[str | None, ...] = ()
+
+
+@dataclass(frozen=True)
+class Grant:
+    """GRANT permission ON resource TO role, or REVOKE ... FROM role."""
 
     action: Literal["grant", "revoke"]
+    permissions: tuple[str, ...] | None  # None: ALL PERMISSIONS
+    resource: Resource
+    role: str
+
+
+@dataclass(frozen=True)
+class ListPermissions:
+    """LIST permission|ALL [ON resource] [OF role] [NORECURSIVE]."""
+
+    permissions: tuple[str, ...] | None
+    resource: Resource | None
+    role: str | None
+    recursive: bool
 
 
 @dataclass(frozen=True)
@@ -402,7 +424,8 @@ Statement = (
     | DropIndex
     | RoleStatement
     | ListRoles
-    | Permissions
+    | Grant
+    | ListPermissions
     | Disabled
     | Truncate
     | Use

@@ -43,6 +43,8 @@ _TOKEN_RE = re.compile(
     re.VERBOSE | re.DOTALL,
 )
 
+_PERMISSIONS = ("create", "alter", "drop", "select", "modify", "authorize", "describe")
+
 
 @dataclass(frozen=True)
 class Token:
@@ -205,14 +207,18 @@ class _Parser:
             action: Literal["grant", "revoke"] = (
                 "grant" if self._tokens[self._index - 1].value == "grant" else "revoke"
             )
-            while self._peek.kind != "eof" and not self._is_symbol(";"):
-                self._advance()  # permissions are not modelled: see Permissions
-            parsed = ast.Permissions(action)
+            parsed = self._grant(action)
         elif self._accept_keyword("list", "roles"):
             of = self._role_name() if self._accept_keyword("of") else None
             parsed = ast.ListRoles(False, of, not self._accept_keyword("norecursive"))
         elif self._accept_keyword("list", "users"):
             parsed = ast.ListRoles(True)
+        elif self._accept_keyword("list"):
+            permissions = self._permission_names()
+            resource = self._resource() if self._accept_keyword("on") else None
+            of = self._role_name() if self._accept_keyword("of") else None
+            recursive = not self._accept_keyword("norecursive")
+            parsed = ast.ListPermissions(permissions, resource, of, recursive)
         elif self._accept_keyword("truncate"):
             self._accept_keyword("table") or self._accept_keyword("columnfamily")
             parsed = ast.Truncate(self._table_name())
@@ -738,6 +744,45 @@ class _Parser:
         if self._is_keyword("role") or self._is_keyword("user"):
             return self._role("drop")
         self._fail("KEYSPACE, TABLE, TYPE or INDEX")
+
+    def _grant(self, action: Literal["grant", "revoke"]) -> ast.Statement:
+        """GRANT/REVOKE of permissions; of a role to a role, refused (not modelled)."""
+        if not self._is_keyword("all") and self._peek.value not in _PERMISSIONS:
+            role = self._role_name()
+            self._expect_keyword("to" if action == "grant" else "from")
+            self._role_name()
+            return ast.Disabled(
+                f"{action.upper()} of role {role} to a role is not supported by this test server"
+            )
+        permissions = self._permission_names()
+        self._expect_keyword("on")
+        resource = self._resource()
+        self._expect_keyword("to" if action == "grant" else "from")
+        return ast.Grant(action, permissions, resource, self._role_name())
+
+    def _permission_names(self) -> tuple[str, ...] | None:
+        if self._accept_keyword("all"):
+            self._accept_keyword("permissions")
+            return None
+        token = self._peek
+        if token.kind != "ident" or token.value not in _PERMISSIONS:
+            self._fail("a permission")
+        self._advance()
+        self._accept_keyword("permission")
+        return (token.value.upper(),)
+
+    def _resource(self) -> ast.Resource:
+        if self._accept_keyword("all", "keyspaces"):
+            return ast.Resource("data")
+        if self._accept_keyword("all", "roles"):
+            return ast.Resource("roles")
+        if self._accept_keyword("keyspace"):
+            return ast.Resource("keyspace", (self._identifier("a keyspace name"),))
+        if self._accept_keyword("role"):
+            return ast.Resource("role", (self._role_name(),))
+        self._accept_keyword("table")
+        name = self._table_name()
+        return ast.Resource("table", (name.keyspace, name.name))
 
     def _role_name(self) -> str:
         token = self._peek
