@@ -360,6 +360,17 @@ class ListRoles:
 
 
 @dataclass(frozen=True)
+class Describe:
+    """DESCRIBE [FULL] SCHEMA | KEYSPACES | TABLES | TYPES | KEYSPACE [ks] | TABLE [ks.]t |
+    TYPE [ks.]t | [ks.]name (generic: a keyspace, else a table)."""
+
+    kind: Literal["schema", "keyspaces", "tables", "types", "keyspace", "table", "type", "generic"]
+    keyspace: str | None = None
+    name: str | None = None
+    full: bool = False
+
+
+@dataclass(frozen=True)
 class Resource:
     """What a permission is on: ``data`` (all keyspaces), ``keyspace`` (ks), ``table``
     (ks or None for the session's, t), ``roles`` (all roles) or ``role`` (name)."""
@@ -424,6 +435,7 @@ Statement = (
     | DropIndex
     | RoleStatement
     | ListRoles
+    | Describe
     | Grant
     | ListPermissions
     | Disabled

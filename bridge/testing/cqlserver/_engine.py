@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from . import _ast as ast
 from . import _conditions as conditions
 from ._binding import Context, Receivers, bind_decoders, decode_values, evaluate
+from ._describe import describe
 from ._errors import (
     AlreadyExists,
     ConfigurationError,
@@ -489,6 +490,9 @@ class Engine:
             )  # fmt: skip
             listing = self.permissions.listing(listed, user)
             return VoidResult() if listing is None else listing
+        if isinstance(statement, ast.Describe):
+            spaces = [*self._system.values(), *self._virtual_keyspaces.values()]
+            return describe(statement, [*spaces, *self.keyspaces.values()], keyspace)
         if isinstance(statement, ast.ListRoles):
             listing = self.roles.listing(statement, user)
             return VoidResult() if listing is None else listing

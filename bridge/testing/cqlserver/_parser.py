@@ -219,6 +219,9 @@ class _Parser:
             of = self._role_name() if self._accept_keyword("of") else None
             recursive = not self._accept_keyword("norecursive")
             parsed = ast.ListPermissions(permissions, resource, of, recursive)
+        elif self._accept_keyword("describe") or self._accept_keyword("desc"):
+            parsed = self._describe()
+            self._accept_keyword("with", "internals")
         elif self._accept_keyword("truncate"):
             self._accept_keyword("table") or self._accept_keyword("columnfamily")
             parsed = ast.Truncate(self._table_name())
@@ -744,6 +747,30 @@ class _Parser:
         if self._is_keyword("role") or self._is_keyword("user"):
             return self._role("drop")
         self._fail("KEYSPACE, TABLE, TYPE or INDEX")
+
+    def _describe(self) -> ast.Describe:
+        full = self._accept_keyword("full")
+        if full or self._accept_keyword("schema"):
+            if full:
+                self._expect_keyword("schema")
+            return ast.Describe("schema", full=full)
+        if self._accept_keyword("keyspaces"):
+            return ast.Describe("keyspaces")
+        if self._accept_keyword("tables"):
+            return ast.Describe("tables")
+        if self._accept_keyword("types"):
+            return ast.Describe("types")
+        if self._accept_keyword("keyspace"):
+            named = self._peek.kind != "eof" and not self._is_symbol(";")
+            named = named and not self._is_keyword("with")
+            return ast.Describe("keyspace", self._identifier("a keyspace name") if named else None)
+        kind: Literal["table", "type", "generic"] = "generic"
+        if self._accept_keyword("table") or self._accept_keyword("columnfamily"):
+            kind = "table"
+        elif self._accept_keyword("type"):
+            kind = "type"
+        name = self._table_name()
+        return ast.Describe(kind, name.keyspace, name.name)
 
     def _grant(self, action: Literal["grant", "revoke"]) -> ast.Statement:
         """GRANT/REVOKE of permissions; of a role to a role, refused (not modelled)."""
