@@ -187,3 +187,21 @@ def test_an_authorizer_needs_logins_and_a_known_name() -> None:
         CQLServer(authorizer="CassandraAuthorizer")
     with pytest.raises(ValueError, match="unknown authorizer"):
         CQLServer(authenticator="PasswordAuthenticator", authorizer="LDAPAuthorizer")
+
+
+def test_the_command_line_server_checks_permissions_with_authz() -> None:
+    with CQLServer.start_in_subprocess(
+        authenticator="PasswordAuthenticator", authorizer="CassandraAuthorizer"
+    ) as server:
+        clusters = [
+            make_cluster(server, auth_provider=PlainTextAuthProvider(user, password))
+            for user, password in (("cassandra", "cassandra"), ("reader", "pw"))
+        ]
+        try:
+            admin = clusters[0].connect()
+            admin.execute("CREATE ROLE reader WITH PASSWORD = 'pw' AND LOGIN = true")
+            with pytest.raises(Unauthorized, match="has no CREATE permission on <all roles>"):
+                clusters[1].connect().execute("CREATE ROLE other")
+        finally:
+            for cluster in clusters:
+                cluster.shutdown()
