@@ -205,3 +205,29 @@ def test_the_command_line_server_checks_permissions_with_authz() -> None:
         finally:
             for cluster in clusters:
                 cluster.shutdown()
+
+
+def test_roles_granted_to_a_role_give_it_their_permissions(
+    world: tuple[Session, str], login: Callable[..., Session]
+) -> None:
+    admin, ks = world
+    name, group = _role(admin), f"group{next(_names)}"
+    admin.execute(f"CREATE ROLE {group}")
+    admin.execute(f"GRANT SELECT ON KEYSPACE {ks} TO {group}")
+    admin.execute(f"GRANT {group} TO {name}")
+    user = login(name, "pw")
+    assert user.execute(f"SELECT v FROM {ks}.t WHERE k = 1").one().v == 10
+    assert sorted(r.role for r in admin.execute(f"LIST ROLES OF {name}")) == sorted([group, name])
+    assert [r.role for r in user.execute("LIST ROLES")] == sorted([group, name])
+    assert [r.resource for r in user.execute(f"LIST ALL OF {name}")] == [f"<keyspace {ks}>"]
+    member_of = admin.execute(f"SELECT member_of FROM system_auth.roles WHERE role = '{name}'")
+    assert member_of.one().member_of == {group}
+    with pytest.raises(InvalidRequest, match=f"{name} is a member of {group}"):
+        admin.execute(f"GRANT {group} TO {name}")
+    with pytest.raises(InvalidRequest, match=f"{name} is a member of {group}"):
+        admin.execute(f"GRANT {name} TO {group}")  # no cycles
+    admin.execute(f"REVOKE {group} FROM {name}")
+    with pytest.raises(Unauthorized, match="no SELECT permission"):
+        user.execute(f"SELECT v FROM {ks}.t WHERE k = 1")
+    with pytest.raises(InvalidRequest, match=f"{name} is not a member of {group}"):
+        admin.execute(f"REVOKE {group} FROM {name}")

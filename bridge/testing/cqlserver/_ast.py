@@ -380,6 +380,15 @@ class Resource:
 
 
 @dataclass(frozen=True)
+class GrantRole:
+    """GRANT role TO grantee, or REVOKE role FROM grantee: role membership."""
+
+    action: Literal["grant", "revoke"]
+    role: str
+    grantee: str
+
+
+@dataclass(frozen=True)
 class Grant:
     """GRANT permission ON resource TO role, or REVOKE ... FROM role."""
 
@@ -436,6 +445,7 @@ Statement = (
     | RoleStatement
     | ListRoles
     | Describe
+    | GrantRole
     | Grant
     | ListPermissions
     | Disabled

@@ -475,6 +475,9 @@ class Engine:
             elif statement.action == "drop":
                 self.permissions.dropped(role)
             return VoidResult()
+        if isinstance(statement, ast.GrantRole):
+            self.roles.grant(statement)
+            return VoidResult()
         if isinstance(statement, ast.Grant):
             grant = ast.Grant(
                 statement.action, statement.permissions,
@@ -494,7 +497,7 @@ class Engine:
             spaces = [*self._system.values(), *self._virtual_keyspaces.values()]
             return describe(statement, [*spaces, *self.keyspaces.values()], keyspace)
         if isinstance(statement, ast.ListRoles):
-            listing = self.roles.listing(statement, user)
+            listing = self.roles.listing(statement, user, self.permissions.sees_all_roles(user))
             return VoidResult() if listing is None else listing
         if isinstance(statement, ast.Disabled):
             raise Invalid(statement.message)
@@ -570,6 +573,8 @@ class Engine:
             check(user, "ALTER", space(statement.keyspace))
         elif isinstance(statement, ast.DropType):
             check(user, "DROP", space(statement.keyspace))
+        elif isinstance(statement, ast.GrantRole):
+            check(user, "AUTHORIZE", ast.Resource("role", (statement.role,)))
         elif isinstance(statement, ast.RoleStatement):
             if statement.action == "create":
                 check(user, "CREATE", ast.Resource("roles"))

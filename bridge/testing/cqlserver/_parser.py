@@ -773,14 +773,11 @@ class _Parser:
         return ast.Describe(kind, name.keyspace, name.name)
 
     def _grant(self, action: Literal["grant", "revoke"]) -> ast.Statement:
-        """GRANT/REVOKE of permissions; of a role to a role, refused (not modelled)."""
+        """GRANT/REVOKE of permissions, or of a role to a role."""
         if not self._is_keyword("all") and self._peek.value not in _PERMISSIONS:
             role = self._role_name()
             self._expect_keyword("to" if action == "grant" else "from")
-            self._role_name()
-            return ast.Disabled(
-                f"{action.upper()} of role {role} to a role is not supported by this test server"
-            )
+            return ast.GrantRole(action, role, self._role_name())
         permissions = self._permission_names()
         self._expect_keyword("on")
         resource = self._resource()

@@ -69,8 +69,24 @@ class Permissions:
         self._granted: dict[str, dict[ast.Resource, set[str]]] = {}
 
     def _is_superuser(self, user: str | None) -> bool:
-        role = self.roles.roles.get(user or "")
-        return role is not None and role.is_superuser
+        return self.roles.is_superuser(user)
+
+    def _held(self, user: str | None, resource: ast.Resource) -> set[str]:
+        """What ``user`` (through its own roles too) holds on the resource and its parents."""
+        held: set[str] = set()
+        for role in self.roles.of(user) if user is not None else ():
+            granted = self._granted.get(role, {})
+            for parent in _parents(resource):
+                held |= granted.get(parent, set())
+        return held
+
+    def sees_all_roles(self, user: str | None) -> bool:
+        """Whether LIST ROLES shows ``user`` every role (DESCRIBE on all roles)."""
+        return (
+            not self.enabled
+            or self._is_superuser(user)
+            or ("DESCRIBE" in self._held(user, ast.Resource("roles")))
+        )
 
     def check(self, user: str | None, permission: str, resource: ast.Resource) -> None:
         """Raise Unauthorized unless ``user`` holds ``permission`` on the resource or a parent."""
@@ -78,8 +94,7 @@ class Permissions:
             return
         if permission == "SELECT" and resource.names and resource.names[0] in _READABLE:
             return
-        granted = self._granted.get(user or "", {})
-        if any(permission in granted.get(r, ()) for r in _parents(resource)):
+        if permission in self._held(user, resource):
             return
         raise Unauthorized(
             f"User {user} has no {permission} permission on {resource_name(resource)} "
@@ -113,9 +128,7 @@ class Permissions:
         wanted = self._permissions(statement.permissions, resource)
         self.check(user, "AUTHORIZE", resource)
         if not self._is_superuser(user):
-            held = set().union(
-                *(self._granted.get(user or "", {}).get(r, set()) for r in _parents(resource))
-            )
+            held = self._held(user, resource)
             missing = sorted(wanted - held, key=ALL_PERMISSIONS.index)
             if missing:
                 raise Unauthorized(
@@ -143,7 +156,7 @@ class Permissions:
         if not self._is_superuser(user):
             if statement.role is None:
                 raise Unauthorized("You are not authorized to view everyone's permissions")
-            if statement.role != user:
+            if user is None or statement.role not in self.roles.of(user):
                 raise Unauthorized(f"You are not authorized to view {statement.role}'s permissions")
         wanted = (
             set(ALL_PERMISSIONS) if statement.permissions is None else set(statement.permissions)
@@ -154,8 +167,11 @@ class Permissions:
                 [statement.resource] if not statement.recursive else _parents(statement.resource)
             )
         rows: list[list[bytes | None]] = []
+        roles = None
+        if statement.role is not None:
+            roles = self.roles.of(statement.role, statement.recursive)
         for role in sorted(self._granted):
-            if statement.role is not None and role != statement.role:
+            if roles is not None and role not in roles:
                 continue
             for resource, held in sorted(
                 self._granted[role].items(), key=lambda item: resource_name(item[0])
