@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cassandra import AuthenticationFailed, InvalidRequest
+from cassandra import AuthenticationFailed, InvalidRequest, Unauthorized
 from cassandra.auth import PlainTextAuthProvider
-from cassandra.cluster import Cluster, NoHostAvailable
+from cassandra.cluster import Cluster, NoHostAvailable, Session
 
 from bridge.testing.cqlserver import CQLServer, ServerProcess, ServerThread
 
@@ -78,6 +78,37 @@ def test_roles_created_with_cql_can_log_in(connect: Callable[..., Cluster]) -> N
         admin.execute("DROP ROLE alice")
     with pytest.raises(InvalidRequest, match="not supported by AllowAllAuthorizer"):
         admin.execute("GRANT SELECT ON KEYSPACE system TO bob")
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_list_roles_and_list_users_answer_as_cassandra_4_1(
+    connect: Callable[..., Cluster], version: int
+) -> None:
+    admin = connect("cassandra", "cassandra", version).connect()
+    admin.execute("CREATE ROLE IF NOT EXISTS lister_a WITH LOGIN = true AND PASSWORD = 'p'")
+    admin.execute("CREATE ROLE IF NOT EXISTS lister_group")
+    result = admin.execute("LIST ROLES")
+    assert result.column_names == ["role", "super", "login", "options", "datacenters"]
+    rows = {r.role: r for r in result}
+    assert list(rows) == sorted(rows)
+    cassandra = rows["cassandra"]
+    assert (cassandra.super, cassandra.login, dict(cassandra.options)) == (True, True, {})
+    assert cassandra.datacenters == "ALL"
+    assert tuple(rows["lister_a"])[1:3] == (False, True)
+    assert tuple(rows["lister_group"])[1:3] == (False, False)
+    (only,) = admin.execute("LIST ROLES OF lister_a NORECURSIVE")
+    assert (only.role, only.super, only.login) == ("lister_a", False, True)
+    users = admin.execute("LIST USERS")
+    assert users.column_names == ["name", "super", "datacenters"]
+    names = [r.name for r in users]
+    assert "lister_a" in names and "cassandra" in names and "lister_group" not in names
+    with pytest.raises(InvalidRequest, match="<role nobody> doesn't exist"):
+        admin.execute("LIST ROLES OF nobody")
+
+
+def test_list_roles_without_a_login_is_unauthorized(cql_session: Session) -> None:
+    with pytest.raises(Unauthorized, match="logged in and not anonymous"):
+        cql_session.execute("LIST ROLES")
 
 
 def test_a_driver_without_credentials_is_told_to_authenticate(

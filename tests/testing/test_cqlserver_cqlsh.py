@@ -45,3 +45,17 @@ def test_cqlsh_reports_syntax_errors(cql_server: ServerThread, tmp_path: Path) -
     done = cqlsh(cql_server, "SELEC nothing;", tmp_path)
     assert done.returncode != 0
     assert "SyntaxException" in done.stderr or "Syntax" in done.stderr
+
+
+def test_cqlsh_describe_runs_on_the_server(cql_server: ServerThread, tmp_path: Path) -> None:
+    script = (
+        "CREATE KEYSPACE IF NOT EXISTS shelldesc WITH replication = "
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}; "
+        "CREATE TABLE IF NOT EXISTS shelldesc.notes (id int PRIMARY KEY, body text); "
+        "DESCRIBE KEYSPACES; DESCRIBE TABLE shelldesc.notes;"
+    )
+    done = cqlsh(cql_server, script, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "shelldesc" in done.stdout and "system_schema" in done.stdout
+    created = "CREATE TABLE shelldesc.notes (\n    id int PRIMARY KEY,\n    body text\n)"
+    assert created in done.stdout

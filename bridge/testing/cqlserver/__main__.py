@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="require logins (PasswordAuthenticator; default superuser cassandra/cassandra)",
     )
+    p.add_argument(
+        "--authz",
+        action="store_true",
+        help="check permissions (CassandraAuthorizer: GRANT, REVOKE, LIST PERMISSIONS); "
+        "needs --auth",
+    )
     return p
 
 
@@ -56,6 +62,7 @@ async def _serve(args: argparse.Namespace) -> None:
         host=args.host,
         port=args.port,
         authenticator="PasswordAuthenticator" if args.auth else None,
+        authorizer="CassandraAuthorizer" if args.authz else None,
     )
     if args.no_activity_log:
         server.activity_log.enabled = False

@@ -351,10 +351,61 @@ class RoleStatement:
 
 
 @dataclass(frozen=True)
-class Permissions:
-    """GRANT / REVOKE: answered as by Cassandra's default AllowAllAuthorizer."""
+class ListRoles:
+    """LIST ROLES [OF role] [NORECURSIVE], or LIST USERS (the older spelling)."""
+
+    users: bool
+    of: str | None = None
+    recursive: bool = True
+
+
+@dataclass(frozen=True)
+class Describe:
+    """DESCRIBE [FULL] SCHEMA | KEYSPACES | TABLES | TYPES | KEYSPACE [ks] | TABLE [ks.]t |
+    TYPE [ks.]t | [ks.]name (generic: a keyspace, else a table)."""
+
+    kind: Literal["schema", "keyspaces", "tables", "types", "keyspace", "table", "type", "generic"]
+    keyspace: str | None = None
+    name: str | None = None
+    full: bool = False
+
+
+@dataclass(frozen=True)
+class Resource:
+    """What a permission is on: ``data`` (all keyspaces), ``keyspace`` (ks), ``table``
+    (ks or None for the session's, t), ``roles`` (all roles) or ``role`` (name)."""
+
+    kind: Literal["data", "keyspace", "table", "roles", "role"]
+    names: tuple[str | None, ...] = ()
+
+
+@dataclass(frozen=True)
+class GrantRole:
+    """GRANT role TO grantee, or REVOKE role FROM grantee: role membership."""
 
     action: Literal["grant", "revoke"]
+    role: str
+    grantee: str
+
+
+@dataclass(frozen=True)
+class Grant:
+    """GRANT permission ON resource TO role, or REVOKE ... FROM role."""
+
+    action: Literal["grant", "revoke"]
+    permissions: tuple[str, ...] | None  # None: ALL PERMISSIONS
+    resource: Resource
+    role: str
+
+
+@dataclass(frozen=True)
+class ListPermissions:
+    """LIST permission|ALL [ON resource] [OF role] [NORECURSIVE]."""
+
+    permissions: tuple[str, ...] | None
+    resource: Resource | None
+    role: str | None
+    recursive: bool
 
 
 @dataclass(frozen=True)
@@ -392,7 +443,11 @@ Statement = (
     | CreateIndex
     | DropIndex
     | RoleStatement
-    | Permissions
+    | ListRoles
+    | Describe
+    | GrantRole
+    | Grant
+    | ListPermissions
     | Disabled
     | Truncate
     | Use

@@ -104,12 +104,10 @@ def check(
 
 
 def _current(column: Column, partition: Partition | None, row: Row | None, now: float) -> object:
-    if column.kind == "static":
-        cells = partition.static if partition is not None else {}
-    else:
-        cells = row.cells if row is not None else {}
-    cell = cells.get(column.name)
-    return cell.value if cell is not None and cell.alive(now) else None
+    holder = (
+        (partition.static if partition is not None else None) if column.kind == "static" else row
+    )
+    return holder.value(column.slot, now) if holder is not None else None
 
 
 def _holds(condition: ast.IfCondition, column: Column, current: object, context: Context) -> bool:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from . import _ast as ast
 from . import _conditions as conditions
 from ._binding import Context, Receivers, bind_decoders, decode_values, evaluate
+from ._describe import describe
 from ._errors import (
     AlreadyExists,
     ConfigurationError,
@@ -29,6 +30,7 @@ from ._errors import (
 from ._json import expand_insert as expand_json_insert
 from ._json import rows_as_json as json_rows
 from ._parser import parse
+from ._permissions import Permissions
 from ._read import SelectPlan, run_select, selection
 from ._results import (
     ColumnSpec,
@@ -143,6 +145,7 @@ class Engine:
         self._listeners: list[Callable[[SchemaChangeResult], None]] = []
         self._last_timestamp = 0
         self.roles = Roles()
+        self.permissions = Permissions(self.roles, self._resource_exists)
         self._register_schema_tables()
 
     # --- public API ----------------------------------------------------------------
@@ -207,10 +210,16 @@ class Engine:
         paging_state: bytes | None = None,
         timestamp: int | None = None,
         context: object = None,
+        user: str | None = None,
     ) -> Result:
-        """Run one statement; values are wire bytes, decoded by the marker's column type."""
+        """Run one statement; values are wire bytes, decoded by the marker's column type.
+
+        ``user`` is the role the connection logged in as (None: no login, anonymous).
+        """
         try:
-            if isinstance(query, Prepared) and type(values) is list:
+            # Plans skip the permission check, so they run only with permissions off.
+            checked = self.permissions.enabled
+            if isinstance(query, Prepared) and type(values) is list and not checked:
                 plan = self._plan(query)
                 if type(plan) is InsertPlan:
                     plan.run(values, timestamp, self._next_timestamp, self.clock)
@@ -225,7 +234,7 @@ class Engine:
             return self._run(
                 prepared.statement, prepared.keyspace if isinstance(query, Prepared) else keyspace,
                 ctx, page_size=page_size, paging_state=paging_state, timestamp=timestamp,
-                request=context,
+                request=context, user=user,
             )  # fmt: skip
         except CQLError:
             raise
@@ -242,6 +251,7 @@ class Engine:
         batch_type: int,
         timestamp: int | None = None,
         context: object = None,
+        user: str | None = None,
     ) -> VoidResult | RowsResult:
         """Apply INSERT/UPDATE/DELETE statements together with one timestamp.
 
@@ -260,6 +270,8 @@ class Engine:
                     raise Invalid(
                         "Only INSERT, UPDATE and DELETE statements are allowed in a BATCH"
                     )
+                if self.permissions.enabled:
+                    self._authorize(prepared.statement, space, user)
                 planned.append(
                     (prepared.statement, space, Context(self._decode(prepared, values), self.clock))
                 )
@@ -422,7 +434,10 @@ class Engine:
         timestamp: int | None = None,
         request: object = None,
         in_batch: bool = False,
+        user: str | None = None,
     ) -> Result:
+        if self.permissions.enabled and not in_batch:
+            self._authorize(statement, keyspace, user)
         if isinstance(statement, ast.Select):
             table = self._table(statement.table, keyspace)
             data = self._table_data(table, request)
@@ -454,20 +469,119 @@ class Engine:
             return SetKeyspaceResult(statement.keyspace)
         if isinstance(statement, ast.RoleStatement):
             self.roles.apply(statement)
+            role = ast.Resource("role", (statement.name,))
+            if statement.action == "create":
+                self.permissions.created(user, role)
+            elif statement.action == "drop":
+                self.permissions.dropped(role)
             return VoidResult()
+        if isinstance(statement, ast.GrantRole):
+            self.roles.grant(statement)
+            return VoidResult()
+        if isinstance(statement, ast.Grant):
+            grant = ast.Grant(
+                statement.action, statement.permissions,
+                self._resource(statement.resource, keyspace), statement.role,
+            )  # fmt: skip
+            self.permissions.apply(grant, user)
+            return VoidResult()
+        if isinstance(statement, ast.ListPermissions):
+            on = statement.resource
+            listed = ast.ListPermissions(
+                statement.permissions, on and self._resource(on, keyspace), statement.role,
+                statement.recursive,
+            )  # fmt: skip
+            listing = self.permissions.listing(listed, user)
+            return VoidResult() if listing is None else listing
+        if isinstance(statement, ast.Describe):
+            spaces = [*self._system.values(), *self._virtual_keyspaces.values()]
+            return describe(statement, [*spaces, *self.keyspaces.values()], keyspace)
+        if isinstance(statement, ast.ListRoles):
+            listing = self.roles.listing(statement, user, self.permissions.sees_all_roles(user))
+            return VoidResult() if listing is None else listing
         if isinstance(statement, ast.Disabled):
             raise Invalid(statement.message)
-        if isinstance(statement, ast.Permissions):
-            raise Invalid(
-                f"{statement.action.upper()} operation is not supported by AllowAllAuthorizer"
-            )
         if isinstance(statement, ast.Truncate):
             table = self._table(statement.table, keyspace)
             if table.virtual:
                 raise Invalid(f"Cannot truncate virtual table {table.keyspace}.{table.name}")
             self._data[(table.keyspace, table.name)].clear()
             return VoidResult()
-        return self._schema_change(statement, keyspace)
+        change = self._schema_change(statement, keyspace)
+        if isinstance(change, SchemaChangeResult) and change.target != "TYPE":
+            changed = (
+                ast.Resource("keyspace", (change.keyspace,))
+                if change.target == "KEYSPACE"
+                else ast.Resource("table", (change.keyspace, change.name))
+            )
+            if change.change_type == "CREATED":
+                self.permissions.created(user, changed)
+            elif change.change_type == "DROPPED":
+                self.permissions.dropped(changed)
+        return change
+
+    # --- permissions -------------------------------------------------------------------
+
+    def _resource(self, resource: ast.Resource, keyspace: str | None) -> ast.Resource:
+        """The resource with a table's keyspace filled in from the session's."""
+        if resource.kind == "table" and resource.names[0] is None:
+            if keyspace is None:
+                raise Invalid(_NO_KEYSPACE)
+            return ast.Resource("table", (keyspace, resource.names[1]))
+        return resource
+
+    def _resource_exists(self, resource: ast.Resource) -> bool:
+        space = self._keyspace(resource.names[0] or "")
+        if resource.kind == "keyspace":
+            return space is not None
+        return space is not None and resource.names[1] in space.tables
+
+    def _authorize(self, statement: ast.Statement, keyspace: str | None, user: str | None) -> None:
+        """Check the permission Cassandra checks before it runs this statement."""
+        check = self.permissions.check
+
+        def table(name: ast.TableName) -> ast.Resource:
+            return self._resource(ast.Resource("table", (name.keyspace, name.name)), keyspace)
+
+        def space(name: str | None) -> ast.Resource:
+            if (name or keyspace) is None:
+                raise Invalid(_NO_KEYSPACE)
+            return ast.Resource("keyspace", (name or keyspace,))
+
+        if isinstance(statement, ast.Select):
+            check(user, "SELECT", table(statement.table))
+        elif isinstance(statement, ast.Insert | ast.Update | ast.Delete | ast.Truncate):
+            check(user, "MODIFY", table(statement.table))
+        elif isinstance(statement, ast.Batch):
+            for part in statement.statements:
+                check(user, "MODIFY", table(part.table))
+        elif isinstance(statement, ast.CreateKeyspace):
+            check(user, "CREATE", ast.Resource("data"))
+        elif isinstance(statement, ast.AlterKeyspace):
+            check(user, "ALTER", space(statement.name))
+        elif isinstance(statement, ast.DropKeyspace):
+            check(user, "DROP", space(statement.name))
+        elif isinstance(statement, ast.CreateTable):
+            check(user, "CREATE", space(statement.table.keyspace))
+        elif isinstance(statement, ast.AlterTable | ast.CreateIndex):
+            check(user, "ALTER", table(statement.table))
+        elif isinstance(statement, ast.DropTable):
+            check(user, "DROP", table(statement.table))
+        elif isinstance(statement, ast.CreateType):
+            check(user, "CREATE", space(statement.keyspace))
+        elif isinstance(statement, ast.AlterType | ast.DropIndex):
+            check(user, "ALTER", space(statement.keyspace))
+        elif isinstance(statement, ast.DropType):
+            check(user, "DROP", space(statement.keyspace))
+        elif isinstance(statement, ast.GrantRole):
+            check(user, "AUTHORIZE", ast.Resource("role", (statement.role,)))
+        elif isinstance(statement, ast.RoleStatement):
+            if statement.action == "create":
+                check(user, "CREATE", ast.Resource("roles"))
+            elif statement.action == "drop":
+                check(user, "DROP", ast.Resource("role", (statement.name,)))
+            elif statement.name != user or set(statement.options) - {"password"}:
+                check(user, "ALTER", ast.Resource("role", (statement.name,)))  # own password: free
 
     def _apply_batch(
         self, parts: list[tuple[ast.Statement, str | None, Context]], stamp: int
@@ -513,7 +627,7 @@ class Engine:
             clustering = tuple(values.get(c.name) for c in table.clustering)
             partition, row = conditions.target(table, data, [key], [clustering])
             exists = row is not None and row.alive(now)
-            shown = row_values(table, partition, row, now) if exists and partition and row else None
+            shown = row_values(data, partition, row, now) if exists and partition and row else None
             holds = not (statement.if_not_exists and exists)
             return _BatchCheck(table, data.key_bytes(key), key, clustering, holds, shown)
         restrictions = resolve(table, statement.where, ctx)
@@ -610,15 +724,16 @@ class Engine:
             partition = data.partition(key)
             row = partition.row(clustering, data.clustering_key(clustering))
             options = WriteOptions(0, None, 0.0)
-            row.marker = options.cell(None)
+            row.set_marker(options.cell(None))
             for column in table.columns:
                 value = values[column.name]
                 if value is None:
                     continue
                 if column.kind == "regular":
-                    row.cells[column.name] = options.cell(value)
+                    row.put(column.slot, options.cell(value))
                 elif column.kind == "static":
-                    partition.static_cells()[column.name] = options.cell(value)
+                    partition.static_row().put(column.slot, options.cell(value))
+            row.settle()
         return data
 
     def _schema_change(self, statement: ast.Statement, keyspace: str | None) -> Result:
@@ -758,8 +873,9 @@ class Engine:
                 table, statement.added, statement.if_column, self.keyspaces[table.keyspace].types
             )
         elif statement.action == "drop":
+            slots = [c.slot for c in table.columns if c.name in statement.dropped]
             _drop_columns(table, statement.dropped, statement.if_column)
-            self._data[(table.keyspace, table.name)].forget_columns(statement.dropped)
+            self._data[(table.keyspace, table.name)].forget_columns(slots)
         else:
             _rename_columns(table, statement.renamed, statement.if_column)
         # As Cassandra: statements on the table are prepared again (their

@@ -30,6 +30,12 @@ class CQLSyntaxError(CQLError):
     code = 0x2000
 
 
+class Unauthorized(CQLError):
+    """The session's role may not do this (or no role is logged in)."""
+
+    code = 0x2100
+
+
 class Invalid(CQLError):
     """Valid CQL that cannot run: unknown keyspace, table or column, bad value."""
 

@@ -8,6 +8,7 @@ has bytes >= 0x80; drivers route by this exact value, so we reproduce it.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 _MASK = (1 << 64) - 1
 _C1 = 0x87C37B91114253D5
@@ -50,10 +51,7 @@ def _tail_word(tail: bytes) -> int:
     return word
 
 
-# Pure Python costs ~2 us a key; a write that re-creates a partition (after a DELETE or
-# TRUNCATE, in a test's loop) hits the cache. Bounded, as keys come from clients.
-@functools.lru_cache(maxsize=1 << 16)
-def murmur3_token(key: bytes) -> int:
+def python_murmur3_token(key: bytes) -> int:
     """The signed 64-bit token Murmur3Partitioner assigns to a serialized partition key."""
     length = len(key)
     h1 = h2 = 0
@@ -89,3 +87,19 @@ def partition_key_bytes(components: list[bytes]) -> bytes:
     if len(components) == 1:
         return components[0]
     return b"".join(len(part).to_bytes(2, "big") + part + b"\x00" for part in components)
+
+
+def _driver_token(key: bytes) -> int:
+    token = _driver_murmur3(key)
+    return _MAX_LONG if token == _MIN_LONG else token
+
+
+try:  # the driver's C hash (the one it routes by) costs ~0.1 us where pure Python costs ~2
+    from cassandra.cmurmur3 import murmur3 as _driver_murmur3  # type: ignore[import-untyped]
+except ImportError:  # pragma: no cover - the driver is built without its extensions
+    # Bounded, as keys come from clients; a write that re-creates a partition hits it.
+    murmur3_token: Callable[[bytes], int] = functools.lru_cache(maxsize=1 << 16)(
+        python_murmur3_token
+    )
+else:
+    murmur3_token = _driver_token

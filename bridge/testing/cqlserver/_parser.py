@@ -43,6 +43,8 @@ _TOKEN_RE = re.compile(
     re.VERBOSE | re.DOTALL,
 )
 
+_PERMISSIONS = ("create", "alter", "drop", "select", "modify", "authorize", "describe")
+
 
 @dataclass(frozen=True)
 class Token:
@@ -205,9 +207,21 @@ class _Parser:
             action: Literal["grant", "revoke"] = (
                 "grant" if self._tokens[self._index - 1].value == "grant" else "revoke"
             )
-            while self._peek.kind != "eof" and not self._is_symbol(";"):
-                self._advance()  # permissions are not modelled: see Permissions
-            parsed = ast.Permissions(action)
+            parsed = self._grant(action)
+        elif self._accept_keyword("list", "roles"):
+            of = self._role_name() if self._accept_keyword("of") else None
+            parsed = ast.ListRoles(False, of, not self._accept_keyword("norecursive"))
+        elif self._accept_keyword("list", "users"):
+            parsed = ast.ListRoles(True)
+        elif self._accept_keyword("list"):
+            permissions = self._permission_names()
+            resource = self._resource() if self._accept_keyword("on") else None
+            of = self._role_name() if self._accept_keyword("of") else None
+            recursive = not self._accept_keyword("norecursive")
+            parsed = ast.ListPermissions(permissions, resource, of, recursive)
+        elif self._accept_keyword("describe") or self._accept_keyword("desc"):
+            parsed = self._describe()
+            self._accept_keyword("with", "internals")
         elif self._accept_keyword("truncate"):
             self._accept_keyword("table") or self._accept_keyword("columnfamily")
             parsed = ast.Truncate(self._table_name())
@@ -734,18 +748,80 @@ class _Parser:
             return self._role("drop")
         self._fail("KEYSPACE, TABLE, TYPE or INDEX")
 
+    def _describe(self) -> ast.Describe:
+        full = self._accept_keyword("full")
+        if full or self._accept_keyword("schema"):
+            if full:
+                self._expect_keyword("schema")
+            return ast.Describe("schema", full=full)
+        if self._accept_keyword("keyspaces"):
+            return ast.Describe("keyspaces")
+        if self._accept_keyword("tables"):
+            return ast.Describe("tables")
+        if self._accept_keyword("types"):
+            return ast.Describe("types")
+        if self._accept_keyword("keyspace"):
+            named = self._peek.kind != "eof" and not self._is_symbol(";")
+            named = named and not self._is_keyword("with")
+            return ast.Describe("keyspace", self._identifier("a keyspace name") if named else None)
+        kind: Literal["table", "type", "generic"] = "generic"
+        if self._accept_keyword("table") or self._accept_keyword("columnfamily"):
+            kind = "table"
+        elif self._accept_keyword("type"):
+            kind = "type"
+        name = self._table_name()
+        return ast.Describe(kind, name.keyspace, name.name)
+
+    def _grant(self, action: Literal["grant", "revoke"]) -> ast.Statement:
+        """GRANT/REVOKE of permissions, or of a role to a role."""
+        if not self._is_keyword("all") and self._peek.value not in _PERMISSIONS:
+            role = self._role_name()
+            self._expect_keyword("to" if action == "grant" else "from")
+            return ast.GrantRole(action, role, self._role_name())
+        permissions = self._permission_names()
+        self._expect_keyword("on")
+        resource = self._resource()
+        self._expect_keyword("to" if action == "grant" else "from")
+        return ast.Grant(action, permissions, resource, self._role_name())
+
+    def _permission_names(self) -> tuple[str, ...] | None:
+        if self._accept_keyword("all"):
+            self._accept_keyword("permissions")
+            return None
+        token = self._peek
+        if token.kind != "ident" or token.value not in _PERMISSIONS:
+            self._fail("a permission")
+        self._advance()
+        self._accept_keyword("permission")
+        return (token.value.upper(),)
+
+    def _resource(self) -> ast.Resource:
+        if self._accept_keyword("all", "keyspaces"):
+            return ast.Resource("data")
+        if self._accept_keyword("all", "roles"):
+            return ast.Resource("roles")
+        if self._accept_keyword("keyspace"):
+            return ast.Resource("keyspace", (self._identifier("a keyspace name"),))
+        if self._accept_keyword("role"):
+            return ast.Resource("role", (self._role_name(),))
+        self._accept_keyword("table")
+        name = self._table_name()
+        return ast.Resource("table", (name.keyspace, name.name))
+
+    def _role_name(self) -> str:
+        token = self._peek
+        if token.kind == "string":
+            self._advance()
+            return token.value
+        return self._identifier("a role name")
+
     def _role(self, action: Literal["create", "alter", "drop"]) -> ast.RoleStatement:
         """The rest of CREATE/ALTER/DROP ROLE|USER (the keyword ROLE or USER comes next)."""
         user_syntax = self._advance().value == "user"
         if_flag = self._accept_keyword("if", "not", "exists") or self._accept_keyword(
             "if", "exists"
         )
-        token = self._peek
-        if token.kind == "string":
-            self._advance()
-            name = token.value
-        else:
-            name = self._identifier("a role name")
+        name = self._role_name()
         options: dict[str, object] = {}
         if action != "drop" and self._accept_keyword("with"):
             if user_syntax:

@@ -19,7 +19,7 @@ from ._errors import Invalid
 from ._murmur3 import murmur3_token
 from ._results import ColumnSpec, RowsResult
 from ._schema import Column, Table
-from ._storage import Cell, Partition, Row, TableData, bound_key_bytes
+from ._storage import Cell, Partition, Row, TableData, bound_key_bytes, key_values
 from ._types import BIGINT, INT, CQLType
 from ._unset import UNSET
 from ._where import Condition, Restrictions, column_of, condition_holds
@@ -36,7 +36,7 @@ class Selection:
     columns: list[Column | None]  # None: a function, cast or token() (see ``_selectors``)
     specs: list[ColumnSpec]
     aggregate: bool
-    table: Table | None = None
+    table: Table
 
 
 def selection(table: Table, select: ast.Select) -> Selection:
@@ -46,7 +46,7 @@ def selection(table: Table, select: ast.Select) -> Selection:
         specs = [
             ColumnSpec(table.keyspace, table.name, c.name, c.type) for c in table.select_order()
         ]
-        return Selection(items, columns, specs, False)
+        return Selection(items, columns, specs, False, table)
     columns, specs = [], []
     for item in select.selectors:
         plain = item.kind in ("column", "count", "writetime", "ttl")
@@ -278,7 +278,7 @@ class SelectPlan:
                 break
             if row.alive(now):
                 page.append(_output(now, chosen, partition, row))
-        if not page and any(cell.alive(now) for cell in partition.static.values()):
+        if not page and partition.static.alive(now):
             page.append(_output(now, chosen, partition, None))  # only static values
         if page_size and len(page) >= page_size:
             return None  # a full page carries a paging state
@@ -349,21 +349,21 @@ def _matching(
                 yield partition, row
         if (
             not emitted and not any_live and resume_key is None and not has_row_conditions
-            and any(cell.alive(plan.now) for cell in partition.static.values())
+            and partition.static.alive(plan.now)
         ):  # fmt: skip
             yield partition, None  # a partition with only static values
 
 
 def _partition_matches(plan: _Plan, partition: Partition) -> bool:
+    key: tuple[object, ...] | None = None
     for condition in plan.restrictions.conditions:
         column = condition.column
         if column.kind == "partition_key":
-            if not condition_holds(condition, partition.key[column.position]):
+            key = key or plan.data.key_of(partition)
+            if not condition_holds(condition, key[column.position]):
                 return False
         elif column.kind == "static":
-            if not condition_holds(
-                condition, _cell_value(partition.static.get(column.name), plan.now)
-            ):
+            if not condition_holds(condition, partition.static.value(column.slot, plan.now)):
                 return False
     return True
 
@@ -373,14 +373,8 @@ def _row_condition(plan: _Plan, partition: Partition, row: Row, condition: Condi
     if column.kind == "clustering":
         return condition_holds(condition, row.clustering[column.position])
     if column.kind == "regular":
-        return condition_holds(condition, _cell_value(row.cells.get(column.name), plan.now))
+        return condition_holds(condition, row.value(column.slot, plan.now))
     return True
-
-
-def _cell_value(cell: Cell | None, now: float) -> object:
-    if cell is None or not cell.alive(now):
-        return None
-    return cell.value
 
 
 def _limited(
@@ -425,23 +419,26 @@ def _values(
             values.append(None)  # count(*): counted by the caller, row by row
             continue
         if column is None:
-            assert context is not None and chosen.table is not None
+            assert context is not None
             values.append(
                 selectors.value(
                     item, chosen.table, partition.token,
-                    lambda c: _column_value(c, partition, row, now), context,
+                    lambda c: _column_value(chosen, c, partition, row, now), context,
                 )
             )  # fmt: skip
             continue
         cell: Cell | None = None
         value: object = None
         if column.kind == "partition_key":
-            value = partition.key[column.position]
+            value = _key_value(chosen, partition, column)
         elif column.kind == "clustering":
             value = row.clustering[column.position] if row is not None else None
+        elif item.kind == "column":
+            holder = partition.static if column.kind == "static" else row
+            value = holder.value(column.slot, now) if holder is not None else None
         else:
-            cells = partition.static if column.kind == "static" else (row.cells if row else {})
-            cell = cells.get(column.name)
+            holder = partition.static if column.kind == "static" else row
+            cell = holder.cell(column.slot) if holder is not None else None
             if cell is not None and not cell.alive(now):
                 cell = None
             value = cell.value if cell is not None else None
@@ -454,13 +451,20 @@ def _values(
     return values
 
 
-def _column_value(column: Column, partition: Partition, row: Row | None, now: float) -> object:
+def _key_value(chosen: Selection, partition: Partition, column: Column) -> object:
+    """A partition key column's value, decoded from the partition's key bytes."""
+    return key_values(chosen.table, partition.key_bytes)[column.position]
+
+
+def _column_value(
+    chosen: Selection, column: Column, partition: Partition, row: Row | None, now: float
+) -> object:
     if column.kind == "partition_key":
-        return partition.key[column.position]
+        return _key_value(chosen, partition, column)
     if column.kind == "clustering":
         return row.clustering[column.position] if row is not None else None
-    cells = partition.static if column.kind == "static" else (row.cells if row else {})
-    return _cell_value(cells.get(column.name), now)
+    holder = partition.static if column.kind == "static" else row
+    return holder.value(column.slot, now) if holder is not None else None
 
 
 def _aggregate(

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._faults import Activity, ErrorKind, Fault, Opcode
+from ._permissions import AUTHORIZER
 
 if TYPE_CHECKING:
     from ._results import Result
@@ -230,6 +231,7 @@ class ServerProcess:
         python: str = sys.executable,
         startup_timeout: float = 60.0,
         authenticator: str | None = None,
+        authorizer: str | None = None,
     ) -> None:
         cmd = [python, "-m", "bridge.testing.cqlserver", "--host", host, "--port", str(port)]
         cmd += ["--nodes", str(nodes)]
@@ -240,6 +242,10 @@ class ServerProcess:
             cmd.append("--auth")
         elif authenticator not in (None, "AllowAllAuthenticator"):
             raise ValueError(f"unknown authenticator {authenticator!r}")
+        if authorizer in ("CassandraAuthorizer", AUTHORIZER):
+            cmd.append("--authz")
+        elif authorizer not in (None, "AllowAllAuthorizer"):
+            raise ValueError(f"unknown authorizer {authorizer!r}")
         for spec in faults:
             cmd += ["--fault", spec]
         if use_uvloop is False:

@@ -25,6 +25,9 @@ class Column:
     kind: ColumnKind
     position: int  # index in the partition key or clustering; -1 for the others
     clustering_order: Literal["asc", "desc", "none"] = "none"
+    # Where a regular or static column's cell sits in a stored row (see ``_storage.Row``);
+    # given by its table, never reused, so a column dropped and added again starts empty.
+    slot: int = -1
 
 
 @dataclass
@@ -39,13 +42,18 @@ class Table:
     virtual: bool = False
     # Secondary indexes: name -> (column name, target as system_schema shows it).
     indexes: dict[str, tuple[str, str]] = field(default_factory=dict)
+    slots: int = 0  # how many row slots were ever given to columns
 
     def __post_init__(self) -> None:
         self.reindex()
 
     def reindex(self) -> None:
-        """Rebuild the name lookup after ALTER TABLE changed the columns."""
+        """Rebuild the name lookup (and give new columns a slot) after ALTER TABLE."""
         self._by_name = {column.name: column for column in self.columns}
+        for column in self.columns:
+            if column.kind in ("regular", "static") and column.slot < 0:
+                column.slot = self.slots
+                self.slots += 1
 
     def column(self, name: str) -> Column | None:
         return self._by_name.get(name)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 from . import _engine as eng
 from . import _frame as f
 from ._faults import Activity, ActivityLog, ErrorKind, Fault, FaultRegistry, Opcode
+from ._permissions import AUTHORIZER as _AUTHZ
 from ._results import Result
 from ._roles import AUTHENTICATOR as AUTH
 from ._segment import SegmentError, SegmentReader
@@ -117,6 +118,7 @@ class CQLServer:
         release_version: str = "4.1.4",
         activity_maxlen: int = 100_000,
         authenticator: str | None = None,
+        authorizer: str | None = None,
         echo_custom_payload: bool = False,
     ) -> None:
         if nodes < 1:
@@ -126,6 +128,18 @@ class CQLServer:
                 f"unknown authenticator {authenticator!r}: use None (or 'AllowAllAuthenticator') "
                 "for none, or 'PasswordAuthenticator' for logins checked against the roles "
                 "(default superuser cassandra/cassandra; add more with CREATE ROLE)"
+            )
+        if authorizer not in (None, "AllowAllAuthorizer", "CassandraAuthorizer", _AUTHZ):
+            raise ValueError(
+                f"unknown authorizer {authorizer!r}: use None (or 'AllowAllAuthorizer') for "
+                "none, or 'CassandraAuthorizer' for GRANT/REVOKE and permission checks"
+            )
+        # Permission checks (CassandraAuthorizer) on the engine; they need logins.
+        self.cassandra_authorizer = authorizer in ("CassandraAuthorizer", _AUTHZ)
+        if self.cassandra_authorizer and authenticator in (None, "AllowAllAuthenticator"):
+            raise ValueError(
+                "authorizer='CassandraAuthorizer' needs logins: also pass "
+                "authenticator='PasswordAuthenticator', as Cassandra requires"
             )
         # Send each request's custom payload back with its response, as Cassandra does
         # with CustomPayloadMirroringQueryHandler (the default handler ignores them).
@@ -164,6 +178,7 @@ class CQLServer:
             self._engine = eng.Engine()
         if not self._engine_ready:
             self._engine_ready = True
+            self._engine.permissions.enabled = self.cassandra_authorizer
             register_system_tables(self._engine, self, generation=int(time.time()))
             traces = self.traces
             self._engine.register_virtual_table(
@@ -883,6 +898,7 @@ class Connection(asyncio.Protocol):
                 paging_state=params.paging_state,
                 timestamp=params.timestamp,
                 context=self.node,
+                user=self.user,
             )
         except Exception as exc:
             self.write(self._error_frame(stream, exc))
@@ -1057,6 +1073,7 @@ class Connection(asyncio.Protocol):
                 batch_type=request.batch_type,
                 timestamp=request.timestamp,
                 context=self.node,
+                user=self.user,
             )
         except Exception as exc:
             self.write(self._error_frame(stream, exc))

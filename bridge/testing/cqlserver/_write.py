@@ -16,7 +16,7 @@ from ._errors import Invalid
 from ._json import expand_insert as expand_json_insert
 from ._results import ColumnSpec, RowsResult
 from ._schema import Column, Table
-from ._storage import Cell, Partition, Row, TableData, bound_key_bytes, make_cell
+from ._storage import NO_STATIC, Cell, Partition, Row, TableData, bound_key_bytes, make_cell
 from ._types import (
     BOOLEAN,
     COUNTER,
@@ -73,17 +73,17 @@ def _check_key_value(column: Column, value: object) -> None:
         raise Invalid("Key may not be empty")
 
 
-def _put(cells: dict[str, Cell], column: Column, value: object, options: WriteOptions) -> None:
+def _put(row: Row, column: Column, value: object, options: WriteOptions) -> None:
     """Write one cell; null (or an empty multi-cell collection) deletes it, unset does nothing."""
     if value is UNSET:
         return
-    existing = cells.get(column.name)
+    existing = row.cell(column.slot)
     if existing is not None and existing.timestamp > options.timestamp:
         return
     if value is None or (is_multi_cell(column.type) and value == []):
-        cells.pop(column.name, None)
+        row.put(column.slot, None)
     else:
-        cells[column.name] = options.cell(value)
+        row.put(column.slot, options.cell(value))
 
 
 def applied_result(
@@ -99,18 +99,18 @@ def applied_result(
 
 
 def row_values(
-    table: Table, partition: Partition, row: Row, now: float
+    data: TableData, partition: Partition, row: Row, now: float
 ) -> list[tuple[Column, object]]:
     values: list[tuple[Column, object]] = []
-    for column in table.select_order():
+    key = data.key_of(partition)
+    for column in data.table.select_order():
         if column.kind == "partition_key":
-            value = partition.key[column.position]
+            value = key[column.position]
         elif column.kind == "clustering":
             value = row.clustering[column.position]
         else:
-            cells = partition.static if column.kind == "static" else row.cells
-            cell = cells.get(column.name)
-            value = cell.value if cell is not None and cell.alive(now) else None
+            holder = partition.static if column.kind == "static" else row
+            value = holder.value(column.slot, now)
         values.append((column, value))
     return values
 
@@ -148,16 +148,20 @@ def insert(
         found = data.get(key)
         row = found.get_row(sort_key) if found else None
         if found is not None and row is not None and row.alive(options.now):
-            return applied_result(table, False, row_values(table, found, row, options.now))
+            return applied_result(table, False, row_values(data, found, row, options.now))
     partition = data.partition(key)
     row = partition.row(clustering, sort_key)
-    if row.marker is None or row.marker.timestamp <= options.timestamp:
-        row.marker = options.cell(None)
+    marker = row.marker
+    if marker is None or marker.timestamp <= options.timestamp:
+        row.set_marker(options.cell(None))
     for column, value in values.values():
         if column.kind == "regular":
-            _put(row.cells, column, value, options)
+            _put(row, column, value, options)
         elif column.kind == "static":
-            _put(partition.static_cells(), column, value, options)
+            static = partition.static_row()
+            _put(static, column, value, options)
+            static.settle()
+    row.settle()
     return applied_result(table, True) if statement.if_not_exists else None
 
 
@@ -187,6 +191,9 @@ class InsertPlan:
     clustering_indexes: tuple[int, ...]
     # (column, bind index, is static) of the non-key columns, in statement order.
     cells: tuple[tuple[Column, int, bool], ...]
+    # (slot, bind index, is multi-cell) of the same when none is static: such a write
+    # can often replace the row whole (``Row.replace``).
+    compact: tuple[tuple[int, int, bool], ...] | None
 
     @classmethod
     def build(
@@ -218,6 +225,12 @@ class InsertPlan:
             if given is not None and not isinstance(given, ast.BindMarker):
                 return None
             indexes.append(given.index if given is not None else None)
+        cells = tuple(
+            (column, index, column.kind == "static")
+            for column, index in markers.values()
+            if column.kind in ("regular", "static")
+        )
+        compact = tuple((c.slot, index, is_multi_cell(c.type)) for c, index, _ in cells)
         return cls(
             data,
             bind_decoders(specs),
@@ -227,11 +240,8 @@ class InsertPlan:
             tuple((c, markers[c.name][1], c.kind == "partition_key") for c in keys),
             tuple(markers[c.name][1] for c in table.partition_key),
             tuple(markers[c.name][1] for c in table.clustering),
-            tuple(
-                (column, index, column.kind == "static")
-                for column, index in markers.values()
-                if column.kind in ("regular", "static")
-            ),
+            cells,
+            None if any(static for _, _, static in cells) else compact,
         )
 
     def run(
@@ -264,15 +274,27 @@ class InsertPlan:
                 raise Invalid("Key may not be empty")
         parts = self.partition_indexes
         data = self.data
-        partition = data.partition_by_bytes(
-            bound_key_bytes(values, parts), tuple([decoded[i] for i in parts])
-        )
+        partition = data.partition_by_bytes(bound_key_bytes(values, parts))
         clustering = tuple([decoded[i] for i in self.clustering_indexes])
         row = partition.row(clustering, data.clustering_key(clustering))
-        if row.marker is None or row.marker.timestamp <= stamp:
-            row.marker = options.cell(None)
+        if ttl is None and self.compact is not None:
+            written: list[tuple[int, object]] = []
+            for slot, index, multi_cell in self.compact:
+                value = decoded[index]
+                if value is UNSET:
+                    break
+                written.append((slot, None if multi_cell and value == [] else value))
+            else:
+                if row.replace(stamp, written):
+                    return
+        marker = row.marker
+        if marker is None or marker.timestamp <= stamp:
+            row.set_marker(options.cell(None))
         for column, index, static in self.cells:
-            _put(partition.static_cells() if static else row.cells, column, decoded[index], options)
+            _put(partition.static_row() if static else row, column, decoded[index], options)
+        row.settle()
+        if partition.static is not NO_STATIC:
+            partition.static.settle()
 
 
 def update(
@@ -303,32 +325,35 @@ def update(
             return refused
     for key in partition_keys:
         partition = data.partition(key)
-        targets: list[dict[str, Cell]] = []
+        targets: list[Row] = []
         if clusterings is None:
-            targets.append(partition.static_cells())
+            targets.append(partition.static_row())
         else:
             for clustering in clusterings:
                 for column in table.clustering:
                     _check_key_value(column, clustering[column.position])
                 row = partition.row(clustering, data.clustering_key(clustering))
-                targets.append(row.cells)
+                targets.append(row)
         for assignment, column in zip(statement.assignments, assigned, strict=True):
             if column.kind == "static":
-                _assign(partition.static_cells(), column, assignment, context, options)
+                _assign(partition.static_row(), column, assignment, context, options)
             else:
-                for cells in targets:
-                    _assign(cells, column, assignment, context, options)
+                for row in targets:
+                    _assign(row, column, assignment, context, options)
+        for row in targets:
+            row.settle()
+        if partition.static is not NO_STATIC:
+            partition.static.settle()
         _forget_empty(data, partition)
     return applied_result(table, True) if conditional else None
 
 
 def _assign(
-    cells: dict[str, Cell], column: Column, assignment: ast.Assignment,
+    cells: Row, column: Column, assignment: ast.Assignment,
     context: Context, options: WriteOptions,
 ) -> None:  # fmt: skip
     cql_type = column.type
-    existing = cells.get(column.name)
-    current = existing.value if existing is not None and existing.alive(options.now) else None
+    current = cells.value(column.slot, options.now)
     if cql_type == COUNTER:
         if assignment.op not in ("+", "-"):
             raise Invalid(
@@ -342,7 +367,7 @@ def _assign(
             raise Invalid("Invalid null value for counter increment")
         assert isinstance(delta, int) and isinstance(current, int | None)
         total = (current or 0) + (delta if assignment.op == "+" else -delta)
-        cells[column.name] = Cell(total, options.timestamp)
+        cells.put(column.slot, Cell(total, options.timestamp))
         return
     if assignment.op == "=":
         _put(cells, column, evaluate(assignment.value, cql_type, context, column.name), options)
@@ -423,7 +448,7 @@ def udt_field(column: Column, assignment: ast.Assignment) -> CQLType:
 
 
 def _assign_element(
-    cells: dict[str, Cell], column: Column, cql_type: CollectionType, items: list[object],
+    cells: Row, column: Column, cql_type: CollectionType, items: list[object],
     assignment: ast.Assignment, context: Context, options: WriteOptions,
 ) -> None:  # fmt: skip
     assert assignment.key is not None
@@ -503,10 +528,10 @@ def delete(
                     if row is not None:
                         rows.append(row)
             for column, target in targets:
-                for cells in (
-                    [partition.static] if column.kind == "static" else [r.cells for r in rows]
-                ):
-                    _delete_cell(cells, column, target, context, options)
+                for row in [partition.static] if column.kind == "static" else rows:
+                    if row is not NO_STATIC:
+                        _delete_cell(row, column, target, context, options)
+                        row.settle()
         else:
             _delete_rows(table, partition, clusterings, ranges, options)
         _forget_empty(data, partition)
@@ -539,14 +564,14 @@ def check_conditional_delete(
 
 
 def _delete_cell(
-    cells: dict[str, Cell], column: Column, target: ast.DeleteTarget,
+    cells: Row, column: Column, target: ast.DeleteTarget,
     context: Context, options: WriteOptions,
 ) -> None:  # fmt: skip
-    existing = cells.get(column.name)
+    existing = cells.cell(column.slot)
     if existing is None or existing.timestamp > options.timestamp:
         return
     if target.key is None:
-        del cells[column.name]
+        cells.put(column.slot, None)
         return
     cql_type = column.type
     if not isinstance(cql_type, ListType | MapType) or cql_type.frozen:
@@ -565,10 +590,8 @@ def _delete_cell(
             raise Invalid("Invalid unset map key")
         raw = cql_type.key.serialize(key)
         items = [(k, v) for k, v in items if cql_type.key.serialize(k) != raw]
-    if items:
-        existing.value = items
-    else:
-        del cells[column.name]
+    kept = make_cell(items, existing.timestamp, existing.expires, existing.ttl) if items else None
+    cells.put(column.slot, kept)
 
 
 def _delete_rows(
@@ -579,12 +602,8 @@ def _delete_rows(
     options: WriteOptions,
 ) -> None:
     """Delete whole rows: the named ones, a clustering range, or the whole partition."""
-    if clusterings is None and not ranges:
-        partition.static = {
-            name: cell
-            for name, cell in partition.static.items()
-            if cell.timestamp > options.timestamp
-        }
+    if clusterings is None and not ranges and partition.static is not NO_STATIC:
+        partition.static.delete_older(options.timestamp)
     wanted = None
     if clusterings is not None:
         wanted = {
@@ -603,18 +622,12 @@ def _delete_rows(
                 condition_holds(cond, row.clustering[cond.column.position]) for cond in ranges
             )
         if hit:
-            _delete_row_cells(row, options.timestamp)
-        keep.append(not hit or bool(row.cells) or row.marker is not None)
+            row.delete_older(options.timestamp)
+        keep.append(not hit or not row.empty())
     partition.remove_rows(keep)
-
-
-def _delete_row_cells(row: Row, timestamp: int) -> None:
-    row.cells = {name: cell for name, cell in row.cells.items() if cell.timestamp > timestamp}
-    if row.marker is not None and row.marker.timestamp <= timestamp:
-        row.marker = None
 
 
 def _forget_empty(data: TableData, partition: Partition) -> None:
     """Drop a partition that no longer holds anything, so scans stay short."""
-    if not partition.static and all(not r.cells and r.marker is None for r in partition.rows):
+    if partition.empty():
         data.drop(partition)
