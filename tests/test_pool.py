@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import multiprocessing
 import os
@@ -21,6 +22,7 @@ import pytest
 
 import bridge
 from bridge._pool import WorkerPool, default_pool
+from bridge.lowlevel import run_job
 from bridge.threads import _run_job
 from tests.support import eventually
 
@@ -154,6 +156,99 @@ def test_growth_events_are_counted_in_statistics() -> None:
     assert stats.grown >= 10  # all but the core threads were added for blocked work
     assert stats.peak >= 12
     assert pool.wait_idle(timeout=30)
+
+
+# -- GIL-bound work: no more threads than the GIL wants -------------------------------
+
+
+class _Concurrency:
+    """The most jobs seen running at once, counted by the jobs themselves (no sampling)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.now = self.peak = 0
+
+    def spin(self, n: int = 20_000) -> int:
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        total = 0
+        for i in range(n):  # pure Python: holds the GIL the whole time
+            total += i
+        with self._lock:
+            self.now -= 1
+        return total
+
+    def sleep(self, barrier: threading.Barrier | None = None) -> None:
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        if barrier is not None:
+            barrier.wait()
+        else:
+            threading.Event().wait(0.005)  # a 5 ms blocking call
+        with self._lock:
+            self.now -= 1
+
+
+async def _round(pool: WorkerPool, call: Callable[[], object], calls: int, tasks: int = 50) -> None:
+    limiter = bridge.Limiter(tasks)
+
+    async def task() -> None:
+        for _ in range(calls):
+            await run_job(call, executor=pool, limiter=limiter)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(tasks):
+            tg.start_soon(task)
+
+
+@pytest.mark.anyio
+async def test_gil_bound_calls_never_run_on_more_than_core_threads() -> None:
+    pool = WorkerPool(128, name="bridge-worker-gil")
+    seen = _Concurrency()
+    await _round(pool, seen.spin, calls=6)  # 300 calls of pure Python from 50 tasks
+    stats = pool.statistics()
+    assert seen.peak <= pool.core == (os.cpu_count() or 1) + 2
+    assert stats.grown == 0
+    assert stats.held_back >= 1  # jobs waited, and the monitor said why it added no thread
+
+
+@pytest.mark.anyio
+async def test_blocking_calls_still_grow_the_pool() -> None:
+    pool = WorkerPool(128, name="bridge-worker-io")
+    seen = _Concurrency()
+    await _round(pool, seen.sleep, calls=20)
+    assert seen.peak > pool.core
+    assert pool.statistics().grown > 0
+
+
+@pytest.mark.anyio
+async def test_work_switching_from_blocking_to_gil_bound_and_back_resizes_the_pool() -> None:
+    pool = WorkerPool(128, name="bridge-worker-mixed")
+    width = pool.core + 20
+    blocked = _Concurrency()
+    barrier = threading.Barrier(width, timeout=60)  # passes only if all run at once
+    await _round(pool, functools.partial(blocked.sleep, barrier), calls=1, tasks=width)
+    assert not barrier.broken
+    assert pool.statistics().threads >= width
+
+    # The same threads now compute: nothing queues at first, all of them run,
+    # until the monitor sees the GIL saturated and caps them at `core`.
+    for _ in range(200):  # bounds a hang; ends as soon as the cap is on
+        await _round(pool, _Concurrency().spin, calls=1, tasks=width)
+        stats = pool.statistics()
+        if stats.limit is not None and stats.limit <= pool.core:
+            break
+    assert stats.capped >= 1
+    computing = _Concurrency()
+    await _round(pool, computing.spin, calls=2, tasks=width)
+    assert computing.peak <= pool.core
+
+    # Blocking calls again: the cap goes, and all of them run at once.
+    barrier = threading.Barrier(width, timeout=60)
+    await _round(pool, functools.partial(blocked.sleep, barrier), calls=1, tasks=width)
+    assert not barrier.broken
 
 
 # -- compensation: a thread parked in blocking() does not starve the work it waits for
