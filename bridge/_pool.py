@@ -12,28 +12,43 @@ How many threads. Short calls are fastest on few threads (each extra thread is
 one more sleeper to wake and one more contender for the GIL); blocking calls
 need one thread each. So threads start freely only up to `core` (CPU count +
 2). Beyond it, a monitor thread looks while jobs are queued, over windows of
-four GIL switch intervals (longer, until each thread has finished a job),
-and asks what the threads are doing: each worker's own CPU clock says how much
-CPU the workers used. Threads blocked in I/O use none; threads running Python
-bytecode share one GIL and together use about one core, where more threads add
-no throughput, only contention. So when jobs stayed queued through a window:
+four GIL switch intervals (longer, until each thread has finished a job), and
+asks what the threads are doing, with two readings:
 
-- workers under `CPU_BUSY` (0.75) of a core: they are blocked, not computing;
-  the running threads double (slow start: a wrong reading costs a few threads,
-  not the maximum), up to `max_workers`;
-- otherwise the GIL is the bottleneck: no thread is added (`held_back`);
-  likewise when jobs take a thread under `MIN_JOB` (200 µs) each: calls that
-  short are limited by the loop handing them out, not by threads.
+- the workers' CPU, from each one's own CPU clock: threads blocked in I/O use
+  none; threads running bytecode share one GIL and together use about a core;
+- the GIL wait: how long the monitor itself, waking from each 1 ms tick, waits
+  for the GIL (its sleep's overshoot minus its time in the OS run queue, from
+  Linux's schedstat). Threads blocked in I/O leave the GIL free (0.03-0.5 ms a
+  tick, measured); threads running bytecode hold it until a switch interval
+  forces it away (1.2-100 ms a tick). Other processes taking the CPU push the
+  workers' CPU down, so that bytecode would read as blocked, but not this.
 
-A growth step must raise the completion rate by `KEEP_GAIN` (50%; doubling
-threads that wait on I/O nearly doubles it) and leave the workers under
-`CPU_BUSY`, judged over the next two jobs per thread, or it is undone (the
-added threads leave after their job) and growth pauses for `BRAKE` (1 s,
-doubling while steps keep failing, up to 30 s): hill climbing's test, for when
-the CPU reading misleads (other processes taking the CPU, a loop that is the
-bottleneck). Where the platform has no per-thread CPU clock, workers count as
-blocked and the brake alone keeps the size. Idle threads retire after
-`idle_timeout`.
+When jobs stayed queued through a window:
+
+- workers under `CPU_BUSY` (0.75) of a core and the GIL wait under `GIL_BUSY`
+  (a fifth of a switch interval), two windows in a row: they are blocked, not
+  computing; the running threads double (slow start: a wrong reading costs a
+  few threads, not the maximum), up to `max_workers`;
+- otherwise no thread is added (`held_back`; `held_back_gil` when only the GIL
+  wait said so); likewise when jobs take a thread under `MIN_JOB` (200 µs)
+  each: calls that short are limited by the loop handing them out, not by
+  threads. If the GIL wait says saturated, the running threads hill-climb
+  within `MIN_GIL_THREADS` (2)..`core`: halved (`limit`), kept if the
+  completion rate held (`KEEP_DOWN`, `shrunk`), tried back up after `RECHECK`
+  (2 s) and kept if it rose by `KEEP_UP`; a thread over the limit goes idle.
+
+A growth step must raise the completion rate by half the ideal linear gain
+(`KEEP_GAIN` 1.5x for a doubling) and leave the workers under `CPU_BUSY`,
+judged over the next two jobs per thread, or it is undone (threads over the
+limit go idle) and growth pauses for `BRAKE` (1 s, doubling while steps keep
+failing, up to 30 s): hill climbing's test, for when the readings mislead.
+A pool grown past `core` is also watched while nothing is queued (every 5 ms):
+when its work turns GIL-bound its many threads would all compute at once, so
+at the second window in a row whose GIL wait says saturated the running
+threads are capped at `core` (`capped`), and from there the windows above size them. Where
+the platform has no per-thread CPU clock or schedstat, the readings are less
+sure and the brake keeps the size. Idle threads retire after `idle_timeout`.
 
 Compensation (Java's ForkJoinPool ManagedBlocker): a worker that blocks
 waiting for other pool work (`syncify` parks a worker until its coroutine,
@@ -381,6 +396,7 @@ class WorkerPool(Executor):
         """One busy period: a window at a time, grow, cap or shrink the running threads."""
         step: _Step | None = None  # the last change of the bound, still to be judged
         seen_blocked = False  # the window before this one also read "blocked"
+        seen_saturated = False  # ... or, with nothing queued, "GIL saturated"
         brake_until = down_until = up_until = cap_until = 0.0
         brake = down_brake = BRAKE
         with self._lock:
@@ -424,10 +440,15 @@ class WorkerPool(Executor):
                     # the GIL: cap them at `core`; jobs then queue, and the windows
                     # below size the pool from there.
                     step = None
-                    if saturated and now >= cap_until and self._over_core():
+                    if not saturated:
+                        seen_saturated = False
+                    elif not seen_saturated:
+                        seen_saturated = True  # two windows in a row: a spike is not enough
+                    elif now >= cap_until and self._over_core():
                         self._set_bound(self.core)
                         self._caps += 1
                         cap_until = now + BRAKE
+                        seen_saturated = False
                 elif step is not None:
                     spawn = self._judge(step, rate, cpu)
                     if step.kind == "grow" and not step.kept:
