@@ -315,7 +315,10 @@ class WorkerPool(Executor):
                 worker.job = job
                 worker.signal.release()
                 return
-            if self._threads - self._blocked >= self.core or self._capped:
+            running = self._threads - len(self._idle) - self._blocked
+            if self._threads - self._blocked >= self.core or (
+                self._capped and running >= self._bound
+            ):  # `_capped` may be stale after a `blocking()`: the count decides
                 self._backlog.append(job)
                 if not self._queued.is_set():
                     self._queued.set()

@@ -235,8 +235,8 @@ async def test_work_switching_from_blocking_to_gil_bound_and_back_resizes_the_po
 
     # The same threads now compute: nothing queues at first, all of them run,
     # until the monitor sees the GIL saturated and caps them at `core`.
-    for _ in range(200):  # bounds a hang; ends as soon as the cap is on
-        await _round(pool, _Concurrency().spin, calls=1, tasks=width)
+    for _ in range(100):  # bounds a hang; ends as soon as the cap is on
+        await _round(pool, _Concurrency().spin, calls=5, tasks=width)  # > two windows each
         stats = pool.statistics()
         if stats.limit is not None and stats.limit <= pool.core:
             break
