@@ -17,6 +17,7 @@ Three questions, side by side in one run on asyncio (issue 16's targets):
    `asyncio.to_thread` over `psycopg2.pool` (as in `bench.dbapi`; target >= 5x).
 
     python -m bench.pool [--seconds 0.4] [--rounds 3] [--pg-queries 1000]
+    python -m bench.pool --why   # the CPU-bound call on fixed executors and pools of 1-6
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import anyio
 import bridge
 from bench._report import save, table
 from bench.overhead import in_flight
+from bridge.lowlevel import run_job
 
 TASKS = 50
 Call = Callable[[], Awaitable[Any]]
@@ -174,6 +176,40 @@ async def cpu_row(seconds: float, rounds: int) -> tuple[list[Any], dict[str, flo
     return row, {f"fixed {k}": v for k, v in medians.items()}
 
 
+async def why_cpu(seconds: float, rounds: int) -> None:
+    """Where the CPU-bound call's time goes: fixed executors and fixed pools of 1-6
+    threads beside the default pool, with CPU time per call (robust to load)."""
+    n = calibrate()
+    calls = max(5, int(seconds / 0.001 / TASKS))
+    loop = asyncio.get_running_loop()
+    limiter = bridge.Limiter(TASKS)
+    contestants: dict[str, Call] = {}
+    for k in FIXED:
+        ex = concurrent.futures.ThreadPoolExecutor(k)
+        contestants[f"executor {k}"] = lambda ex=ex: loop.run_in_executor(ex, spin, n)
+    for k in FIXED:
+        pool = bridge.WorkerPool(k, core=k, name=f"bridge-worker-fixed-{k}")
+        contestants[f"pool {k}"] = lambda pool=pool: run_job(
+            spin, n, executor=pool, limiter=limiter
+        )
+    work = bridge.asyncify(spin, limiter=limiter)
+    contestants["default pool, from cold"] = lambda: work(n)
+    rates: dict[str, list[float]] = {name: [] for name in contestants}
+    cpu: dict[str, list[float]] = {name: [] for name in contestants}
+    for _ in range(rounds):
+        for name, call in contestants.items():
+            if name.startswith("default"):
+                cold_pool()
+            used = time.process_time()
+            rates[name].append(await throughput(call, calls))
+            cpu[name].append((time.process_time() - used) / (calls * TASKS) * 1e6)
+    rows = [
+        [name, statistics.median(rates[name]), statistics.median(cpu[name])] for name in contestants
+    ]
+    print(table(["contestant", "calls/s", "CPU µs/call (all threads)"], rows))
+    print(f"\npool: {bridge.default_pool().statistics()}")
+
+
 def pg_row(queries: int, rounds: int) -> list[Any]:
     """`SELECT pg_sleep(0.005)` from 50 tasks: the DB-API adapter against asyncio.to_thread."""
     from bench.dbapi import postgres, run_bridge, run_to_thread
@@ -230,8 +266,15 @@ def cli() -> None:
     parser.add_argument("--seconds", type=float, default=0.4, help="ideal length of one cell")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pg-queries", type=int, default=1000, help="0: no PostgreSQL row")
+    parser.add_argument(
+        "--why", action="store_true", help="only the CPU-bound call, against fixed pools too"
+    )
     args = parser.parse_args()
     load = os.getloadavg()
+    if args.why:
+        asyncio.run(why_cpu(args.seconds, args.rounds))
+        print(f"load average {load[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end")
+        return
     rows, fixed = asyncio.run(main(args.seconds, args.rounds))
     if args.pg_queries:
         rows.insert(3, pg_row(args.pg_queries, args.rounds))

@@ -33,10 +33,10 @@ When jobs stayed queued through a window:
 - otherwise no thread is added (`held_back`; `held_back_gil` when only the GIL
   wait said so); likewise when jobs take a thread under `MIN_JOB` (200 µs)
   each: calls that short are limited by the loop handing them out, not by
-  threads. If the GIL wait says saturated, the running threads hill-climb
-  within `MIN_GIL_THREADS` (2)..`core`: halved (`limit`), kept if the
-  completion rate held (`KEEP_DOWN`, `shrunk`), tried back up after `RECHECK`
-  (2 s) and kept if it rose by `KEEP_UP`; a thread over the limit goes idle.
+  threads. GIL-bound work thus runs on `core` threads. Fewer were tried (a
+  hill climb down to 2, kept while the rate held): on a quiet machine 1 to 6
+  threads give the same rate, and under load fewer threads get less CPU time
+  while noise let the climb keep them (0.5-0.7x), so it was taken out.
 
 A growth step must raise the completion rate by half the ideal linear gain
 (`KEEP_GAIN` 1.5x for a doubling) and leave the workers under `CPU_BUSY`,
@@ -96,10 +96,6 @@ BRAKE = 1.0  # seconds without growth after a step that did not raise the comple
 MAX_BRAKE = 30.0  # ... doubling after each such step in a row, up to this
 MIN_JOB = 0.0002  # jobs shorter than ~10 thread hand-offs: the loop, not threads, limits them
 QUIET_TICK = 0.005  # the monitor's tick while nothing is queued but more than `core` threads run
-KEEP_DOWN = 0.95  # a step down (GIL-bound) is kept if the completion rate stayed above this factor
-KEEP_UP = 1.1  # a step back up towards `core` is kept if the completion rate rose by this factor
-RECHECK = 2.0  # seconds after a step down before trying more threads again
-MIN_GIL_THREADS = 2  # the fewest threads running GIL-bound jobs: one runs while one hands off
 
 
 def default_core() -> int:
@@ -131,8 +127,7 @@ class PoolStatistics:
     held_back_gil: int = 0  #: ... of those, windows where only the GIL wait said so (CPU read low)
     braked: int = 0  #: growth steps that did not raise the completion rate (growth then paused)
     retired: int = 0  #: threads that exited (idle timeout, or surplus after `blocking()`)
-    limit: int | None = None  #: while the GIL is the bottleneck: the most threads running jobs
-    shrunk: int = 0  #: steps down (GIL-bound work) kept because the completion rate held
+    limit: int | None = None  #: while capped (GIL-bound work, a step undone): most threads running
     capped: int = (
         0  #: times a pool grown past `core` was capped at `core` (its work turned GIL-bound)
     )
@@ -248,7 +243,7 @@ class WorkerPool(Executor):
         self._surplus = 0  # threads over the bound, to leave when they next finish a job
         self._bound = 0  # while capped: the most threads that may run jobs at once
         self._capped = False  # the monitor holds the running threads below the threads alive
-        self._shrunk = self._caps = 0
+        self._caps = 0
 
     def __repr__(self) -> str:
         s = self.statistics()
@@ -396,12 +391,12 @@ class WorkerPool(Executor):
         return self._threads - len(self._idle) - self._blocked > self.core
 
     def _judge_windows(self, monotonic: Callable[[], float]) -> None:
-        """One busy period: a window at a time, grow, cap or shrink the running threads."""
+        """One busy period: a window at a time, grow the running threads or cap them."""
         step: _Step | None = None  # the last change of the bound, still to be judged
         seen_blocked = False  # the window before this one also read "blocked"
         seen_saturated = False  # ... or, with nothing queued, "GIL saturated"
-        brake_until = down_until = up_until = cap_until = 0.0
-        brake = down_brake = BRAKE
+        brake_until = cap_until = 0.0
+        brake = BRAKE
         with self._lock:
             taken0 = self._taken
         start, used0 = monotonic(), self._cpu_used()
@@ -453,21 +448,13 @@ class WorkerPool(Executor):
                         cap_until = now + BRAKE
                         seen_saturated = False
                 elif step is not None:
-                    spawn = self._judge(step, rate, cpu)
-                    if step.kind == "grow" and not step.kept:
+                    self._judge(step, rate, cpu)
+                    if not step.kept:
                         brake_until = now + brake
                         brake = min(2 * brake, MAX_BRAKE)
-                    elif step.kind == "grow":
+                    else:
                         brake = BRAKE
                         seen_blocked = True  # a kept step is evidence enough for the next
-                    elif step.kind == "down" and not step.kept:
-                        down_until = now + down_brake
-                        down_brake = min(2 * down_brake, MAX_BRAKE)
-                    elif step.kind == "down":
-                        down_brake = BRAKE
-                        up_until = now + RECHECK
-                    else:
-                        up_until = now + RECHECK
                     step = None
                 else:
                     step, spawn, seen_blocked = self._decide(
@@ -480,8 +467,6 @@ class WorkerPool(Executor):
                         taken,
                         seen_blocked,
                         now >= brake_until,
-                        now >= down_until,
-                        now >= up_until,
                     )
             for job in spawn:
                 self._spawn_for_queued(job)
@@ -507,8 +492,6 @@ class WorkerPool(Executor):
         taken: int,
         seen_blocked: bool,
         may_grow: bool,
-        may_shrink: bool,
-        may_rise: bool,
     ) -> tuple[_Step | None, list[Job], bool]:
         """Under the lock, jobs having waited through a window: the next step, if any."""
         job_time = active * elapsed / max(taken, 1)  # a thread's wall time per job
@@ -516,19 +499,6 @@ class WorkerPool(Executor):
             self._held_back += 1
             if saturated and cpu < CPU_BUSY and job_time >= MIN_JOB:
                 self._held_back_gil += 1
-            if not saturated:
-                # Workers' CPU high but the GIL free between them: many blocking
-                # calls each using a little CPU. No more threads, and no fewer.
-                return None, [], False
-            # The GIL is the bottleneck: hill-climb the running threads within
-            # MIN_GIL_THREADS..core, down first (fewer threads wait less for the GIL), back up
-            # now and then (on a loaded machine more threads get more CPU time).
-            floor = min(MIN_GIL_THREADS, self.core)
-            if may_shrink and active > floor:
-                return self._step("down", max(floor, active // 2), rate), [], False
-            if may_rise and active < self.core:
-                up = min(self.core, 2 * active)
-                return self._step("up", up, rate), self._dispatch(up - active), False
             return None, [], False
         if not seen_blocked:
             # One reading is not enough: the first window after jobs queue sees
@@ -540,36 +510,21 @@ class WorkerPool(Executor):
             return None, [], False
         count = min(len(self._backlog), room, max(1, active))
         self._grown += count
-        step = self._step("grow", active + count, rate)
+        step = _Step(active, rate)
+        self._set_bound(active + count)
         step.gain = 1 + (KEEP_GAIN - 1) * count / max(1, active)  # half the ideal, linear gain
         return step, self._dispatch(count), False
 
-    def _step(self, kind: str, bound: int, rate: float) -> _Step:
-        step = _Step(kind, self._active(), rate)
-        self._set_bound(bound)
-        return step
-
-    def _judge(self, step: _Step, rate: float, cpu: float) -> list[Job]:
-        """Under the lock: keep the last step, or go back; jobs to start on new threads."""
-        if step.kind == "grow":
-            # Kept if the added threads raised the rate and still wait, not compute
-            # (the workers' CPU; not the GIL wait, which spikes when another
-            # process preempts the thread holding the GIL: one such window
-            # only delays the next step).
-            step.kept = rate >= step.rate * step.gain and cpu < CPU_BUSY
-            if not step.kept:
-                self._braked += 1
-        elif step.kind == "down":
-            step.kept = rate >= step.rate * KEEP_DOWN  # fewer threads did as much
-            if step.kept:
-                self._shrunk += 1
-        else:
-            step.kept = rate >= step.rate * KEEP_UP
-        if step.kept:
-            return []
-        now = self._active()
-        self._set_bound(step.before)
-        return self._dispatch(step.before - now) if step.before > now else []
+    def _judge(self, step: _Step, rate: float, cpu: float) -> None:
+        """Under the lock: keep the last growth step, or go back (its threads go idle)."""
+        # Kept if the added threads raised the rate and still wait, not compute
+        # (the workers' CPU; not the GIL wait, which spikes when another process
+        # preempts the thread holding the GIL: one such window only delays the
+        # next step).
+        step.kept = rate >= step.rate * step.gain and cpu < CPU_BUSY
+        if not step.kept:
+            self._braked += 1
+            self._set_bound(step.before)
 
     def _set_bound(self, bound: int) -> None:
         """Under the lock: at most `bound` threads run jobs; threads over it go idle."""
@@ -724,7 +679,6 @@ class WorkerPool(Executor):
                 last_cpu=self._last_cpu,
                 last_gil_wait=self._last_gil_wait,
                 limit=self._bound if self._capped else None,
-                shrunk=self._shrunk,
                 capped=self._caps,
             )
 
@@ -754,9 +708,8 @@ class WorkerPool(Executor):
 
 @dataclass
 class _Step:
-    """A change of how many threads run jobs, judged on the next window's completion rate."""
+    """A growth step, judged on the next window's completion rate."""
 
-    kind: str  # "grow" (blocked threads), "down" or "up" (GIL-bound, within 1..core)
     before: int  # the threads running before the step: where an undone step goes back to
     rate: float  # the completion rate before it
     kept: bool = field(default=False)
