@@ -402,8 +402,12 @@ class WorkerPool(Executor):
         start, used0 = monotonic(), self._cpu_used()
         window = _window()
         gil = _GilWait()
+        slow = False  # the last window read the GIL saturated, or no thread may be added
         while True:
-            tick = TICK if self._backlog else QUIET_TICK  # a racy read: only a tick's length
+            # Each tick takes the GIL from the workers. While they hold it anyway, a
+            # forced switch to the monitor leaves it idle while the OS schedules the
+            # monitor (long on a loaded machine): tick once a window, not 20 times.
+            tick = window if slow else TICK if self._backlog else QUIET_TICK  # a racy read
             before_tick = monotonic()
             time.sleep(tick)
             now = monotonic()
@@ -433,6 +437,7 @@ class WorkerPool(Executor):
                 busy = cpu >= CPU_BUSY or saturated
                 rate = taken / elapsed
                 active = self._active()
+                slow = saturated or active >= self.max_workers
                 if not self._backlog:
                     # Nothing queued, more than `core` threads running, and they hold
                     # the GIL: cap them at `core`; jobs then queue, and the windows
