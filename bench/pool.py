@@ -7,14 +7,17 @@ Three questions, side by side in one run on asyncio (issue 16's targets):
    `ThreadPoolExecutor` (target: >= 0.95x at each length). Each round runs
    bridge twice: from a pool whose threads have retired (the growth included),
    then at once again, grown, as the executor's threads are after its first round.
-2. CPU-bound pure Python (about 1 ms of bytecode per call), 50 tasks, also
-   behind `Limiter(50)`: bridge against the best of fixed 1, 2, 4 and 8-thread
+2. CPU-bound pure Python (about 1 ms of CPU in bytecode per call), 50 tasks,
+   also behind `Limiter(50)`: bridge against the best of fixed 1 to 6-thread
    executors (target: >= 0.95x the best, with at most CPU count + 2 threads
-   running jobs at once).
+   running jobs at once). The busy-thread sampler runs beside every contestant.
 3. 100 in flight of a trivial call, the ratio to `asyncio.to_thread` (as in
    `bench.overhead`; it must not get worse).
+4. `SELECT pg_sleep(0.005)` from 50 tasks through the DB-API adapter against
+   `asyncio.to_thread` over `psycopg2.pool` (as in `bench.dbapi`; target >= 5x).
 
-    python -m bench.pool [--seconds 0.4] [--rounds 3]
+    python -m bench.pool [--seconds 0.4] [--rounds 3] [--pg-queries 1000]
+    python -m bench.pool --why   # the CPU-bound call on fixed executors and pools of 1-6
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import anyio
 import bridge
 from bench._report import save, table
 from bench.overhead import in_flight
+from bridge.lowlevel import run_job
 
 TASKS = 50
 Call = Callable[[], Awaitable[Any]]
@@ -95,12 +99,13 @@ def spin(n: int) -> int:
 
 
 def calibrate() -> int:
-    """Iterations of `spin` that take about 1 ms here."""
+    """Iterations of `spin` that take about 1 ms of CPU here (CPU time: other processes
+    taking the CPU during calibration would otherwise make the call shorter)."""
     n = 10_000
     while True:
-        start = time.perf_counter()
+        start = time.thread_time()
         spin(n)
-        took = time.perf_counter() - start
+        took = time.thread_time() - start
         if took > 0.01:
             return max(1, int(n * 0.001 / took))
         n *= 2
@@ -134,12 +139,15 @@ async def io_row(ms: int, seconds: float, rounds: int) -> list[Any]:
     ]
 
 
+FIXED = (1, 2, 3, 4, 5, 6)
+
+
 async def cpu_row(seconds: float, rounds: int) -> tuple[list[Any], dict[str, float]]:
     n = calibrate()
     calls = max(5, int(seconds / 0.001 / TASKS))
     work = bridge.asyncify(spin, limiter=bridge.Limiter(TASKS))
     loop = asyncio.get_running_loop()
-    fixed = {k: concurrent.futures.ThreadPoolExecutor(k) for k in (1, 2, 4, 8)}
+    fixed = {k: concurrent.futures.ThreadPoolExecutor(k) for k in FIXED}
     b: list[float] = []
     f: dict[int, list[float]] = {k: [] for k in fixed}
     peaks: list[int] = []
@@ -149,7 +157,10 @@ async def cpu_row(seconds: float, rounds: int) -> tuple[list[Any], dict[str, flo
             b.append(await throughput(lambda: work(n), calls))
         peaks.append(busy.peak)
         for k, ex in fixed.items():
-            f[k].append(await throughput(lambda ex=ex: loop.run_in_executor(ex, spin, n), calls))
+            with Busy():  # the sampler takes the GIL as often from every contestant
+                f[k].append(
+                    await throughput(lambda ex=ex: loop.run_in_executor(ex, spin, n), calls)
+                )
     for ex in fixed.values():
         ex.shutdown()
     mb = statistics.median(b)
@@ -163,6 +174,61 @@ async def cpu_row(seconds: float, rounds: int) -> tuple[list[Any], dict[str, flo
         f"busy peak {max(peaks)} (best fixed: {best} threads)",
     ]
     return row, {f"fixed {k}": v for k, v in medians.items()}
+
+
+async def why_cpu(seconds: float, rounds: int) -> None:
+    """Where the CPU-bound call's time goes: fixed executors and fixed pools of 1-6
+    threads beside the default pool, with CPU time per call (robust to load)."""
+    n = calibrate()
+    calls = max(5, int(seconds / 0.001 / TASKS))
+    loop = asyncio.get_running_loop()
+    limiter = bridge.Limiter(TASKS)
+    contestants: dict[str, Call] = {}
+    for k in FIXED:
+        ex = concurrent.futures.ThreadPoolExecutor(k)
+        contestants[f"executor {k}"] = lambda ex=ex: loop.run_in_executor(ex, spin, n)
+    for k in FIXED:
+        pool = bridge.WorkerPool(k, core=k, name=f"bridge-worker-fixed-{k}")
+        contestants[f"pool {k}"] = lambda pool=pool: run_job(
+            spin, n, executor=pool, limiter=limiter
+        )
+    work = bridge.asyncify(spin, limiter=limiter)
+    contestants["default pool, from cold"] = lambda: work(n)
+    rates: dict[str, list[float]] = {name: [] for name in contestants}
+    cpu: dict[str, list[float]] = {name: [] for name in contestants}
+    for _ in range(rounds):
+        for name, call in contestants.items():
+            if name.startswith("default"):
+                cold_pool()
+            used = time.process_time()
+            rates[name].append(await throughput(call, calls))
+            cpu[name].append((time.process_time() - used) / (calls * TASKS) * 1e6)
+    rows = [
+        [name, statistics.median(rates[name]), statistics.median(cpu[name])] for name in contestants
+    ]
+    print(table(["contestant", "calls/s", "CPU µs/call (all threads)"], rows))
+    print(f"\npool: {bridge.default_pool().statistics()}")
+
+
+def pg_row(queries: int, rounds: int) -> list[Any]:
+    """`SELECT pg_sleep(0.005)` from 50 tasks: the DB-API adapter against asyncio.to_thread."""
+    from bench.dbapi import postgres, run_bridge, run_to_thread
+
+    pg = postgres()
+    sql = "SELECT pg_sleep(0.005), %s"
+    b: list[float] = []
+    a: list[float] = []
+    for _ in range(rounds):
+        b.append(queries / run_bridge(pg, sql, queries, TASKS)[0])
+        a.append(queries / run_to_thread(pg, sql, queries, TASKS)[0])
+    mb, ma = statistics.median(b), statistics.median(a)
+    return [
+        "pg_sleep(5 ms), DB-API adapter",
+        mb,
+        ma,
+        mb / ma,
+        "vs asyncio.to_thread + psycopg2.pool",
+    ]
 
 
 async def trivial_row(rounds: int) -> list[Any]:
@@ -185,28 +251,41 @@ async def trivial_row(rounds: int) -> list[Any]:
     ]
 
 
-async def main(seconds: float, rounds: int) -> dict[str, Any]:
+async def main(seconds: float, rounds: int) -> tuple[list[list[Any]], dict[str, float]]:
     rows = [await io_row(ms, seconds, rounds) for ms in (2, 5, 20)]
     cpu, fixed = await cpu_row(seconds, rounds)
     rows.append(cpu)
+    print(f"pool after the CPU-bound row: {bridge.default_pool().statistics()}")
     rows.append(await trivial_row(rounds))
-    print(table(["workload", "bridge", "peer", "ratio", "pool"], rows))
-    print(
-        f"\ncalls/s (trivial: µs per call); peer: 50-thread executor for sleeps, best fixed "
-        f"executor for CPU ({', '.join(f'{k}: {v:.0f}/s' for k, v in fixed.items())}); "
-        f"CPUs: {os.cpu_count()}; median of {rounds} rounds"
-    )
-    print(f"pool: {bridge.default_pool().statistics()}")
-    return {"rows": rows, "fixed": fixed}
+    return rows, fixed
 
 
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=0.4, help="ideal length of one cell")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pg-queries", type=int, default=1000, help="0: no PostgreSQL row")
+    parser.add_argument(
+        "--why", action="store_true", help="only the CPU-bound call, against fixed pools too"
+    )
     args = parser.parse_args()
-    results = asyncio.run(main(args.seconds, args.rounds))
-    save("pool", {"seconds": args.seconds, "rounds": args.rounds, **results})
+    load = os.getloadavg()
+    if args.why:
+        asyncio.run(why_cpu(args.seconds, args.rounds))
+        print(f"load average {load[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end")
+        return
+    rows, fixed = asyncio.run(main(args.seconds, args.rounds))
+    if args.pg_queries:
+        rows.insert(3, pg_row(args.pg_queries, args.rounds))
+    print(table(["workload", "bridge", "peer", "ratio", "pool"], rows))
+    print(
+        f"\ncalls/s (trivial: µs per call); peer: 50-thread executor for sleeps, best fixed "
+        f"executor for CPU ({', '.join(f'{k}: {v:.0f}/s' for k, v in fixed.items())}); "
+        f"CPUs: {os.cpu_count()}; median of {args.rounds} rounds; load average "
+        f"{load[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end"
+    )
+    print(f"pool: {bridge.default_pool().statistics()}")
+    save("pool", {"seconds": args.seconds, "rounds": args.rounds, "rows": rows, "fixed": fixed})
 
 
 if __name__ == "__main__":

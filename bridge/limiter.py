@@ -20,14 +20,17 @@ thread, as `Job.grant` (a submit) and `Waker.deliver` are.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
 from bridge import _metrics
 from bridge._adaptive import Controller
+from bridge._job import origin
 from bridge._waker import Slot, Waker, current_waker
 
 _perf_counter = time.perf_counter
@@ -57,6 +60,9 @@ class _Entry(Protocol):
 class Limiter:
     """Caps concurrent use of a resource at `tokens`; pass it as `limiter=` anywhere.
 
+    After `os.fork()` the child's copy has all its tokens free (the calls that
+    held them stayed in the parent) and no waiters.
+
     >>> limiter = Limiter(10, name="db")
     >>> limiter.statistics().running
     0
@@ -75,6 +81,7 @@ class Limiter:
         self._queued_at: dict[_Entry, float] = {}  # while metrics are on: when each waiter queued
         _metrics.track(_metrics.limiters, self)
         self._control: Controller | None = None
+        _limiters.add(self)
 
     @classmethod
     def adaptive(
@@ -256,6 +263,17 @@ class Limiter:
             entry.grant()
         return busy
 
+    def _after_fork_in_child(self, held: int) -> None:
+        """Only the forking thread lives on in a child: the calls that held tokens, the
+        waiters (tasks of the parent's loops) and whoever held the lock stayed in the
+        parent. All tokens are free again but the `held` ones of the forking thread's
+        own call, which it returns when that call ends."""
+        self._lock = threading.Lock()
+        self._available = self._tokens - held
+        self._waiters = deque()
+        self._waiting = 0
+        self._queued_at = {}
+
     def _drop(self, entry: _Entry) -> None:
         """`entry` was cancelled before it used its token (or before it got one)."""
         with self._lock:
@@ -328,3 +346,16 @@ class _TokenRequest(Slot):
         # limiter takes it back (a granted token goes to the next waiter).
         self.handle = None
         self.limiter._drop(self)
+
+
+_limiters: weakref.WeakSet[Limiter] = weakref.WeakSet()
+
+
+def _reset_limiters_after_fork() -> None:
+    job = origin.job  # the call running on the forking thread, if it is a worker
+    mine = job.limiter if job is not None and job.has_token else None
+    for limiter in list(_limiters):
+        limiter._after_fork_in_child(1 if limiter is mine else 0)
+
+
+os.register_at_fork(after_in_child=_reset_limiters_after_fork)

@@ -15,8 +15,10 @@ import functools
 import inspect
 import itertools
 import math
+import os
 import queue
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -271,15 +273,25 @@ class DedicatedThread(Executor):
     ...         return await db.run(cursor.fetchone)
     >>> bridge.run(main)
     (42,)
+
+    After `os.fork()` the child's copy starts a thread of its own on its first
+    call (calls queued in the parent do not run there); one closed in the
+    parent stays closed.
     """
 
     def __init__(self, name: str | None = None) -> None:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"DedicatedThread(name=...) needs a str (a thread name), got {name!r}")
         self.name = name or f"bridge-dedicated-{next(_thread_ids)}"
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
+        self._start()
+        _dedicated.add(self)
+
+    def _start(self) -> None:
+        """A new queue, lock and thread: at creation, and in a forked child on first use."""
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._forked = False  # set in a forked child, where this thread does not exist
         self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
         self._thread.start()
 
@@ -289,8 +301,8 @@ class DedicatedThread(Executor):
 
     @property
     def ident(self) -> int | None:
-        """The OS thread id, to check where a call ran."""
-        return self._thread.ident
+        """The thread id, to check where a call ran (None in a forked child until it is used)."""
+        return None if self._forked else self._thread.ident
 
     @property
     def closed(self) -> bool:
@@ -299,6 +311,8 @@ class DedicatedThread(Executor):
     def submit(self, job: Job) -> None:
         with self._lock:  # nothing may land behind the stop marker, where it would never run
             if not self._closed:
+                if self._forked:
+                    self._restart()
                 self._queue.put(job)
                 return
         raise ClosedError(
@@ -354,9 +368,18 @@ class DedicatedThread(Executor):
     def _queue_sync(self, fn: Callable[..., Any], *args: Any) -> None:
         with self._lock:
             if not self._closed:
+                if self._forked:
+                    self._restart()
                 self._queue.put(_SyncCall(fn, args))
                 return
         self.submit(None)  # type: ignore[arg-type]  # raises ClosedError
+
+    def _restart(self) -> None:
+        """In a forked child, under the lock: a thread of this process's own, on first use."""
+        self._forked = False
+        self._queue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
+        self._thread.start()
 
     def _work(self) -> None:
         origin.dedicated = self
@@ -366,6 +389,15 @@ class DedicatedThread(Executor):
             if job is _STOP:
                 return
             job.run()
+            if self._forked:
+                return  # this call forked, and this is the child: the thread starts anew there
+
+    def _after_fork_in_child(self) -> None:
+        # The thread, the calls queued for it and whoever held the lock stayed in
+        # the parent. The objects made on the thread were copied: whether they may
+        # be used across fork() is the driver's rule (sqlite3: no).
+        self._lock = threading.Lock()
+        self._forked = not self._closed
 
     def close(self) -> None:
         """Stop the thread once the calls already queued have run. Idempotent."""
@@ -390,3 +422,14 @@ class DedicatedThread(Executor):
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.close()
+
+
+_dedicated: weakref.WeakSet[DedicatedThread] = weakref.WeakSet()
+
+
+def _reset_dedicated_after_fork() -> None:
+    for thread in list(_dedicated):
+        thread._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_reset_dedicated_after_fork)

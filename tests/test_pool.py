@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import multiprocessing
 import os
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ import pytest
 
 import bridge
 from bridge._pool import WorkerPool, default_pool
+from bridge.lowlevel import run_job
 from bridge.threads import _run_job
 from tests.support import eventually
 
@@ -153,6 +156,99 @@ def test_growth_events_are_counted_in_statistics() -> None:
     assert stats.grown >= 10  # all but the core threads were added for blocked work
     assert stats.peak >= 12
     assert pool.wait_idle(timeout=30)
+
+
+# -- GIL-bound work: no more threads than the GIL wants -------------------------------
+
+
+class _Concurrency:
+    """The most jobs seen running at once, counted by the jobs themselves (no sampling)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.now = self.peak = 0
+
+    def spin(self, n: int = 20_000) -> int:
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        total = 0
+        for i in range(n):  # pure Python: holds the GIL the whole time
+            total += i
+        with self._lock:
+            self.now -= 1
+        return total
+
+    def sleep(self, barrier: threading.Barrier | None = None) -> None:
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        if barrier is not None:
+            barrier.wait()
+        else:
+            threading.Event().wait(0.005)  # a 5 ms blocking call
+        with self._lock:
+            self.now -= 1
+
+
+async def _round(pool: WorkerPool, call: Callable[[], object], calls: int, tasks: int = 50) -> None:
+    limiter = bridge.Limiter(tasks)
+
+    async def task() -> None:
+        for _ in range(calls):
+            await run_job(call, executor=pool, limiter=limiter)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(tasks):
+            tg.start_soon(task)
+
+
+@pytest.mark.anyio
+async def test_gil_bound_calls_never_run_on_more_than_core_threads() -> None:
+    pool = WorkerPool(128, name="bridge-worker-gil")
+    seen = _Concurrency()
+    await _round(pool, seen.spin, calls=6)  # 300 calls of pure Python from 50 tasks
+    stats = pool.statistics()
+    assert seen.peak <= pool.core == (os.cpu_count() or 1) + 2
+    assert stats.grown == 0
+    assert stats.held_back >= 1  # jobs waited, and the monitor said why it added no thread
+
+
+@pytest.mark.anyio
+async def test_blocking_calls_still_grow_the_pool() -> None:
+    pool = WorkerPool(128, name="bridge-worker-io")
+    seen = _Concurrency()
+    await _round(pool, seen.sleep, calls=20)
+    assert seen.peak > pool.core
+    assert pool.statistics().grown > 0
+
+
+@pytest.mark.anyio
+async def test_work_switching_from_blocking_to_gil_bound_and_back_resizes_the_pool() -> None:
+    pool = WorkerPool(128, name="bridge-worker-mixed")
+    width = pool.core + 20
+    blocked = _Concurrency()
+    barrier = threading.Barrier(width, timeout=60)  # passes only if all run at once
+    await _round(pool, functools.partial(blocked.sleep, barrier), calls=1, tasks=width)
+    assert not barrier.broken
+    assert pool.statistics().threads >= width
+
+    # The same threads now compute: nothing queues at first, all of them run,
+    # until the monitor sees the GIL saturated and caps them at `core`.
+    for _ in range(100):  # bounds a hang; ends as soon as the cap is on
+        await _round(pool, _Concurrency().spin, calls=5, tasks=width)  # > two windows each
+        stats = pool.statistics()
+        if stats.limit is not None and stats.limit <= pool.core:
+            break
+    assert stats.capped >= 1
+    computing = _Concurrency()
+    await _round(pool, computing.spin, calls=2, tasks=width)
+    assert computing.peak <= pool.core
+
+    # Blocking calls again: the cap goes, and all of them run at once.
+    barrier = threading.Barrier(width, timeout=60)
+    await _round(pool, functools.partial(blocked.sleep, barrier), calls=1, tasks=width)
+    assert not barrier.broken
 
 
 # -- compensation: a thread parked in blocking() does not starve the work it waits for
@@ -418,22 +514,27 @@ def _read_until_exit(read: int, pid: int) -> tuple[str, int]:
     return b"".join(chunks).decode(), os.waitstatus_to_exitcode(status)
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_a_forked_child_uses_the_pool_and_syncify(backend: str) -> None:
-    _use_everything_in_the_parent()
+def _in_forked_child(work: Callable[[], object]) -> tuple[tuple[str, int], int]:
+    """`os.fork()`, run `work` in the child: (repr of its result or error, exit code), pid."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report through the pipe, never return into pytest
         code = 1
         try:
-            os.write(write, repr(_in_child(backend)).encode())
+            os.write(write, repr(work()).encode())
             code = 0
         except BaseException as exc:
             os.write(write, repr(exc).encode())
         finally:
             os._exit(code)
     os.close(write)
-    report = _read_until_exit(read, pid)
+    return _read_until_exit(read, pid), pid
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_forked_child_uses_the_pool_and_syncify(backend: str) -> None:
+    _use_everything_in_the_parent()
+    report, pid = _in_forked_child(lambda: _in_child(backend))
     expected = [{"name": "user 7"}, {"name": "user 8"}, pid]
     assert report == (repr(expected), 0)
 
@@ -445,6 +546,92 @@ def test_a_multiprocessing_fork_child_uses_the_pool_and_syncify() -> None:
         inner, from_thread, pid = processes.apply_async(_in_child, ("asyncio",)).get(60)
     assert (inner, from_thread) == ({"name": "user 7"}, {"name": "user 8"})
     assert pid != os.getpid()
+
+
+class _HeldInParent:
+    """A Limiter(1) whose token, and a DedicatedThread that, a call in the parent holds
+    while the parent forks: a child that inherited them as they were would wait forever."""
+
+    def __init__(self) -> None:
+        self.limiter = bridge.Limiter(1, name="forked")
+        self.thread = bridge.DedicatedThread(name="forked-db")
+        self.closed = bridge.DedicatedThread(name="closed-before-fork")
+        self.closed.close()
+        self.release = threading.Event()
+        self.parent_thread = self.thread.call(threading.get_native_id)  # idents repeat across fork
+        busy = threading.Event()
+
+        async def hold() -> None:
+            await self.thread.run(busy.set)
+            await bridge.asyncify(self.release.wait, limiter=self.limiter)(60)
+
+        self._runner = threading.Thread(target=bridge.run, args=(hold,))
+        self._runner.start()
+        busy.wait(60)
+        self.thread._queue_sync(self.release.wait, 60)  # the parent's thread is now busy too
+        while self.limiter.statistics().running == 0:
+            self.release.wait(0.001)
+
+    def finish(self) -> None:
+        self.release.set()
+        self._runner.join(60)
+        self.thread.close()
+
+
+def _use_inherited(held: _HeldInParent) -> list[Any]:
+    """In the child: the limiter and the dedicated thread work; a closed one stays closed."""
+
+    async def main() -> list[Any]:
+        limited = bridge.asyncify(os.getpid, limiter=held.limiter)
+        async with anyio.create_task_group() as tg:  # two calls through one token
+            for _ in range(2):
+                tg.start_soon(limited)
+        on_thread = await held.thread.run(threading.get_native_id)
+        try:
+            await held.closed.run(os.getpid)
+            closed = "ran"
+        except bridge.ClosedError:
+            closed = "ClosedError"
+        return [
+            await limited(),
+            on_thread not in (held.parent_thread, threading.get_native_id()),
+            held.limiter.statistics().running,
+            closed,
+        ]
+
+    result = bridge.run(main)
+    return [*result, held.thread.call(os.getpid)]
+
+
+def test_a_forked_child_uses_an_inherited_limiter_and_dedicated_thread() -> None:
+    held = _HeldInParent()
+    try:
+        report, pid = _in_forked_child(lambda: _use_inherited(held))
+    finally:
+        held.finish()
+    assert report == (repr([pid, True, 0, "ClosedError", pid]), 0)
+    assert held.limiter.statistics().running == 0  # the parent's own token came back
+
+
+_held: _HeldInParent | None = None
+
+
+def _use_inherited_global() -> tuple[list[Any], int]:
+    assert _held is not None
+    return _use_inherited(_held), os.getpid()
+
+
+def test_a_multiprocessing_fork_child_uses_an_inherited_limiter_and_dedicated_thread() -> None:
+    global _held
+    _held = held = _HeldInParent()
+    try:
+        context = multiprocessing.get_context("fork")
+        with context.Pool(1) as processes:
+            result, pid = processes.apply_async(_use_inherited_global).get(60)
+    finally:
+        held.finish()
+        _held = None
+    assert result == [pid, True, 0, "ClosedError", pid]
 
 
 def test_the_readme_example_of_the_pool_runs() -> None:
