@@ -211,7 +211,8 @@ async def test_gil_bound_calls_never_run_on_more_than_core_threads() -> None:
     stats = pool.statistics()
     assert seen.peak <= pool.core == (os.cpu_count() or 1) + 2
     assert stats.grown == 0
-    assert stats.held_back >= 1  # jobs waited, and the monitor said why it added no thread
+    # (Whether the monitor ticked while jobs waited, and so counted a held-back
+    # step, depends on the machine's timing: not asserted.)
 
 
 @pytest.mark.anyio
