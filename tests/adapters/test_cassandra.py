@@ -663,6 +663,9 @@ async def test_failover_when_a_node_stops(
 
 async def failover(three_nodes: ServerThread, session: AsyncSession, events: HostEvents) -> None:
     query = "SELECT v FROM three.kv WHERE k = 1"
+    # Failover needs the other two nodes connected first: on a loaded machine the
+    # driver may still be opening (or retrying) a node's pool when connect() returns.
+    await eventually(lambda: len(session.session._pools) == 3, limit=WAIT)
     down = events.expect_down("127.0.0.2")
     await bridge.to_thread(three_nodes.stop_node, 1)
     try:
