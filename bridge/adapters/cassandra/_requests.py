@@ -112,23 +112,20 @@ class _Request:
     # -- the driver's side (reactor thread, or this thread if already done) -----
 
     def _on_result(self, rows: Any) -> None:
+        self.result = rows
+        self._driver_done(None)
+
+    def _on_error(self, error: BaseException) -> None:
+        self._driver_done(error)
+
+    def _driver_done(self, error: BaseException | None) -> None:
         future = self.future
         if future is not None:
-            # The future holds these bound methods and we hold the future: a
+            # The future holds our bound methods and we hold the future: a
             # cycle only the GC's full collections would free (25 ms pauses
             # under load). The driver copied its callbacks before calling them.
             future.clear_callbacks()
         if self.started:  # metrics on: recorded before the waiting task wakes
-            _cassandra_metrics.record(future, self.started, None)
-        self.result = rows
-        self.session._finish()
-        self._deliver()
-
-    def _on_error(self, error: BaseException) -> None:
-        future = self.future
-        if future is not None:
-            future.clear_callbacks()  # as in _on_result
-        if self.started:
             _cassandra_metrics.record(future, self.started, error)
         self.error = error
         self.session._finish()

@@ -239,7 +239,7 @@ class LoopConnection(Connection):  # type: ignore[misc]
     _reactor: ClassVar[Reactor | None] = None
     is_closed: bool  # the driver's flags, set under its lock
     is_defunct: bool
-    _segment_codec: Any  # the driver's, set when protocol v5 starts
+    _segment_codec: Any = None  # the driver sets it when protocol v5 starts
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         Connection.__init__(self, *args, **kwargs)
@@ -261,7 +261,6 @@ class LoopConnection(Connection):  # type: ignore[misc]
         # (with v4 the wire carries bare frames and this stays empty).
         self._frames = bytearray()
         self._segments: SegmentReader | None = None
-        self._pack = False  # v5 without compression: queued frames are packed at flush
         self._decode_pending = False
         self._budget = TURN_BUDGET
         self._last_slice_end = 0.0
@@ -310,7 +309,6 @@ class LoopConnection(Connection):  # type: ignore[misc]
         self._segments = SegmentReader(self._segment_codec, self.endpoint)
         if not self._segment_codec.compression:
             self._segment_codec = FRAMES_AS_IS  # `send_msg` queues bare frames; `_flush` packs
-            self._pack = True
 
     def push(self, data: bytes) -> None:
         """Queue bytes for the socket; sent at the next loop turn with everything else queued."""
@@ -337,7 +335,7 @@ class LoopConnection(Connection):  # type: ignore[misc]
         """Everything queued, as the bytes to send: packed into segments under protocol v5."""
         out = self._out
         frames = [out.popleft() for _ in range(len(out))]  # other threads may append meanwhile
-        if self._pack:
+        if self._segment_codec is FRAMES_AS_IS:  # v5 without compression
             return pack(frames)
         return frames[0] if len(frames) == 1 else b"".join(frames)
 
