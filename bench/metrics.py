@@ -1,4 +1,11 @@
-"""What do bridge's metrics cost? Off, Prometheus on, OpenTelemetry on, side by side in one run.
+"""What do bridge's metrics cost? Off, Prometheus, OpenTelemetry both ways, side by side in one run.
+
+OpenTelemetry two ways: "otel replay" (`enable_opentelemetry(provider)`: SDK
+histograms fed every exact value by bridge's metrics thread, read by the SDK's
+`InMemoryMetricReader`) and "otel pre-agg" (`enable_opentelemetry(provider,
+histograms=wrapper)`: bridge's own aggregates added at export by
+`bridge.metrics.opentelemetry_exporter` around a `MetricExporter` that drops
+what it is given, flushed through a `PeriodicExportingMetricReader`).
 
 Core hand-off (`bridge.to_thread` of a no-op, 100 in flight), the requests
 adapter (GETs, 100 in flight, an aiohttp server in another process), the
@@ -40,7 +47,7 @@ import bridge
 import bridge.metrics
 from bench._report import save, table
 
-VARIANTS = ("off", "prometheus", "otel", "off again")
+VARIANTS = ("off", "prometheus", "otel replay", "otel pre-agg", "off again")
 BACKENDS = ("asyncio", "uvloop", "trio")
 
 
@@ -56,7 +63,7 @@ class Variant:
             registry = CollectorRegistry()
             bridge.metrics.enable_prometheus(registry)
             self._collect = lambda: generate_latest(registry)
-        elif name == "otel":
+        elif name == "otel replay":
             from opentelemetry.sdk.metrics import MeterProvider
             from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -64,6 +71,15 @@ class Variant:
             self.provider = MeterProvider(metric_readers=[reader])
             bridge.metrics.enable_opentelemetry(self.provider)
             self._collect = reader.get_metrics_data
+        elif name == "otel pre-agg":
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+            exporter = bridge.metrics.opentelemetry_exporter(dropping_exporter())
+            periodic = PeriodicExportingMetricReader(exporter, export_interval_millis=1e9)
+            self.provider = MeterProvider(metric_readers=[periodic])
+            bridge.metrics.enable_opentelemetry(self.provider, histograms=exporter)
+            self._collect = periodic.force_flush
 
     def collect(self) -> float:
         start = time.perf_counter()
@@ -72,8 +88,26 @@ class Variant:
 
     def close(self) -> None:
         bridge.metrics.disable()
-        if self.name == "otel":
+        if self.name.startswith("otel"):
             self.provider.shutdown()
+
+
+def dropping_exporter() -> Any:
+    """A `MetricExporter` that takes each export and drops it: bridge's side is measured,
+    not a wire's (made here on first use: the SDK is optional)."""
+    from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
+
+    class Dropping(MetricExporter):
+        def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kw: Any) -> Any:
+            return MetricExportResult.SUCCESS
+
+        def force_flush(self, timeout_millis: float = 10_000) -> bool:
+            return True
+
+        def shutdown(self, timeout_millis: float = 30_000, **kw: Any) -> None:
+            return None
+
+    return Dropping()
 
 
 async def fan_out(
@@ -157,9 +191,7 @@ def run_on(backend: str, main: Callable[[], Awaitable[Any]]) -> Any:
 
 def handoff(calls: int, rounds: int, backend: str) -> dict[str, dict[str, float]]:
     async def main() -> dict[str, dict[str, float]]:
-        return await measure(
-            lambda: fan_out(lambda: bridge.to_thread(noop), calls), calls, rounds
-        )
+        return await measure(lambda: fan_out(lambda: bridge.to_thread(noop), calls), calls, rounds)
 
     return run_on(backend, main)  # type: ignore[no-any-return]
 
@@ -293,6 +325,21 @@ def hook_costs() -> list[list[Any]]:
         if kept._kept_count > 10_000:
             kept.drain()
 
+    def export_per_series() -> float:
+        """What the exporter wrapper adds to an export: every series read and made a point."""
+        from bridge._metrics_otel_export import HistogramExporter
+
+        wrapper = HistogramExporter(dropping_exporter())
+        wrapper.bind("bench")
+        for host in range(20):
+            for status in ("2xx", "5xx"):
+                _metrics.http_duration.record(0.003, ("GET", f"h{host}", 80, status, None))
+        series = sum(len(d.snapshot()) for d in _metrics.DISTRIBUTIONS)
+        try:
+            return best(wrapper._histograms, number=200) / series
+        finally:
+            wrapper.unbind()
+
     dialect = SimpleNamespace(name="psycopg2")
     off_statement = best(lambda: timed(run, dialect))
     was, _metrics.on = _metrics.on, True  # the adapters' hooks only wrap while metrics are on
@@ -307,16 +354,18 @@ def hook_costs() -> list[list[Any]]:
         rows = [
             ["off: the `if _metrics.on:` check", best(lambda: _metrics.on and None)],
             ["off: DB-API statement hook (`timed()` hands the function back)", off_statement],
-            ["on: Distribution.record (Prometheus only)", best(lambda: dist.record(0.003, ("x",)))],
+            ["on: Distribution.record (Prometheus, OpenTelemetry pre-aggregated)", best(lambda: dist.record(0.003, ("x",)))],
             ["on: Distribution.record, value kept for OpenTelemetry", best(record_kept)],
             ["on: Cassandra hook (clock, host, record)",
              best(lambda: record_cql(future, 0.0, None))],
             ["on: DB-API hook (wrapper, 2 clock reads, command, record)",
-             best(lambda: statement(None, sql, None, None, False)) - best(lambda: run(None, sql))],
+             best(lambda: statement(None, sql, None, False)) - best(lambda: run(None, sql))],
             ["on: requests hook (URL split, record)",
              best(lambda: record_request(args, 0.01, 200, None))],
             ["OpenTelemetry: SDK Histogram.record per value (the replay, metrics thread)",
              best(lambda: exporter.record(index, key, values), number=20) / len(values)],
+            ["OpenTelemetry pre-aggregated: one export's histograms, per series (reader thread)",
+             export_per_series()],
         ]  # fmt: skip
         provider.shutdown()
     finally:
