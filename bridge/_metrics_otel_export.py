@@ -11,8 +11,9 @@ specification calls a `MetricProducer`, which the Python SDK does not have
 export passes through user code.
 
 What the SDK would do and this does not: apply Views (renames, other
-bounds, an exponential histogram, attribute filters, Drop) and exemplars to
-bridge's histograms. Those need the exact replay of `_metrics_otel`.
+bounds, an exponential histogram, attribute filters, Drop), the exporter's
+preferred aggregation for histograms, and exemplars to bridge's histograms.
+Those need the exact replay of `_metrics_otel`.
 
 Temporality is the wrapped exporter's preference for histograms, as the
 reader would apply it: cumulative points run from the distribution's start;
