@@ -59,13 +59,15 @@ class HistogramExporter(MetricExporter):
 
     def __init__(self, inner: MetricExporter) -> None:
         # The reader reads its temporality and aggregation preferences from the exporter
-        # it is given: the wrapper has the wrapped one's.
+        # it is given (these two attributes, as the SDK's readers do): the wrapper has the
+        # wrapped one's. An exporter that never called MetricExporter.__init__ has none.
+        temporality = getattr(inner, "_preferred_temporality", None)
         super().__init__(
-            preferred_temporality=inner._preferred_temporality,
-            preferred_aggregation=inner._preferred_aggregation,
+            preferred_temporality=temporality,
+            preferred_aggregation=getattr(inner, "_preferred_aggregation", None),
         )
         self.inner = inner
-        preferred = inner._preferred_temporality or {}
+        preferred = temporality or {}
         self.temporality = preferred.get(HistogramInstrument, AggregationTemporality.CUMULATIVE)
         self._lock = threading.Lock()
         self.bound = False
