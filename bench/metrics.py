@@ -1,4 +1,11 @@
-"""What do bridge's metrics cost? Off, Prometheus on, OpenTelemetry on, side by side in one run.
+"""What do bridge's metrics cost? Off, Prometheus, OpenTelemetry both ways, side by side in one run.
+
+OpenTelemetry two ways: "otel replay" (`enable_opentelemetry(provider)`: SDK
+histograms fed every exact value by bridge's metrics thread, read by the SDK's
+`InMemoryMetricReader`) and "otel pre-agg" (`enable_opentelemetry(provider,
+histograms=wrapper)`: bridge's own aggregates added at export by
+`bridge.metrics.opentelemetry_exporter` around a `MetricExporter` that drops
+what it is given, flushed through a `PeriodicExportingMetricReader`).
 
 Core hand-off (`bridge.to_thread` of a no-op, 100 in flight), the requests
 adapter (GETs, 100 in flight, an aiohttp server in another process), the
@@ -28,6 +35,9 @@ scrape comes every 15-60 s, not once per round.
 from __future__ import annotations
 
 import argparse
+import gc
+import math
+import random
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -40,7 +50,7 @@ import bridge
 import bridge.metrics
 from bench._report import save, table
 
-VARIANTS = ("off", "prometheus", "otel", "off again")
+VARIANTS = ("off", "prometheus", "otel replay", "otel pre-agg", "off again")
 BACKENDS = ("asyncio", "uvloop", "trio")
 
 
@@ -56,7 +66,7 @@ class Variant:
             registry = CollectorRegistry()
             bridge.metrics.enable_prometheus(registry)
             self._collect = lambda: generate_latest(registry)
-        elif name == "otel":
+        elif name == "otel replay":
             from opentelemetry.sdk.metrics import MeterProvider
             from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -64,6 +74,15 @@ class Variant:
             self.provider = MeterProvider(metric_readers=[reader])
             bridge.metrics.enable_opentelemetry(self.provider)
             self._collect = reader.get_metrics_data
+        elif name == "otel pre-agg":
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+            exporter = bridge.metrics.opentelemetry_exporter(dropping_exporter())
+            periodic = PeriodicExportingMetricReader(exporter, export_interval_millis=1e9)
+            self.provider = MeterProvider(metric_readers=[periodic])
+            bridge.metrics.enable_opentelemetry(self.provider, histograms=exporter)
+            self._collect = periodic.force_flush
 
     def collect(self) -> float:
         start = time.perf_counter()
@@ -72,8 +91,26 @@ class Variant:
 
     def close(self) -> None:
         bridge.metrics.disable()
-        if self.name == "otel":
+        if self.name.startswith("otel"):
             self.provider.shutdown()
+
+
+def dropping_exporter() -> Any:
+    """A `MetricExporter` that takes each export and drops it: bridge's side is measured,
+    not a wire's (made here on first use: the SDK is optional)."""
+    from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
+
+    class Dropping(MetricExporter):
+        def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kw: Any) -> Any:
+            return MetricExportResult.SUCCESS
+
+        def force_flush(self, timeout_millis: float = 10_000) -> bool:
+            return True
+
+        def shutdown(self, timeout_millis: float = 30_000, **kw: Any) -> None:
+            return None
+
+    return Dropping()
 
 
 async def fan_out(
@@ -112,11 +149,14 @@ async def measure(
     collect: dict[str, list[float]] = {v: [] for v in VARIANTS}
     values: dict[str, list[float]] = {v: [] for v in VARIANTS}
     for r in range(rounds):
-        # Each round starts with another variant, so no variant always runs just after
-        # another (a warm-up, a collection) or at the same point of the run.
-        for name in VARIANTS[r % len(VARIANTS) :] + VARIANTS[: r % len(VARIANTS)]:
+        # A new order each round (seeded: the same in every run), so no variant runs
+        # mostly just after another: a rotation kept "otel pre-agg" after "otel replay"
+        # four rounds in five, paying for its garbage. The collection before each stretch
+        # does the same: what a variant left behind is not counted against the next.
+        for name in random.Random(r).sample(VARIANTS, len(VARIANTS)):
             variant = Variant(name)
             try:
+                gc.collect()
                 w, c = await workload()
                 wall[name].append(w)
                 cpu[name].append(c)
@@ -136,10 +176,20 @@ async def measure(
             "x_cpu": statistics.median(cpu_ratios),
             "x_cpu_q1": q1,
             "x_cpu_q3": q3,
+            "x_cpu_ci": median_ci(cpu_ratios),
+            "x_cpu_rounds": cpu_ratios,
             "collect_us": statistics.median(collect[name]),
             "values": statistics.median(values[name]),
         }
     return results
+
+
+def median_ci(values: list[float]) -> tuple[float, float]:
+    """A distribution-free ~95% confidence interval of the median: the order statistics
+    1.96 standard deviations of a binomial(n, 1/2) either side of the middle."""
+    ranked, n = sorted(values), len(values)
+    half = 0.98 * math.sqrt(n)
+    return ranked[max(0, math.floor(n / 2 - half))], ranked[min(n - 1, math.ceil(n / 2 + half) - 1)]
 
 
 def recorded() -> int:
@@ -157,9 +207,7 @@ def run_on(backend: str, main: Callable[[], Awaitable[Any]]) -> Any:
 
 def handoff(calls: int, rounds: int, backend: str) -> dict[str, dict[str, float]]:
     async def main() -> dict[str, dict[str, float]]:
-        return await measure(
-            lambda: fan_out(lambda: bridge.to_thread(noop), calls), calls, rounds
-        )
+        return await measure(lambda: fan_out(lambda: bridge.to_thread(noop), calls), calls, rounds)
 
     return run_on(backend, main)  # type: ignore[no-any-return]
 
@@ -214,6 +262,21 @@ def cql(server: Any, total: int, rounds: int, backend: str) -> dict[str, dict[st
         cluster.shutdown()
 
 
+def pooled_rows(results: dict[str, Any]) -> list[list[Any]]:
+    """Per workload and variant, the paired ratios of every loop pooled: one median and its
+    CI per target (the targets are per workload), from three times the rounds."""
+    rows = []
+    workloads = sorted({key.split("/")[0] for key in results if "/" in key})
+    for workload in workloads:
+        runs = [r for key, r in results.items() if key.split("/")[0] == workload]
+        for name in VARIANTS[1:]:
+            ratios = [x for r in runs for x in r[name]["x_cpu_rounds"]]
+            lo, hi = median_ci(ratios)
+            rows.append([workload, name, len(ratios), statistics.median(ratios),
+                         f"{lo:.3f}-{hi:.3f}"])  # fmt: skip
+    return rows
+
+
 def rows_for(workload: str, backend: str, results: dict[str, dict[str, float]]) -> list[list[Any]]:
     return [
         [
@@ -223,6 +286,7 @@ def rows_for(workload: str, backend: str, results: dict[str, dict[str, float]]) 
             r["cpu_us"],
             r["x_cpu"],
             f"{r['x_cpu_q1']:.3f}-{r['x_cpu_q3']:.3f}",
+            f"{r['x_cpu_ci'][0]:.3f}-{r['x_cpu_ci'][1]:.3f}",
             r["us"],
             r["x_wall"],
             r["collect_us"],
@@ -293,6 +357,21 @@ def hook_costs() -> list[list[Any]]:
         if kept._kept_count > 10_000:
             kept.drain()
 
+    def export_per_series() -> float:
+        """What the exporter wrapper adds to an export: every series read and made a point."""
+        from bridge._metrics_otel_export import HistogramExporter
+
+        wrapper = HistogramExporter(dropping_exporter())
+        wrapper.bind("bench")
+        for host in range(20):
+            for status in ("2xx", "5xx"):
+                _metrics.http_duration.record(0.003, ("GET", f"h{host}", 80, status, None))
+        series = sum(len(d.snapshot()) for d in _metrics.DISTRIBUTIONS)
+        try:
+            return best(wrapper._histograms, number=200) / series
+        finally:
+            wrapper.unbind()
+
     dialect = SimpleNamespace(name="psycopg2")
     off_statement = best(lambda: timed(run, dialect))
     was, _metrics.on = _metrics.on, True  # the adapters' hooks only wrap while metrics are on
@@ -307,16 +386,19 @@ def hook_costs() -> list[list[Any]]:
         rows = [
             ["off: the `if _metrics.on:` check", best(lambda: _metrics.on and None)],
             ["off: DB-API statement hook (`timed()` hands the function back)", off_statement],
-            ["on: Distribution.record (Prometheus only)", best(lambda: dist.record(0.003, ("x",)))],
+            ["on: Distribution.record (Prometheus, OpenTelemetry pre-aggregated)",
+             best(lambda: dist.record(0.003, ("x",)))],
             ["on: Distribution.record, value kept for OpenTelemetry", best(record_kept)],
             ["on: Cassandra hook (clock, host, record)",
              best(lambda: record_cql(future, 0.0, None))],
             ["on: DB-API hook (wrapper, 2 clock reads, command, record)",
-             best(lambda: statement(None, sql, None, None, False)) - best(lambda: run(None, sql))],
+             best(lambda: statement(None, sql, None, False)) - best(lambda: run(None, sql))],
             ["on: requests hook (URL split, record)",
              best(lambda: record_request(args, 0.01, 200, None))],
             ["OpenTelemetry: SDK Histogram.record per value (the replay, metrics thread)",
              best(lambda: exporter.record(index, key, values), number=20) / len(values)],
+            ["OpenTelemetry pre-aggregated: one export's histograms, per series (reader thread)",
+             export_per_series()],
         ]  # fmt: skip
         provider.shutdown()
     finally:
@@ -373,11 +455,14 @@ def main() -> None:
             results[f"dbapi/{backend}"] = r = dbapi(args.queries, args.rounds, backend)
             rows += rows_for("DB-API SELECT, 100 in flight", backend, r)
     headers = [
-        "workload", "loop", "metrics", "CPU µs/call", "x off", "x off p25-p75",
+        "workload", "loop", "metrics", "CPU µs/call", "x off", "x off p25-p75", "x off 95% CI",
         "wall µs/call", "wall x off", "collection µs/call", "values/call",
     ]  # fmt: skip
     if rows:
         print(table(headers, rows))
+        print()
+        print(table(["workload", "metrics", "rounds", "CPU x off, all loops", "95% CI"],
+                    pooled_rows(results)))  # fmt: skip
     if "hooks" in only:
         costs = hook_costs()
         print()

@@ -7,12 +7,15 @@ waker batch sizes, time waited for a limiter token, adapter call latency)
 need a hook at the point of measurement, each a single `if _metrics.on:`
 (one module attribute read) in front of the recording.
 
-Recording costs a bisect and two increments under a lock (~0.3 µs), not an
-exporter's record call (the OpenTelemetry SDK's `Histogram.record` costs
-5-6 µs): a `Distribution` keeps bucket counts and sums per attribute set,
-which Prometheus reads at each scrape. While an OpenTelemetry exporter is on,
-it also keeps each value (a list append) until the exporter hands the exact
-values to the SDK, off the hot path (see `_metrics_otel`).
+Recording costs a bisect, two increments and two comparisons under a lock
+(~0.35 µs), not an exporter's record call (the OpenTelemetry SDK's
+`Histogram.record` costs 5-6 µs): a `Distribution` keeps bucket counts, sums,
+min and max per attribute set, which Prometheus reads at each scrape and
+`bridge.metrics.opentelemetry_exporter` at each export (`read`). Only while an
+OpenTelemetry provider takes bridge's histograms through its own SDK
+instruments (exact replay, for Views and exemplars) does it also keep each
+value (a list append) until they are handed to the SDK, off the hot path (see
+`_metrics_otel`).
 
 Live objects (limiters, worker pools, watchdog statistics, adapter
 sessions) are tracked in weak sets, so being measured never keeps one alive.
@@ -20,11 +23,15 @@ sessions) are tracked in weak sets, so being measured never keeps one alive.
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import Any
+
+Key = tuple[Any, ...]
 
 #: True while an exporter is enabled; hooks read it before recording anything.
 #: Read without a lock (also on free-threaded builds): a stale read around a
@@ -55,11 +62,12 @@ flush_kept: Callable[[], None] | None = None
 
 
 class Distribution:
-    """A histogram kept in-process: bucket counts, per-bucket sums, per attribute set.
+    """A histogram kept in-process: bucket counts, per-bucket sums, min and max, per attribute set.
 
-    Cumulative since creation; `snapshot()` copies it for an exporter. While
-    `keep_values` is set, each value is also kept, exactly, until `drain()`.
-    Safe to record from any thread.
+    Cumulative since `started_ns` (the last `reset`); `snapshot()` copies the
+    buckets for Prometheus, `read()` everything for an OpenTelemetry export.
+    While `keep_values` is set, each value is also kept, exactly, until
+    `drain()`. Safe to record from any thread.
     """
 
     def __init__(
@@ -76,23 +84,36 @@ class Distribution:
         self.attributes = tuple(attributes)
         self.bounds = tuple(bounds)
         self._lock = threading.Lock()
-        # attribute values -> [counts per bucket (+inf last), sums per bucket]
-        self._series: dict[tuple[Any, ...], tuple[list[int], list[float]]] = {}
-        #: Keep each value for OpenTelemetry (set by the metrics switch).
+        # attribute values -> (counts per bucket (+inf last), sums per bucket,
+        # [min, max] of the values since the last `_fold`)
+        self._series: dict[Key, tuple[list[int], list[float], list[float]]] = {}
+        # Min and max are folded out of the series at each read, into the totals since
+        # `started_ns` and into each window: the hot path compares against one pair only,
+        # however many delta exporters there are.
+        self._extremes: dict[Key, list[float]] = {}
+        self._windows: list[dict[Key, list[float]]] = []
+        #: When the counts started (time.time_ns()): a cumulative export's start time.
+        self.started_ns = time.time_ns()
+        #: Keep each value for OpenTelemetry's exact replay (set by the metrics switch).
         self.keep_values = False
-        self._kept: dict[tuple[Any, ...], list[float]] = {}
+        self._kept: dict[Key, list[float]] = {}
         self._kept_count = 0
 
-    def record(self, value: float, key: tuple[Any, ...] = ()) -> None:
+    def record(self, value: float, key: Key = ()) -> None:
         """Add one value; `key` holds the values of `attributes`, in order."""
         bucket = bisect_left(self.bounds, value)
         with self._lock:
             series = self._series.get(key)
             if series is None:
                 n = len(self.bounds) + 1
-                series = self._series[key] = ([0] * n, [0.0] * n)
+                series = self._series[key] = ([0] * n, [0.0] * n, [value, value])
             series[0][bucket] += 1
             series[1][bucket] += value
+            extremes = series[2]
+            if value < extremes[0]:
+                extremes[0] = value
+            if value > extremes[1]:
+                extremes[1] = value
             if not self.keep_values:
                 return
             kept = self._kept.get(key)
@@ -105,21 +126,78 @@ class Distribution:
         if full and flush is not None:
             flush()  # the metrics thread fell behind
 
-    def drain(self) -> dict[tuple[Any, ...], list[float]]:
+    def drain(self) -> dict[Key, list[float]]:
         """The values kept since the last drain, per attribute set, in recording order."""
         with self._lock:
             kept, self._kept, self._kept_count = self._kept, {}, 0
         return kept
 
-    def snapshot(self) -> dict[tuple[Any, ...], tuple[list[int], list[float]]]:
+    def snapshot(self) -> dict[Key, tuple[list[int], list[float]]]:
         """A copy of every series: counts and sums per bucket (the last bucket is +inf)."""
         with self._lock:
-            return {key: (list(c), list(s)) for key, (c, s) in self._series.items()}
+            return {key: (list(c), list(s)) for key, (c, s, _) in self._series.items()}
+
+    def open_window(self) -> dict[Key, list[float]]:
+        """Start tracking min and max for one delta exporter, from now; pass it to `read`."""
+        with self._lock:
+            self._fold()  # what came before belongs to the windows already open
+            window: dict[Key, list[float]] = {}
+            self._windows.append(window)
+            return window
+
+    def close_window(self, window: dict[Key, list[float]]) -> None:
+        with self._lock:
+            self._windows = [w for w in self._windows if w is not window]
+
+    def read(
+        self, window: dict[Key, list[float]] | None = None
+    ) -> tuple[int, dict[Key, tuple[list[int], float, float, float]]]:
+        """`started_ns`, and per series: counts per bucket, sum, min and max.
+
+        All cumulative since `started_ns`, except min and max when `window` is
+        given: those cover the values since that window's previous read (a
+        series with none has min inf and max -inf), and the window starts again.
+        """
+        with self._lock:
+            self._fold()
+            extremes = self._extremes if window is None else window
+            points = {}
+            for key, (counts, sums, _) in self._series.items():
+                lo, hi = extremes.get(key, _NO_EXTREMES)
+                points[key] = (list(counts), math.fsum(sums), lo, hi)
+            if window is not None:
+                window.clear()
+            return self.started_ns, points
+
+    def _fold(self) -> None:
+        """Under `_lock`: move each series' min and max since the last fold into the totals
+        and into every open window."""
+        for key, (_, _, pending) in self._series.items():
+            lo, hi = pending
+            if lo > hi:
+                continue  # nothing recorded since the last fold
+            for extremes in (self._extremes, *self._windows):
+                seen = extremes.get(key)
+                if seen is None:
+                    extremes[key] = [lo, hi]
+                else:
+                    if lo < seen[0]:
+                        seen[0] = lo
+                    if hi > seen[1]:
+                        seen[1] = hi
+            pending[0], pending[1] = math.inf, -math.inf
 
     def reset(self) -> None:
         with self._lock:
             self._series.clear()
+            self._extremes.clear()
+            for window in self._windows:
+                window.clear()
+            self.started_ns = time.time_ns()
             self._kept, self._kept_count = {}, 0
+
+
+_NO_EXTREMES = (math.inf, -math.inf)
 
 
 class Counter:

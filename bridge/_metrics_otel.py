@@ -18,6 +18,12 @@ before a collection is in it. The SDK then holds what it would hold had each
 call site recorded itself, except exemplars (the metrics thread has no trace
 context) and a measurement time up to one interval late. The SDK's cost is
 still paid per value, off the loop and worker threads but under the GIL.
+
+That replay is the mode that keeps SDK Views and exemplars working on
+bridge's histograms. The cheap mode (`bridge.metrics.opentelemetry_exporter`,
+in `_metrics_otel_export`) creates no SDK histogram at all: an exporter
+wrapper adds bridge's own aggregates to each export, and the hot path keeps
+no value.
 """
 
 from __future__ import annotations
@@ -41,18 +47,27 @@ def attributes(names: tuple[str, ...], key: Key) -> Attributes:
 
 
 class OtelExporter:
-    """bridge's instruments on one meter provider; `replay` fills its histograms."""
+    """bridge's instruments on one meter provider; `replay` fills its histograms.
+
+    Without `replay`, no SDK histogram is made: bridge's histograms reach this
+    provider's export through `histograms`, the exporter wrapper(s) of
+    `bridge.metrics.opentelemetry_exporter` in its readers.
+    """
 
     def __init__(
         self,
         provider: MeterProvider,
         observables: Iterable[Observable],
         version: str,
-        replay: Callable[[], None],
+        replay: Callable[[], None] | None,
+        histograms: Sequence[Any] = (),
     ) -> None:
         self.provider = provider
+        self.version = version
         self.active = True
         self._replay = replay
+        #: The exporter wrappers that carry bridge's histograms (pre-aggregated mode).
+        self.wrappers = tuple(histograms)
         meter = provider.get_meter("bridge", version)
         for spec in observables:
             create = {
@@ -66,8 +81,16 @@ class OtelExporter:
                 unit=spec.unit,
                 description=spec.description,
             )
-        #: One SDK histogram per entry of `_metrics.DISTRIBUTIONS`, same order, same bounds.
-        self.histograms: list[Histogram] = [
+        #: One SDK histogram per entry of `_metrics.DISTRIBUTIONS`, same order, same bounds;
+        #: none when the wrappers carry them (the same names twice would be duplicates).
+        self.histograms: list[Histogram] = []
+        if replay is not None:
+            self.make_histograms()
+        self._attributes: dict[tuple[int, Key], Attributes] = {}  # built once per series
+
+    def make_histograms(self) -> None:
+        meter = self.provider.get_meter("bridge", self.version)
+        self.histograms = [
             meter.create_histogram(
                 dist.name,
                 unit=dist.unit,
@@ -76,7 +99,26 @@ class OtelExporter:
             )
             for dist in _metrics.DISTRIBUTIONS
         ]
-        self._attributes: dict[tuple[int, Key], Attributes] = {}  # built once per series
+
+    def reuse(self, replay: Callable[[], None] | None, histograms: Sequence[Any]) -> None:
+        """Enabled again on the same provider: the SDK keeps the instruments made the first
+        time (a second `create_*` of a name returns the first), so these are switched back on."""
+        if histograms and self.histograms:
+            raise ValueError(
+                "this MeterProvider already has SDK histograms for bridge's names (it was "
+                "enabled without histograms= before): the exporter wrapper's would be "
+                "duplicates; give bridge a new MeterProvider"
+            )
+        self._replay = replay
+        self.wrappers = tuple(histograms)
+        if replay is not None and not self.histograms:
+            self.make_histograms()
+        self.active = True
+
+    @property
+    def replays(self) -> bool:
+        """True when bridge's histograms reach this provider through its SDK histograms."""
+        return self._replay is not None
 
     def _observe(
         self, names: tuple[str, ...], read: Callable[[], dict[Key, float]]
@@ -86,7 +128,8 @@ class OtelExporter:
                 return []
             # The SDK runs observable callbacks before it reads synchronous
             # instruments, so values replayed here land in this collection.
-            self._replay()
+            if self._replay is not None:
+                self._replay()
             return [Observation(value, attributes(names, key)) for key, value in read().items()]
 
         return callback
@@ -116,7 +159,7 @@ def replay(exporters: Sequence[OtelExporter]) -> None:
                 for start in range(0, len(values), REPLAY_CHUNK):
                     chunk = values[start : start + REPLAY_CHUNK]
                     for exporter in exporters:
-                        if exporter.active:
+                        if exporter.active and exporter.histograms:
                             exporter.record(index, key, chunk)
                     # The SDK takes ~6 µs a value: let a waiting loop thread have
                     # the GIL between chunks rather than after a whole switch

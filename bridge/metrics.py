@@ -6,6 +6,13 @@ exporter your service already uses:
     bridge.metrics.enable_prometheus()        # prometheus_client's default registry
     bridge.metrics.enable_opentelemetry()     # the global MeterProvider
 
+For OpenTelemetry, let bridge's histograms through your exporter pre-aggregated
+(the cheap way, see below):
+
+    exporter = bridge.metrics.opentelemetry_exporter(OTLPMetricExporter())
+    provider = MeterProvider(metric_readers=[PeriodicExportingMetricReader(exporter)])
+    bridge.metrics.enable_opentelemetry(provider, histograms=exporter)
+
 What you get (OpenTelemetry names; Prometheus writes dots as underscores and
 adds the unit, `bridge_loop_lateness_seconds`):
 
@@ -35,17 +42,28 @@ adds the unit, `bridge_loop_lateness_seconds`):
   `bridge.adapters.dbapi` pools, named after the driver's module.
 
 Gauges and counters are read from the objects' `statistics()` when the
-exporter collects; the histograms are kept in-process (a bisect and two
-increments per value) and handed to the exporter at collection time. For
-OpenTelemetry each value is also kept and handed, exactly, to the SDK's
-`Histogram.record` on bridge's metrics thread, off the loop: the SDK
-costs 5-6 µs a value, so OpenTelemetry histograms cost more CPU than
-Prometheus ones (see bench/RESULTS.md, "metrics").
+exporter collects; the histograms are kept in-process (a bisect, two
+increments and two comparisons per value) and handed to the exporter at
+collection time. OpenTelemetry has two ways to take them:
+
+- `histograms=opentelemetry_exporter(...)`: bridge's own aggregates
+  (bucket counts with bridge's bounds, sum, min, max) are added to each
+  export by the exporter wrapper; per value, nothing more than Prometheus
+  pays. SDK Views and exemplars do not apply to these histograms (they are
+  not the SDK's instruments): no renaming, other bounds, exponential
+  buckets or dropping them through a View.
+- without it (the default, exact replay): each value is also kept and
+  handed, exactly, to the SDK's `Histogram.record` on bridge's metrics
+  thread, off the loop, so Views (other bounds, exponential histograms)
+  apply as if each call site had recorded itself; the SDK costs 5-6 µs a
+  value, 6-10% of a Cassandra request (see bench/RESULTS.md, "Metrics").
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from bridge import _metrics
@@ -54,6 +72,7 @@ from bridge._metrics_probe import probe
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricExporter
     from prometheus_client import CollectorRegistry
 
 __all__ = [
@@ -65,6 +84,7 @@ __all__ = [
     "enabled",
     "error_type",
     "http_client_duration",
+    "opentelemetry_exporter",
     "recording",
     "status_class",
     "track_cassandra_session",
@@ -76,6 +96,9 @@ _lock = threading.Lock()
 _prometheus: list[tuple[Any, Any]] = []  # (registry, collector)
 _otel: list[Any] = []  # OtelExporter
 _otel_now: tuple[Any, ...] = ()  # the same, for the replay: replaced whole, read without `_lock`
+#: Every provider bridge made instruments on, enabled or not: the SDK keeps instruments for
+#: good, so enabling a provider again switches the same ones back on.
+_otel_made: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def enable_prometheus(registry: CollectorRegistry | None = None) -> None:
@@ -104,11 +127,27 @@ def enable_prometheus(registry: CollectorRegistry | None = None) -> None:
         _switch()
 
 
-def enable_opentelemetry(meter_provider: MeterProvider | None = None) -> None:
+def enable_opentelemetry(
+    meter_provider: MeterProvider | None = None,
+    *,
+    histograms: MetricExporter | Sequence[MetricExporter] | None = None,
+) -> None:
     """Report bridge's metrics through OpenTelemetry (default: the global MeterProvider).
 
-    Needs only `opentelemetry-api` here; the SDK and the exporter (OTLP, ...)
-    are the application's choice. Enabling the same provider twice does nothing.
+    Gauges and counters become the provider's observable instruments. Histograms:
+
+    - `histograms=` the exporter (or exporters) made by `opentelemetry_exporter`
+      that the provider's readers export through: bridge's pre-aggregated
+      histograms are added to each of their exports, and the provider gets
+      no SDK histogram for them. The cheap way (no per-value SDK call), but
+      SDK Views and exemplars do not apply to bridge's histograms.
+    - no `histograms` (exact replay): the provider gets SDK histograms and
+      every value is handed to them, on bridge's metrics thread; Views and
+      the SDK's aggregations apply, at 5-6 µs of CPU a value.
+
+    Needs only `opentelemetry-api` here (the wrapper needs the SDK); the SDK
+    and the exporter (OTLP, ...) are the application's choice. Enabling the
+    same provider twice does nothing.
     """
     try:
         from opentelemetry import metrics as otel_metrics
@@ -121,12 +160,73 @@ def enable_opentelemetry(meter_provider: MeterProvider | None = None) -> None:
     from bridge._metrics_catalog import OBSERVABLES
     from bridge._metrics_otel import OtelExporter
 
+    wrappers = _wrappers(histograms)
     provider = meter_provider if meter_provider is not None else otel_metrics.get_meter_provider()
+    replay = None if wrappers else _replay_otel
     with _lock:
         if any(e.provider is provider for e in _otel):
             return
-        _otel.append(OtelExporter(provider, OBSERVABLES, __version__, _replay_otel))
+        for wrapper in wrappers:
+            if wrapper.bound:
+                raise ValueError(
+                    "this exporter already carries bridge's histograms for another "
+                    "MeterProvider: wrap each reader's exporter once"
+                )
+        exporter = _otel_made.get(provider)
+        if exporter is None:
+            exporter = OtelExporter(provider, OBSERVABLES, __version__, replay, wrappers)
+            _otel_made[provider] = exporter
+        else:
+            exporter.reuse(replay, wrappers)
+        _otel.append(exporter)
         _switch()
+        for wrapper in wrappers:
+            wrapper.bind(__version__)
+
+
+def opentelemetry_exporter(exporter: MetricExporter) -> MetricExporter:
+    """`exporter`, wrapped to also export bridge's histograms from bridge's own aggregates.
+
+    Give the result to the reader and to `enable_opentelemetry`::
+
+        exporter = bridge.metrics.opentelemetry_exporter(OTLPMetricExporter())
+        provider = MeterProvider(metric_readers=[PeriodicExportingMetricReader(exporter)])
+        bridge.metrics.enable_opentelemetry(provider, histograms=exporter)
+
+    Each export then carries, in scope "bridge", one explicit-bucket histogram
+    per figure (`bridge.loop.lateness`, `db.client.operation.duration`, ...)
+    with exact counts, sums, min and max, in bridge's buckets, cumulative or
+    delta as `exporter` prefers for histograms. The recording thread pays
+    what Prometheus pays (~0.35 µs a value); the export pays a copy of each
+    series. SDK Views and exemplars do not apply to these histograms; for
+    those, leave `histograms=` out (exact replay, 5-6 µs a value).
+    `force_flush` and `shutdown` go to `exporter`; until bridge is enabled
+    with it, exports pass through unchanged.
+    """
+    try:
+        from bridge._metrics_otel_export import HistogramExporter
+    except ImportError:
+        raise ImportError(
+            "bridge.metrics.opentelemetry_exporter() needs opentelemetry-sdk: "
+            "pip install opentelemetry-sdk"
+        ) from None
+    return HistogramExporter(exporter)
+
+
+def _wrappers(histograms: object) -> list[Any]:
+    if histograms is None:
+        return []
+    from bridge._metrics_otel_export import HistogramExporter
+
+    found = list(histograms) if isinstance(histograms, (list, tuple)) else [histograms]
+    for wrapper in found:
+        if not isinstance(wrapper, HistogramExporter):
+            raise TypeError(
+                f"histograms= takes the exporter made by bridge.metrics.opentelemetry_exporter("
+                f"your_exporter), not {type(wrapper).__name__}: wrap it, and give the wrapper to "
+                "the reader too"
+            )
+    return found
 
 
 def disable(target: object = None) -> None:
@@ -142,6 +242,8 @@ def disable(target: object = None) -> None:
             _prometheus.remove(entry)
         for exporter in [e for e in _otel if target is None or e.provider is target]:
             exporter.active = False
+            for wrapper in exporter.wrappers:
+                wrapper.unbind()
             _otel.remove(exporter)
         _switch()
         if not _metrics.on:
@@ -159,8 +261,8 @@ def enabled() -> bool:
 def _switch() -> None:
     """Under `_lock`: the hooks, the probe and the OpenTelemetry replay follow the exporters."""
     global _otel_now
-    _otel_now = tuple(_otel)
-    keep = bool(_otel)
+    _otel_now = tuple(e for e in _otel if e.replays)
+    keep = bool(_otel_now)  # per-value lists only for the exact replay
     for dist in _metrics.DISTRIBUTIONS:
         dist.keep_values = keep
         if not keep:
@@ -170,7 +272,10 @@ def _switch() -> None:
         probe.ticks.append(_replay_otel)
     elif not keep and _replay_otel in probe.ticks:
         probe.ticks.remove(_replay_otel)
-    _metrics.on = bool(_prometheus or _otel)
+    was_on, _metrics.on = _metrics.on, bool(_prometheus or _otel)
+    if _metrics.on and not was_on:
+        for dist in _metrics.DISTRIBUTIONS:
+            dist.reset()  # cumulative from now: the start time an export reports
     if _metrics.on:
         probe.start()
     else:

@@ -7,8 +7,19 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
+from opentelemetry.sdk.metrics import Histogram as SdkHistogram
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    HistogramDataPoint,
+    InMemoryMetricReader,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.metrics.export import Histogram as SdkHistogramData
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -197,3 +208,125 @@ def open_exporter(name: str) -> Iterator[Exporter]:
         yield chosen
     finally:
         chosen.close()
+
+
+# -- bridge's pre-aggregated histograms through an exporter wrapper ----------------------------
+
+
+class KeepingExporter(MetricExporter):
+    """A real exporter that keeps every export it is given and counts flushes and shutdowns."""
+
+    def __init__(self, temporality: AggregationTemporality | None = None) -> None:
+        preferred = None if temporality is None else {SdkHistogram: temporality}
+        super().__init__(preferred_temporality=preferred)
+        self.exports: list[MetricsData] = []
+        self.flushes = 0
+        self.shutdowns = 0
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        self.exports.append(metrics_data)
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        self.flushes += 1
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.shutdowns += 1
+
+
+Points = dict[frozenset[tuple[str, Any]], HistogramDataPoint]
+
+
+class Wrapped:
+    """bridge on a provider whose reader (interval: never) exports through the wrapper.
+
+    With `oracle`, a second provider takes the same histograms by exact replay into the
+    SDK's own aggregation, with the same bounds and temporality: what the wrapper sends
+    must equal what the SDK makes of every single value.
+    """
+
+    def __init__(
+        self,
+        temporality: AggregationTemporality = AggregationTemporality.CUMULATIVE,
+        *,
+        oracle: bool = True,
+    ) -> None:
+        self.temporality = temporality
+        self.inner = KeepingExporter(temporality)
+        self.wrapper = bridge.metrics.opentelemetry_exporter(self.inner)
+        self.reader = PeriodicExportingMetricReader(self.wrapper, export_interval_millis=1e9)
+        self.provider = MeterProvider(metric_readers=[self.reader])
+        self.oracle_reader: InMemoryMetricReader | None = None
+        self.oracle_provider: MeterProvider | None = None
+        bridge.metrics.enable_opentelemetry(self.provider, histograms=self.wrapper)
+        if oracle:
+            self.oracle_reader = InMemoryMetricReader({SdkHistogram: temporality})
+            self.oracle_provider = MeterProvider(metric_readers=[self.oracle_reader])
+            bridge.metrics.enable_opentelemetry(self.oracle_provider)
+
+    def export(self) -> MetricsData:
+        """Flush the reader: one export through the wrapper; what the inner exporter got."""
+        before = len(self.inner.exports)
+        self.reader.force_flush()
+        assert len(self.inner.exports) == before + 1
+        return self.inner.exports[-1]
+
+    def oracle(self) -> MetricsData:
+        assert self.oracle_reader is not None
+        data = self.oracle_reader.get_metrics_data()
+        assert data is not None
+        return data
+
+    def close(self) -> None:
+        bridge.metrics.disable()
+        self.provider.shutdown()
+        if self.oracle_provider is not None:
+            self.oracle_provider.shutdown()
+
+
+def bridge_metrics(data: MetricsData) -> list[Any]:
+    """Every metric in scope "bridge"."""
+    return [
+        metric
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        if scope.scope.name == "bridge"
+        for metric in scope.metrics
+    ]
+
+
+def histogram_points(data: MetricsData, name: str) -> Points:
+    """The points of histogram `name` in scope "bridge", by attribute set."""
+    found: Points = {}
+    for metric in bridge_metrics(data):
+        if metric.name == name:
+            assert isinstance(metric.data, SdkHistogramData)
+            for point in metric.data.data_points:
+                found[frozenset(point.attributes.items())] = point
+    return found
+
+
+def same_histogram(ours: HistogramDataPoint, sdk: HistogramDataPoint) -> None:
+    """The wrapper's point holds what the SDK's own aggregation made of the same values."""
+    assert (ours.count, list(ours.bucket_counts)) == (sdk.count, list(sdk.bucket_counts))
+    assert list(ours.explicit_bounds) == list(sdk.explicit_bounds)
+    assert ours.sum == pytest.approx(sdk.sum, rel=1e-12, abs=1e-12)
+    assert (ours.min, ours.max) == (sdk.min, sdk.max)
+
+
+TEMPORALITIES = [
+    pytest.param(AggregationTemporality.CUMULATIVE, id="cumulative"),
+    pytest.param(AggregationTemporality.DELTA, id="delta"),
+]
+
+
+def open_wrapped(temporality: AggregationTemporality) -> Iterator[Wrapped]:
+    """For a fixture parametrised over TEMPORALITIES: enabled for the test, disabled after it."""
+    setup = Wrapped(temporality)
+    try:
+        yield setup
+    finally:
+        setup.close()

@@ -20,11 +20,15 @@ def metrics_examples() -> list[str]:
 
 def test_the_section_has_one_example_per_exporter() -> None:
     examples = metrics_examples()
-    assert len(examples) == 2
-    assert "enable_prometheus" in examples[0] and "enable_opentelemetry" in examples[1]
+    assert len(examples) == 3
+    assert "enable_prometheus" in examples[0]
+    assert "histograms=exporter" in examples[1]  # pre-aggregated
+    assert "enable_opentelemetry" in examples[2] and "histograms=" not in examples[2]  # replay
 
 
-@pytest.mark.parametrize("index", [0, 1], ids=["prometheus", "opentelemetry"])
+@pytest.mark.parametrize(
+    "index", [0, 1, 2], ids=["prometheus", "opentelemetry", "opentelemetry-replay"]
+)
 def test_readme_example_runs(index: int) -> None:
     namespace: dict[str, object] = {"__name__": "readme_example"}
     try:
@@ -32,6 +36,9 @@ def test_readme_example_runs(index: int) -> None:
              namespace)  # fmt: skip
     finally:
         bridge.metrics.disable()
+        provider = namespace.get("provider")
+        if provider is not None:
+            provider.shutdown()  # type: ignore[attr-defined]
         server = namespace.get("server")
         if server is not None:
             server.shutdown()  # type: ignore[attr-defined]

@@ -8,7 +8,16 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.metrics_exporters import EXPORTERS, Exporter, open_exporter
+from tests.metrics_exporters import (
+    EXPORTERS,
+    TEMPORALITIES,
+    Exporter,
+    Wrapped,
+    histogram_points,
+    open_exporter,
+    open_wrapped,
+    same_histogram,
+)
 from tests.support import eventually
 
 from .conftest import make_cluster
@@ -37,9 +46,7 @@ def no_faults(cql_server: Any) -> Iterator[None]:
     cql_server.clear_faults()
 
 
-async def test_request_duration_by_host_and_error_type(
-    exporter: Exporter, cql_server: Any, sync_session: Any
-) -> None:
+async def three_answered_and_one_timed_out(cql_server: Any, sync_session: Any) -> None:
     from cassandra import ReadTimeout
 
     from bridge.adapters.cassandra import AsyncSession
@@ -50,6 +57,12 @@ async def test_request_duration_by_host_and_error_type(
     cql_server.prime("SELECT peer FROM system.peers", error="read_timeout")
     with pytest.raises(ReadTimeout):
         await session.execute("SELECT peer FROM system.peers")
+
+
+async def test_request_duration_by_host_and_error_type(
+    exporter: Exporter, cql_server: Any, sync_session: Any
+) -> None:
+    await three_answered_and_one_timed_out(cql_server, sync_session)
     collected = await exporter.collect()
     name = "db.client.operation.duration"
     host = {"db__system__name": "cassandra", "server__port": cql_server.port}
@@ -77,3 +90,24 @@ async def test_requests_in_flight_and_waiting(
             tg.cancel_scope.cancel()
     assert during.value("bridge.cassandra.requests.active") >= 1
     assert during.value("bridge.cassandra.requests.waiting") >= 1
+
+
+@pytest.fixture(params=TEMPORALITIES)
+def wrapped(request: pytest.FixtureRequest) -> Iterator[Wrapped]:
+    yield from open_wrapped(request.param)
+
+
+async def test_pre_aggregated_request_durations_match_the_sdk(
+    wrapped: Wrapped, cql_server: Any, sync_session: Any
+) -> None:
+    """Through bridge.metrics.opentelemetry_exporter: the same points as the SDK's own
+    aggregation of every value, exact counts, min and max included."""
+    await three_answered_and_one_timed_out(cql_server, sync_session)
+    name = "db.client.operation.duration"
+    ours, sdk = histogram_points(wrapped.export(), name), histogram_points(wrapped.oracle(), name)
+    assert ours.keys() == sdk.keys()
+    for key, point in ours.items():
+        same_histogram(point, sdk[key])
+    (timed_out,) = [p for key, p in ours.items() if ("error.type", "cassandra.ReadTimeout") in key]
+    assert timed_out.count == 1 and timed_out.min == timed_out.max == timed_out.sum > 0
+    assert sum(p.count for p in ours.values()) >= 4
