@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import bridge
@@ -376,6 +377,48 @@ def test_a_result_is_collectable_as_soon_as_the_caller_drops_it() -> None:
         gc.collect()
         assert [ref() for ref in refs] == [None, None, None]
     dedicated.close()
+
+
+# -- waking idle threads: a burst of jobs handed out in one loop turn -------------------
+
+
+async def _burst(pool: WorkerPool, width: int) -> None:
+    barrier = threading.Barrier(width, timeout=30)  # passes only if all run at once
+    async with anyio.create_task_group() as tg:
+        for _ in range(width):  # submitted in one loop turn
+            tg.start_soon(functools.partial(run_job, barrier.wait, executor=pool))
+    assert not barrier.broken
+
+
+@pytest.mark.anyio
+async def test_a_burst_of_jobs_wakes_every_idle_thread() -> None:
+    pool = WorkerPool(12, core=12, name="bridge-worker-burst")
+    await _burst(pool, 12)  # twelve threads started, then idle
+    assert await bridge.to_thread(pool.wait_idle, 30)
+    for _ in range(20):
+        await _burst(pool, 12)  # every idle thread woken, though each job blocks
+        assert pool.statistics().threads == 12  # the idle ones ran them: none started
+    assert await bridge.to_thread(pool.wait_idle, 30)
+    stats = pool.statistics()
+    assert stats.idle == stats.threads == 12 and stats.queued == 0
+
+
+@pytest.mark.anyio
+async def test_short_jobs_in_bursts_all_run_and_leave_every_thread_idle() -> None:
+    # Many bursts, each handed out while threads from the last are still
+    # waking: every job runs once, and every thread ends idle.
+    pool = WorkerPool(8, core=8, name="bridge-worker-steal")
+    done: list[int] = []
+
+    async with anyio.create_task_group() as tg:
+        for i in range(2000):
+            tg.start_soon(functools.partial(run_job, done.append, i, executor=pool))
+            if i % 50 == 49:
+                await anyio.lowlevel.checkpoint()
+    assert sorted(done) == list(range(2000))
+    assert await bridge.to_thread(pool.wait_idle, 30)
+    stats = pool.statistics()
+    assert stats.idle == stats.threads and stats.queued == 0 and stats.threads <= 8
 
 
 # -- waiting until the pool is idle, thread names -----------------------------------
