@@ -422,7 +422,14 @@ def main() -> None:
         help="workloads to run, comma-separated (and `hooks`: the per-hook costs alone)",
     )
     parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument(
+        "--variants",
+        default="prometheus,otel replay,otel pre-agg",
+        help="the variants between 'off' and 'off again' (always run), comma-separated",
+    )
     args = parser.parse_args()
+    global VARIANTS
+    VARIANTS = ("off", *args.variants.split(","), "off again")
     backends = args.backends.split(",")
 
     from bench.http import start_server
