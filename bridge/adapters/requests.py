@@ -558,6 +558,13 @@ class AsyncSession:
         except anyio.get_cancelled_exc_class():
             flight.abort()
             raise
+        except requests.exceptions.Timeout:
+            if flight.ends_at < math.inf:
+                # requests' timeout was cut to the caller's deadline and can end the thread
+                # just before a late loop runs the deadline's own cancellation: wait for it
+                # (its timer is due first), so the caller sees its deadline's TimeoutError.
+                await anyio.sleep(max(0.0, flight.ends_at - time.monotonic()))
+            raise
         assert response is not None  # None only when cancelled first: then nobody gets here
         return response, flight
 
