@@ -74,6 +74,18 @@ class Variant:
             self.provider = MeterProvider(metric_readers=[reader])
             bridge.metrics.enable_opentelemetry(self.provider)
             self._collect = reader.get_metrics_data
+        elif name == "prometheus + idle sdk":
+            # Prometheus, beside an SDK MeterProvider with a periodic reader that bridge is
+            # not enabled on: what the SDK's mere presence costs.
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+            from prometheus_client import CollectorRegistry, generate_latest
+
+            registry = CollectorRegistry()
+            bridge.metrics.enable_prometheus(registry)
+            idle = PeriodicExportingMetricReader(dropping_exporter(), export_interval_millis=1e9)
+            self.provider = MeterProvider(metric_readers=[idle])
+            self._collect = lambda: generate_latest(registry)
         elif name == "otel pre-agg":
             from opentelemetry.sdk.metrics import MeterProvider
             from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
@@ -91,7 +103,7 @@ class Variant:
 
     def close(self) -> None:
         bridge.metrics.disable()
-        if self.name.startswith("otel"):
+        if self.name.startswith("otel") or self.name.endswith("sdk"):
             self.provider.shutdown()
 
 
