@@ -441,7 +441,17 @@ def main() -> None:
     )
     args = parser.parse_args()
     global VARIANTS
-    VARIANTS = ("off", *args.variants.split(","), "off again")
+    known = ("prometheus", "otel replay", "otel pre-agg", "prometheus + idle sdk")
+    chosen = [v.strip() for v in args.variants.split(",") if v.strip() not in ("off", "off again")]
+    unknown = [v for v in chosen if v not in known] + [
+        v for v in set(chosen) if chosen.count(v) > 1
+    ]
+    if unknown:
+        parser.error(
+            f"--variants: {', '.join(map(repr, unknown))} unknown or repeated; pick from "
+            f"{', '.join(known)} ('off' and 'off again' always run)"
+        )
+    VARIANTS = ("off", *chosen, "off again")
     backends = args.backends.split(",")
 
     from bench.http import start_server
