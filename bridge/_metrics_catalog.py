@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from bridge import _metrics
+from bridge._metrics import Key
 
-Key = tuple[Any, ...]
 Kind = Literal["gauge", "counter", "updowncounter"]
 
 

@@ -36,7 +36,8 @@ from typing import Any
 from opentelemetry.metrics import CallbackOptions, Histogram, MeterProvider, Observation
 
 from bridge import _metrics
-from bridge._metrics_catalog import Key, Observable
+from bridge._metrics import Key
+from bridge._metrics_catalog import Observable
 
 Attributes = dict[str, Any]
 
