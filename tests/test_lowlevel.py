@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import math
 import threading
+import time
 from typing import Any
 
 import anyio
@@ -188,3 +190,20 @@ async def test_current_loop_is_stable_and_identifies_the_loop() -> None:
 def test_current_loop_outside_a_loop_says_what_to_do() -> None:
     with pytest.raises(bridge.NoEventLoopError, match="current_loop"):
         lowlevel.current_loop()
+
+
+async def test_time_left_reads_the_tasks_deadline() -> None:
+    assert lowlevel.time_left() == math.inf
+    with anyio.fail_after(10):  # noqa: ASYNC100 - read, not awaited
+        assert 0 < lowlevel.time_left() <= 10
+    await lowlevel.yield_to_deadline()  # no deadline: returns at once
+
+
+@pytest.mark.allow_blocking(reason="holds the loop past the deadline, as a loaded machine does")
+async def test_yield_to_deadline_lets_a_passed_deadline_end_the_call() -> None:
+    # The deadline passes while the loop is held, so its timer has not run yet; a
+    # plain checkpoint would let the task go on (asyncio) with a driver's error.
+    with pytest.raises(TimeoutError):
+        with anyio.fail_after(0.01):
+            time.sleep(0.05)  # noqa: ASYNC251 - the point: a loop held past the deadline
+            await lowlevel.yield_to_deadline()

@@ -47,7 +47,7 @@ from urllib3.poolmanager import PoolManager
 
 from bridge import ClosedError, Limiter, PoolStatistics, current_deadline
 from bridge.adapters import _requests_metrics
-from bridge.lowlevel import Job, Waker, WorkerPool, current_waker, run_job
+from bridge.lowlevel import Job, Waker, WorkerPool, current_waker, run_job, yield_to_deadline
 
 # anyio loads a backend's module on its first use; here that first use would be
 # on the loop (a ~70 ms import, which the watchdog rightly reports), so load the
@@ -561,9 +561,9 @@ class AsyncSession:
         except requests.exceptions.Timeout:
             if flight.ends_at < math.inf:
                 # requests' timeout was cut to the caller's deadline and can end the thread
-                # just before a late loop runs the deadline's own cancellation: wait for it
-                # (its timer is due first), so the caller sees its deadline's TimeoutError.
-                await anyio.sleep(max(0.0, flight.ends_at - time.monotonic()))
+                # just before a late loop runs the deadline's own cancellation: wait for
+                # it, so the caller sees its deadline's TimeoutError.
+                await yield_to_deadline()
             raise
         assert response is not None  # None only when cancelled first: then nobody gets here
         return response, flight

@@ -12,6 +12,7 @@ import decimal
 import gc
 import logging
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Iterator
@@ -621,6 +622,28 @@ async def test_anyio_timeouts_cancel_execute(
     with pytest.raises(TimeoutError):
         with anyio.fail_after(0.05):
             await session.execute("SELECT v FROM kv WHERE k = 78")
+    await eventually(lambda: session.statistics().in_flight == 0)
+
+
+@pytest.mark.allow_blocking(reason="holds the loop past the deadline, as a loaded machine does")
+async def test_a_deadline_delivered_late_still_ends_the_call_with_timeout_error(
+    session: AsyncSession, cql_server: ServerThread
+) -> None:
+    # The driver's timeout is the deadline (+ a little). Held past both, the loop
+    # finds the driver's OperationTimedOut (the thread transport's reactor thread
+    # delivered it meanwhile) before it runs the deadline's own cancellation: the
+    # caller must still get the TimeoutError its fail_after promises.
+    cql_server.prime("SELECT v FROM kv WHERE k = 79", delay=5.0, times=1)
+
+    async def hold_the_loop() -> None:
+        await anyio.sleep(0.1)
+        time.sleep(0.5)  # noqa: ASYNC251 - the point: a loop held past the deadline
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hold_the_loop)
+        with pytest.raises(TimeoutError):
+            with anyio.fail_after(0.2):
+                await session.execute("SELECT v FROM kv WHERE k = 79")
     await eventually(lambda: session.statistics().in_flight == 0)
 
 
