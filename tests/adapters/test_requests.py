@@ -6,6 +6,7 @@ import base64
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
@@ -433,6 +434,30 @@ async def test_a_deadline_ends_the_call_by_requests_own_timeout(server: HTTPTest
         assert [type(e) for e in sent.errors] == [requests.exceptions.ReadTimeout]
         await eventually(lambda: threads_idle(session))
         assert (await session.get(server.url("/echo"))).status_code == 200
+
+
+@pytest.mark.allow_blocking(reason="holds the loop past the deadline, as a loaded machine does")
+async def test_a_deadline_delivered_late_still_ends_the_call_with_timeout_error(
+    server: HTTPTestServer,
+) -> None:
+    # Held past the deadline, the loop finds requests' ReadTimeout (cut to the
+    # deadline) before it runs the deadline's own cancellation.
+    async with AsyncSession(limiter=bridge.Limiter(2), timeout=(5, 600)) as session:
+        sent = SendRecorder(session)
+
+        async def hold_the_loop() -> None:
+            await anyio.sleep(0.15)
+            # Blocks the loop until requests' own timeout has ended the call in its
+            # thread, and a little longer, while the thread hands the error back.
+            sent.ended.wait(30)
+            time.sleep(0.05)  # noqa: ASYNC251 - the point: the loop is late
+
+        async with anyio.create_task_group() as tg:
+            with pytest.raises(TimeoutError):
+                with anyio.fail_after(0.3):
+                    tg.start_soon(hold_the_loop)
+                    await session.get(server.url("/hang"))
+        assert [type(e) for e in sent.errors] == [requests.exceptions.ReadTimeout]
 
 
 @pytest.mark.parametrize("bad", [-1, 0, float("nan"), float("inf"), (1, -1), (1, 2, 3), "10"])
