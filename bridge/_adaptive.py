@@ -17,12 +17,18 @@ the throughput of Limiter(16).
 Refinements, each from a measured failure:
 
 * Not our lateness: a late sample counts only if the process's other
-  threads used at least MIN_SHARE of a core since the previous one. Below
-  that the GIL was mostly free and the loop was late for another reason (the
-  machine's other processes) that fewer tokens would not fix. Measured
-  shares: `time.sleep` calls 0.16-0.22 cores at 100 tokens, requests at the
-  5 ms target 0.66-0.79, CPU-bound calls 0.93-0.97; on a loaded machine
-  (load 10) sleep-only calls saw 0-3% of samples late at every token count.
+  threads used at least MIN_SHARE of a core since the previous one, or the
+  loop's own thread at least MIN_OWN. Below both the GIL was mostly free and
+  the loop mostly idle, so it was late for another reason (the machine's
+  other processes) that fewer tokens would not fix. Measured shares:
+  `time.sleep` calls 0.16-0.22 cores at 100 tokens, requests at the 5 ms
+  target 0.66-0.79, CPU-bound calls 0.93-0.97; on a loaded machine (load 10)
+  sleep-only calls saw 0-3% of samples late at every token count. The loop's
+  own share is for drivers the loop itself drives (the DB-API loop transport,
+  Cassandra's): no thread of theirs holds the GIL, but each call in flight
+  is work for the loop and for the server it shares the cores with, and a
+  fixed Limiter(8) on psycopg2's loop transport at saturation held the
+  heartbeat's p99 at 0.6-2.1 ms against 21-36 ms unbounded (bench/RESULTS.md).
 * One cut per round: after a cut the limit neither falls nor grows until the
   calls running fit in it; until then lateness is the old concurrency's.
   (Without it a cut bumped into the growth: one cut in 326 samples, p99 17 ms.)
@@ -52,6 +58,7 @@ GROW = math.log(1 / CUT) * QUANTILE_MISS / (1 - QUANTILE_MISS)
 SLOW_START = math.log(2) / 8  # until the first late sample: doubling every 8 samples
 RAMP = 100  # on-time samples in a row after which growth speeds up by one GROW each time
 MIN_SHARE = 0.3  # cores of CPU the other threads must have used for a late sample to count
+MIN_OWN = 0.4  # ... or the loop's own thread (a loop-driven driver's work)
 
 
 class Controller:
@@ -92,16 +99,19 @@ class Controller:
         self.ignored = 0  # late samples not counted: the other threads were nearly idle
         self.shares = 0.0  # the sum of the samples' CPU shares (their mean, over `samples`)
 
-    def feed(self, late: float, share: float, *, saturated: bool, running: int) -> int:
+    def feed(
+        self, late: float, share: float, *, saturated: bool, running: int, own: float = 0.0
+    ) -> int:
         """One sample: the loop ran a timer `late` seconds late while the other threads
-        used `share` cores; `running` calls hold tokens now. Returns the new token count."""
+        used `share` cores and the loop's thread `own`; `running` calls hold tokens now.
+        Returns the new token count."""
         self.samples += 1
         self.shares += share
         if self.cut_to is not None and running <= self.cut_to:
             self.cut_to = None  # the last cut has taken effect
         if late > self.target:
             self.on_time = 0
-            if share < MIN_SHARE:
+            if share < MIN_SHARE and own < MIN_OWN:
                 self.ignored += 1
             elif self.cut_to is None:
                 self.starting = False

@@ -9,10 +9,11 @@ same delay every timer, socket read and woken task on that loop suffers.
 at no extra wake-up but missed what a timer suffers: bench/RESULTS.md.)
 
 Each sample comes with what could have caused it: how much CPU the process's
-other threads used since the previous one. The loop waits for the GIL only
-while another thread of ours holds it; when the other threads are nearly idle
-the lateness comes from elsewhere (the machine's other processes, the loop's
-own work) and fewer tokens would not help.
+other threads used since the previous one, and how much the loop's own
+thread did. The loop waits for the GIL only while another thread of ours
+holds it, and runs late on its own work only while it has much of it; when
+both are small the lateness comes from elsewhere (the machine's other
+processes) and fewer tokens would not help.
 
 The probe runs only while some adaptive limiter it serves has calls running
 or waiting; a loop with no adaptive limiter never has one, so plain limiters
@@ -47,12 +48,13 @@ class Lateness:
     loop's thread.
     """
 
-    __slots__ = ("_clock", "_idle", "_lock", "limiters", "running", "share")
+    __slots__ = ("_clock", "_idle", "_lock", "limiters", "own", "running", "share")
 
     def __init__(self) -> None:
         self.limiters: weakref.WeakSet[Limiter] = weakref.WeakSet()
         self.running = False  # a probe timer is scheduled, or about to be
         self.share = 0.0  # EWMA of the other threads' CPU use, in cores
+        self.own = 0.0  # EWMA of the loop thread's own CPU use, in cores
         self._clock = (0.0, 0.0, 0.0)  # perf_counter, process_time, loop thread_time
         self._idle = 0
         self._lock = threading.Lock()
@@ -79,11 +81,12 @@ class Lateness:
         if now > then:
             others = max(0.0, (cpu - cpu0) - (mine - mine0)) / (now - then)
             self.share += SHARE_WEIGHT * (others - self.share)
+            self.own += SHARE_WEIGHT * ((mine - mine0) / (now - then) - self.own)
         with self._lock:  # `watch` may add to the set from another thread meanwhile
             limiters = list(self.limiters)
         busy = False
         for limiter in limiters:
-            busy = limiter._lateness(late, self.share) or busy
+            busy = limiter._lateness(late, self.share, self.own) or busy
         with self._lock:
             self._idle = 0 if busy else self._idle + 1
             if self._idle < IDLE_SAMPLES:

@@ -248,7 +248,7 @@ class Limiter:
         control.lateness = waker.lateness
         waker.lateness.watch(self, waker)
 
-    def _lateness(self, late: float, share: float) -> bool:
+    def _lateness(self, late: float, share: float, own: float = 0.0) -> bool:
         """On a loop's thread, from its probe: one sample. True while calls run or wait."""
         control = self._control
         assert control is not None
@@ -256,7 +256,7 @@ class Limiter:
             running = self._tokens - self._available
             saturated = control.saturated or self._waiting > 0
             control.saturated = False
-            tokens = control.feed(late, share, saturated=saturated, running=running)
+            tokens = control.feed(late, share, saturated=saturated, running=running, own=own)
             granted = self._resize(tokens) if tokens != self._tokens else _NONE
             busy = running > 0 or self._waiting > 0
         for entry in granted:

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from bridge import Limiter, asyncify
-from bridge._adaptive import CUT, GROW, MIN_SHARE, QUANTILE_MISS, RAMP, Controller
+from bridge._adaptive import CUT, GROW, MIN_OWN, MIN_SHARE, QUANTILE_MISS, RAMP, Controller
 from tests.support import eventually
 
 pytestmark = pytest.mark.anyio
@@ -288,6 +288,17 @@ def test_controller_ignores_lateness_the_other_threads_cannot_have_caused() -> N
     assert control.feed(0.050, MIN_SHARE / 2, saturated=True, running=6) == int(limit)
     assert (control.limit, control.cuts, control.ignored) == (limit, 0, 1)
     assert control.starting  # still in slow start
+
+
+def test_controller_counts_lateness_from_the_loops_own_work() -> None:
+    # A loop-driven driver (no thread of its own) makes the loop late by the work its
+    # calls in flight bring: the loop's own CPU share makes that late sample count.
+    control = Controller(floor=1, ceiling=100, target=0.005)
+    limit = control.limit
+    assert control.feed(0.050, 0.0, saturated=True, running=6, own=MIN_OWN / 2) == int(limit)
+    assert control.ignored == 1
+    assert control.feed(0.050, 0.0, saturated=True, running=6, own=MIN_OWN) == int(limit * CUT)
+    assert (control.cuts, control.ignored) == (1, 1)
 
 
 def test_controller_grows_only_when_calls_wait_and_never_past_the_ceiling() -> None:
