@@ -1,4 +1,8 @@
-"""bridge.adapters.dbapi with psycopg2 against the real PostgreSQL on 127.0.0.1 (never a mock)."""
+"""bridge.adapters.dbapi with psycopg2 against the real PostgreSQL on 127.0.0.1 (never a mock).
+
+Every test runs on both transports: the event loop driving psycopg2's
+asynchronous mode (the default) and a thread per call (`transport="thread"`).
+"""
 
 from __future__ import annotations
 
@@ -17,15 +21,16 @@ from tests.adapters.dbapi_servers import postgres, unique_table, until
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(scope="module")
-def pg() -> dict[str, Any]:
-    return postgres()
+@pytest.fixture(scope="module", params=["loop", "thread"])
+def pg(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """create_pool keyword arguments: the server's, and the transport under test."""
+    return {**postgres(), "transport": request.param}
 
 
 @pytest.fixture(scope="module")
-def admin(pg: dict[str, Any]) -> Iterator[Any]:
+def admin() -> Iterator[Any]:
     """A plain psycopg2 connection of the test's own, to look at the server from outside."""
-    conn = psycopg2.connect(**pg)
+    conn = psycopg2.connect(**postgres())
     conn.autocommit = True
     yield conn
     conn.close()
