@@ -117,6 +117,22 @@ async def test_stream_uses_a_named_cursor_and_bounded_batches(pg: dict[str, Any]
         assert await conn.fetchone("select 1") == (1,)
 
 
+async def test_a_stream_left_open_is_closed_before_the_connection_is_reused(
+    pg: dict[str, Any],
+) -> None:
+    async with create_pool(psycopg2.connect, max_size=1, **pg) as pool:
+        async with pool.connection() as conn:
+            rows = conn.stream("select i from generate_series(1, 1000) as i", batch=10)
+            async for (i,) in rows:
+                if i == 5:
+                    break  # neither exhausted nor closed: the task lets go mid-stream
+        await until(lambda: pool.statistics().idle == 1, "the connection back in the pool")
+        async with pool.connection() as conn:
+            assert await conn.fetchall("select name from pg_cursors") == []
+            assert await conn.fetchone("select 1") == (1,)
+        assert pool.statistics().replaced == 0
+
+
 async def test_a_deadline_reaches_the_server_as_statement_timeout(pg: dict[str, Any]) -> None:
     async with create_pool(psycopg2.connect, **pg) as pool, pool.connection() as conn:
         with anyio.fail_after(30):
