@@ -17,6 +17,7 @@ import psycopg2
 import psycopg2.extras
 import pytest
 
+import bridge
 from bridge.adapters.dbapi import create_pool
 from tests.adapters.dbapi_servers import postgres, unique_table
 
@@ -149,8 +150,30 @@ async def test_connect_timeout_applies_to_the_asynchronous_connect() -> None:
         await pool.close()
 
 
+async def test_a_message_nobody_waits_for_leaves_the_connection_working(
+    pg: dict[str, Any],
+) -> None:
+    """A NOTIFY reaches a connection idle in the pool: its socket is readable with no
+    statement waiting (the loop stops watching it), and the next statement reads both."""
+    channel = f"bridge_{unique_table()}"
+    admin = psycopg2.connect(**pg)
+    admin.autocommit = True
+    try:
+        async with create_pool(psycopg2.connect, max_size=1, **pg) as pool:
+            async with pool.connection() as conn:
+                await conn.execute(f"listen {channel}")
+                raw = conn.raw
+            with admin.cursor() as cursor:
+                cursor.execute(f"notify {channel}, 'hello'")
+            async with pool.connection() as conn:
+                assert await conn.fetchone("select 1") == (1,)
+            assert [n.payload for n in raw.notifies] == ["hello"]
+    finally:
+        admin.close()
+
+
 def test_a_pool_serves_one_loop_after_another(pg: dict[str, Any]) -> None:
-    """Nothing stays registered with a loop between statements: asyncio, then trio."""
+    """A socket watched by a loop that has ended is watched by the next one."""
     pool = create_pool(psycopg2.connect, min_size=1, max_size=1, **pg)
 
     async def pid() -> int:
@@ -158,5 +181,34 @@ def test_a_pool_serves_one_loop_after_another(pg: dict[str, Any]) -> None:
         return int((await pool.fetchone("select pg_backend_pid()"))[0])
 
     first = anyio.run(pid)
-    assert anyio.run(pid, backend="trio") == first  # the same connection, on another loop
+    assert anyio.run(pid, backend_options={"use_uvloop": True}) == first  # same connection
+    assert anyio.run(pid, backend="trio") == first
+    assert anyio.run(pid) == first
     anyio.run(pool.close)
+
+
+def test_two_loops_in_two_threads_share_one_connection(pg: dict[str, Any]) -> None:
+    """The connection moves between two running loops; each removes its own registration."""
+    pool = create_pool(psycopg2.connect, min_size=0, max_size=1, **pg)
+    both_done = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def run(uvloop: bool) -> None:
+        async def main() -> None:
+            for n in range(30):
+                assert await pool.fetchone("select %s::int", (n,)) == (n,)
+            await bridge.to_thread(both_done.wait, 60)  # both loops run until both are done
+
+        try:
+            anyio.run(main, backend_options={"use_uvloop": uvloop})
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(uvloop,)) for uvloop in (False, True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert anyio.run(pool.fetchone, "select 7") == (7,)
+    assert anyio.run(pool.close)

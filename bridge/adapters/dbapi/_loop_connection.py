@@ -30,6 +30,7 @@ import concurrent.futures
 import itertools
 import math
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -40,7 +41,7 @@ from bridge import wrap_future
 from bridge.adapters import _dbapi_metrics
 from bridge.adapters.dbapi._connection import CANCEL_WAIT, SERVER_TIMEOUT_MARGIN, Connection
 from bridge.adapters.dbapi._dialect import Cursor, Dialect, Raw
-from bridge.adapters.dbapi._loop_io import LoopIO, loop_io
+from bridge.adapters.dbapi._loop_io import LoopIO, SocketWait, loop_io
 from bridge.lowlevel import Executor
 
 if TYPE_CHECKING:
@@ -69,17 +70,16 @@ def _rowcount(cursor: Cursor) -> Any:
     return cursor.rowcount
 
 
-async def wait_ready(raw: Raw, io: LoopIO) -> None:
+async def wait_ready(raw: Raw, sock: SocketWait) -> None:
     """Poll `raw` until the statement (or the connect) in progress is done; raises its error."""
-    fd = raw.fileno()
     while True:
         state = raw.poll()
         if state == POLL_OK:
             return
         if state == POLL_READ:
-            await io.readable(fd)
+            await sock.readable()
         elif state == POLL_WRITE:
-            await io.writable(fd)
+            await sock.writable()
         else:  # psycopg2 documents no other state
             raise psycopg2.OperationalError(f"psycopg2 poll() returned {state!r}")
 
@@ -89,18 +89,34 @@ class LoopConnection(Connection):
 
     on_loop = True
 
-    def __init__(self, pool: Pool, raw: Raw, executor: Executor, dialect: Dialect) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        raw: Raw,
+        executor: Executor,
+        dialect: Dialect,
+        io: LoopIO,
+        sock: SocketWait,
+    ) -> None:
         super().__init__(pool, raw, executor, dialect)
         self._cur: Cursor = raw.cursor()  # its one cursor: results are read as they come
         self._fd = raw.fileno()
-        self._io: LoopIO | None = None
+        self._io = io
+        self._sock = sock
+        self._retired: list[SocketWait] = []  # other loops' registrations not removed yet
         self._in_flight = False  # a statement was sent and its result is not read yet
         self._begin_pending = False  # BEGIN goes out with the transaction's first statement
         self._timeout_in_transaction = False  # a rollback may bring back an old statement_timeout
 
     def bind(self) -> None:
         """On the loop that acquired it: wait on its socket with this loop."""
-        self._io = loop_io(self._io)
+        io = loop_io(self._io)
+        if io is self._io:
+            return
+        self._io = io
+        old, self._sock = self._sock, io.socket(self._fd)
+        old.detach()  # on its own loop's thread, if that loop runs elsewhere
+        self._retired = [w for w in (*self._retired, old) if w.watching]
 
     # -- what users call ------------------------------------------------------
 
@@ -188,8 +204,7 @@ class LoopConnection(Connection):
         cursor.execute(sql, params)  # sends it; fails before sending on bad parameters
         self._begin_pending = False
         self._in_flight = True
-        raw, io, fd = self._raw, self._io, self._fd
-        assert io is not None  # bound by the pool when it handed the connection out
+        raw, sock = self._raw, self._sock
         while True:
             try:
                 state = raw.poll()
@@ -202,9 +217,9 @@ class LoopConnection(Connection):
                 return
             try:
                 if state == POLL_READ:
-                    await io.readable(fd)
+                    await sock.readable()
                 else:
-                    await io.writable(fd)
+                    await sock.writable()
             except BaseException:
                 self._give_up_on_loop()  # cancelled with the statement on the server
                 raise
@@ -317,9 +332,7 @@ class LoopConnection(Connection):
     def recover_soon(self, cancel_sent: concurrent.futures.Future[None] | None = None) -> None:
         """Roll back and check the connection in a background task, then return it to the pool."""
         self._lost = True
-        io = self._io
-        assert io is not None
-        io.spawn(lambda: self._recover(cancel_sent))
+        self._io.spawn(lambda: self._recover(cancel_sent))
 
     async def _recover(self, cancel_sent: concurrent.futures.Future[None] | None) -> None:
         try:
@@ -357,7 +370,7 @@ class LoopConnection(Connection):
         if self._in_flight:
             self._in_flight = False
             try:
-                await wait_ready(self._raw, self._io)  # type: ignore[arg-type]
+                await wait_ready(self._raw, self._sock)
             except psycopg2.Error:
                 if self._raw.closed:
                     raise
@@ -367,7 +380,7 @@ class LoopConnection(Connection):
         cursor = self._cur
         cursor.execute(("ROLLBACK;" if rollback else "") + "SET statement_timeout TO DEFAULT")
         self._in_flight = True
-        await wait_ready(self._raw, self._io)  # type: ignore[arg-type]
+        await wait_ready(self._raw, self._sock)
         self._in_flight = False
         self._timeout_set = self._timeout_in_transaction = False
 
@@ -381,7 +394,7 @@ class LoopConnection(Connection):
             pass
         self._close_raw()
         try:
-            self._raw = await self._pool._connect_on_loop(self._io)  # type: ignore[arg-type]
+            self._raw, self._sock = await self._pool._connect_on_loop(self._io)
         except BaseException:
             self.broken = True
             raise
@@ -389,3 +402,21 @@ class LoopConnection(Connection):
         self._cur = self._raw.cursor()
         self._fd = self._raw.fileno()
         self._timeout_set = self._timeout_in_transaction = False
+
+    def _close_raw(self) -> None:
+        """Close the driver connection once no loop watches its socket any more."""
+        self._cursor = None
+        self.stream_open = None
+        raw, dialect = self._raw, self._dialect
+
+        def close() -> None:
+            try:
+                dialect.close(raw)
+            except Exception:
+                pass  # thrown away because it failed, or the pool closes: nothing to add
+
+        then = partial(self._sock.detach, close)
+        for old in self._retired:
+            then = partial(old.detach, then)
+        self._retired = []
+        then()

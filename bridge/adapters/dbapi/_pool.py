@@ -38,7 +38,7 @@ from bridge import ClosedError, DedicatedThread, metrics, wrap_future
 from bridge.adapters.dbapi._call import DONE, PENDING, Call
 from bridge.adapters.dbapi._connection import Connection
 from bridge.adapters.dbapi._dialect import Raw, dialect_for
-from bridge.adapters.dbapi._loop_io import LoopIO, loop_io
+from bridge.adapters.dbapi._loop_io import LoopIO, SocketWait, loop_io
 from bridge.lowlevel import Executor, Job, WorkerPool, current_waker, run_job
 
 DEFAULT_CLOSE_TIMEOUT = 30.0
@@ -391,33 +391,34 @@ class Pool:
 
         try:
             io = loop_io(None)
-            raw = await self._connect_on_loop(io)
+            raw, sock = await self._connect_on_loop(io)
         except BaseException:
             self._slot_freed(replaced=False)
             raise
         with self._lock:
             self._opened += 1
-        return LoopConnection(self, raw, self._workers, dialect_for(raw))
+        return LoopConnection(self, raw, self._workers, dialect_for(raw), io, sock)
 
-    async def _connect_on_loop(self, io: LoopIO) -> Raw:
+    async def _connect_on_loop(self, io: LoopIO) -> tuple[Raw, SocketWait]:
         """Connect in asynchronous mode: libpq's start (a DNS lookup: it may block) on a
         thread, the rest (TCP, TLS, authentication) polled by the loop."""
         from bridge.adapters.dbapi._loop_connection import wait_ready
 
         raw = await run_job(self._start_connect)
+        sock = io.socket(raw.fileno())
         timeout = self._connect_timeout
         try:
             with anyio.move_on_after(timeout) as scope:
-                await wait_ready(raw, io)
+                await wait_ready(raw, sock)
         except BaseException:
-            raw.close()
+            sock.detach(raw.close)
             raise
         if scope.cancelled_caught:
-            raw.close()
+            sock.detach(raw.close)
             raise raw.OperationalError(  # the driver's error, as its blocking connect raises
                 f"connection timed out after {timeout} s (connect_timeout)"
             )
-        return raw
+        return raw, sock
 
     def _start_connect(self) -> Raw:
         return self._connect(*self._args, async_=True, **self._kwargs)
