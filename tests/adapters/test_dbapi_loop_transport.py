@@ -150,6 +150,20 @@ async def test_connect_timeout_applies_to_the_asynchronous_connect() -> None:
         await pool.close()
 
 
+async def test_a_connect_given_up_on_frees_its_slot() -> None:
+    with socket.socket() as silent:  # the server never answers: the connect waits on the loop
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        pool = create_pool(psycopg2.connect, host="127.0.0.1", port=port, min_size=0)
+        with anyio.move_on_after(0.2) as scope:
+            await pool.fetchone("select 1")
+        assert scope.cancelled_caught
+        stats = pool.statistics()
+        assert (stats.size, stats.in_use, stats.opened) == (0, 0, 0)
+        assert await pool.close()
+
+
 async def test_a_message_nobody_waits_for_leaves_the_connection_working(
     pg: dict[str, Any],
 ) -> None:

@@ -200,8 +200,11 @@ class LoopConnection(Connection):
         """One round trip: send `sql` (with a pending BEGIN), wait for its result on the loop."""
         if self._begin_pending:
             sql = "BEGIN;" + sql
-        cursor = self._cur
-        cursor.execute(sql, params)  # sends it; fails before sending on bad parameters
+        try:
+            self._cur.execute(sql, params)  # sends it (bad parameters fail before sending)
+        except Exception as exc:
+            self._check(exc)  # a dead connection can fail the send itself
+            raise
         self._begin_pending = False
         self._in_flight = True
         raw, sock = self._raw, self._sock
@@ -368,20 +371,21 @@ class LoopConnection(Connection):
         if self._raw.closed:
             raise ConnectionError("the connection is closed")
         if self._in_flight:
-            self._in_flight = False
             try:
-                await wait_ready(self._raw, self._sock)
+                await wait_ready(self._raw, self._sock)  # the cancelled statement's answer
             except psycopg2.Error:
                 if self._raw.closed:
                     raise
+            finally:
+                self._in_flight = False
         # The reset always: after a rollback, nobody knows which timeout is in force.
         rollback = self._raw.get_transaction_status() != IDLE
         self._begin_pending = False
-        cursor = self._cur
-        cursor.execute(("ROLLBACK;" if rollback else "") + "SET statement_timeout TO DEFAULT")
-        self._in_flight = True
-        await wait_ready(self._raw, self._sock)
-        self._in_flight = False
+        self._cur.execute(("ROLLBACK;" if rollback else "") + "SET statement_timeout TO DEFAULT")
+        try:
+            await wait_ready(self._raw, self._sock)
+        finally:
+            self._in_flight = False
         self._timeout_set = self._timeout_in_transaction = False
 
     async def _revive_on_loop(self) -> None:
