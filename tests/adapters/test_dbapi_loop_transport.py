@@ -112,6 +112,15 @@ async def test_stream_inside_a_transaction_stays_in_it(pg: dict[str, Any], table
             assert await conn.fetchall(f"select * from {table}") == []  # rolled back, stream too
 
 
+async def test_a_statement_larger_than_the_socket_buffer_is_written_as_it_drains(
+    pg: dict[str, Any],
+) -> None:
+    big = "x" * (8 << 20)  # psycopg2 asks to wait for the socket to be writable (POLL_WRITE)
+    async with create_pool(psycopg2.connect, **pg) as pool:
+        assert await pool.fetchone("select length(%s)", (big,)) == (len(big),)
+        assert await pool.fetchone("select 1") == (1,)
+
+
 async def test_a_transaction_that_writes_nothing_sends_nothing(pg: dict[str, Any]) -> None:
     async with create_pool(psycopg2.connect, **pg) as pool, pool.connection() as conn:
         async with conn.transaction():
