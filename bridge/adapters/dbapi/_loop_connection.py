@@ -4,8 +4,8 @@ psycopg2 can run a connection without blocking (`async_=True`): `execute`
 sends the statement and returns, and `poll()` reads what has arrived and says
 whether it waits to read or to write the socket. Here the loop waits on the
 socket itself (reader callbacks on asyncio and uvloop, `wait_readable` on
-trio), so a statement costs no trip to a thread and back: a third of the
-client CPU per query of the thread transport (bench/RESULTS.md, DB-API).
+trio), so a statement costs no trip to a thread and back: 1.7-3.3x less client
+CPU per query than the thread transport (bench/RESULTS.md, DB-API run J).
 
 What asynchronous mode takes away, and what stands in for it:
 
