@@ -7,6 +7,8 @@ that holds its connection for 5 ms of server time (`pg_sleep(0.005)`).
 
 Peers, side by side in one run:
   * bridge: `create_pool(psycopg2.connect)` / `create_pool(pymysql.connect)`;
+    for psycopg2 its default, the loop transport (asyncio, uvloop, trio), and
+    `transport="thread"` (a trip to a worker thread per call);
   * `asyncio.to_thread` over `psycopg2.pool.ThreadedConnectionPool` (or a queue
     of PyMySQL connections): the default executor, as most code does it;
   * psycopg 3's native `AsyncConnectionPool`;
@@ -110,9 +112,19 @@ PG_WORK = {
 }
 
 
-def run_bridge(pg: dict[str, Any], sql: str, total: int, width: int, uvloop: bool = False) -> Any:
+def run_bridge(
+    pg: dict[str, Any],
+    sql: str,
+    total: int,
+    width: int,
+    uvloop: bool = False,
+    transport: str | None = None,
+    backend: str = "asyncio",
+) -> Any:
     async def main() -> tuple[float, Heartbeat]:
-        async with create_pool(psycopg2.connect, min_size=width, max_size=width, **pg) as pool:
+        async with create_pool(
+            psycopg2.connect, min_size=width, max_size=width, transport=transport, **pg
+        ) as pool:
 
             async def call(key: int) -> None:
                 async with pool.connection() as conn:
@@ -122,6 +134,8 @@ def run_bridge(pg: dict[str, Any], sql: str, total: int, width: int, uvloop: boo
 
             return await timed(call, total, width)
 
+    if backend == "trio":
+        return anyio.run(main, backend="trio")
     return anyio.run(main, backend_options={"use_uvloop": uvloop})
 
 
@@ -496,6 +510,15 @@ def main() -> None:
                 base: partial(run_bridge, pg, sql, total, width),
                 "bridge create_pool(psycopg2) uvloop": partial(
                     run_bridge, pg, sql, total, width, True
+                ),
+                "bridge create_pool(psycopg2) trio": partial(
+                    run_bridge, pg, sql, total, width, backend="trio"
+                ),
+                'bridge transport="thread" asyncio': partial(
+                    run_bridge, pg, sql, total, width, transport="thread"
+                ),
+                'bridge transport="thread" uvloop': partial(
+                    run_bridge, pg, sql, total, width, True, transport="thread"
                 ),
                 "asyncio.to_thread + psycopg2.pool": partial(run_to_thread, pg, sql, total, width),
                 "psycopg 3 AsyncConnectionPool": partial(run_psycopg3, pg, sql, total, width),

@@ -12,7 +12,7 @@ API is used, as a user's adapter would.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bridge import metrics
@@ -82,6 +82,35 @@ def timed(run: Run, dialect: Any) -> Run:
         start = time.perf_counter()
         try:
             result = run(op, sql, params, many)
+        except BaseException as error:
+            seconds = time.perf_counter() - start
+            key = (system, operation(sql, many), None, None, metrics.error_type(error))
+            metrics.db_client_duration.record(seconds, key)
+            raise
+        seconds = time.perf_counter() - start
+        metrics.db_client_duration.record(seconds, (system, operation(sql, many), None, None, None))
+        return result
+
+    return timed_run
+
+
+ARun = Callable[..., Awaitable[Any]]
+
+
+def timed_async(run: ARun, dialect: Any) -> ARun:
+    """`timed` for a statement function that runs on the loop (the loop transport).
+
+    The duration is the statement's round trip as the loop sees it: the driver
+    and the wire, plus however late the loop was to read the answer.
+    """
+    if not metrics.recording():
+        return run
+    system = SYSTEMS.get(dialect.name, "other_sql")
+
+    async def timed_run(op: Any, sql: str, params: Any, many: bool) -> Any:
+        start = time.perf_counter()
+        try:
+            result = await run(op, sql, params, many)
         except BaseException as error:
             seconds = time.perf_counter() - start
             key = (system, operation(sql, many), None, None, metrics.error_type(error))

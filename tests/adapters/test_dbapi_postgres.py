@@ -1,4 +1,8 @@
-"""bridge.adapters.dbapi with psycopg2 against the real PostgreSQL on 127.0.0.1 (never a mock)."""
+"""bridge.adapters.dbapi with psycopg2 against the real PostgreSQL on 127.0.0.1 (never a mock).
+
+Every test runs on both transports: the event loop driving psycopg2's
+asynchronous mode (the default) and a thread per call (`transport="thread"`).
+"""
 
 from __future__ import annotations
 
@@ -17,15 +21,16 @@ from tests.adapters.dbapi_servers import postgres, unique_table, until
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(scope="module")
-def pg() -> dict[str, Any]:
-    return postgres()
+@pytest.fixture(scope="module", params=["loop", "thread"])
+def pg(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """create_pool keyword arguments: the server's, and the transport under test."""
+    return {**postgres(), "transport": request.param}
 
 
 @pytest.fixture(scope="module")
-def admin(pg: dict[str, Any]) -> Iterator[Any]:
+def admin() -> Iterator[Any]:
     """A plain psycopg2 connection of the test's own, to look at the server from outside."""
-    conn = psycopg2.connect(**pg)
+    conn = psycopg2.connect(**postgres())
     conn.autocommit = True
     yield conn
     conn.close()
@@ -110,6 +115,22 @@ async def test_stream_uses_a_named_cursor_and_bounded_batches(pg: dict[str, Any]
         assert total == 20000 * 20001 // 2
         assert await conn.fetchall("select name from pg_cursors") == []
         assert await conn.fetchone("select 1") == (1,)
+
+
+async def test_a_stream_left_open_is_closed_before_the_connection_is_reused(
+    pg: dict[str, Any],
+) -> None:
+    async with create_pool(psycopg2.connect, max_size=1, **pg) as pool:
+        async with pool.connection() as conn:
+            rows = conn.stream("select i from generate_series(1, 1000) as i", batch=10)
+            async for (i,) in rows:
+                if i == 5:
+                    break  # neither exhausted nor closed: the task lets go mid-stream
+        await until(lambda: pool.statistics().idle == 1, "the connection back in the pool")
+        async with pool.connection() as conn:
+            assert await conn.fetchall("select name from pg_cursors") == []
+            assert await conn.fetchone("select 1") == (1,)
+        assert pool.statistics().replaced == 0
 
 
 async def test_a_deadline_reaches_the_server_as_statement_timeout(pg: dict[str, Any]) -> None:

@@ -25,6 +25,11 @@ def server() -> Iterator[PrivatePostgres]:
         yield server
 
 
+@pytest.fixture(params=["loop", "thread"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 def sleeping(server: PrivatePostgres, tag: str) -> bool:
     """Whether a statement carrying `tag` runs (a fresh connection: a restart kills old ones)."""
     conn = psycopg2.connect(**server.connect_kwargs)
@@ -46,9 +51,11 @@ async def hold_all(pool: Pool) -> set[int]:
         return {(await conn.fetchone("select pg_backend_pid()"))[0] for conn in (a, b, c)}
 
 
-async def test_restart_fails_only_the_call_in_flight(server: PrivatePostgres) -> None:
+async def test_restart_fails_only_the_call_in_flight(
+    server: PrivatePostgres, transport: str
+) -> None:
     async with create_pool(
-        psycopg2.connect, min_size=3, max_size=3, **server.connect_kwargs
+        psycopg2.connect, min_size=3, max_size=3, transport=transport, **server.connect_kwargs
     ) as pool:
         before = await hold_all(pool)
         failed: list[BaseException] = []
@@ -78,9 +85,11 @@ async def test_restart_fails_only_the_call_in_flight(server: PrivatePostgres) ->
         assert pool.statistics().replaced == 1
 
 
-async def test_restart_while_idle_costs_one_failed_call(server: PrivatePostgres) -> None:
+async def test_restart_while_idle_costs_one_failed_call(
+    server: PrivatePostgres, transport: str
+) -> None:
     async with create_pool(
-        psycopg2.connect, min_size=3, max_size=3, **server.connect_kwargs
+        psycopg2.connect, min_size=3, max_size=3, transport=transport, **server.connect_kwargs
     ) as pool:
         before = await hold_all(pool)
         await bridge.to_thread(server.restart)
@@ -95,12 +104,12 @@ async def test_restart_while_idle_costs_one_failed_call(server: PrivatePostgres)
 
 
 async def test_calls_during_the_restart_fail_cleanly_and_the_pool_recovers(
-    server: PrivatePostgres,
+    server: PrivatePostgres, transport: str
 ) -> None:
     """While the server is down a call fails with the driver's error, never hangs; once it
     is back, the pool works with no intervention."""
     async with create_pool(
-        psycopg2.connect, min_size=0, max_size=2, **server.connect_kwargs
+        psycopg2.connect, min_size=0, max_size=2, transport=transport, **server.connect_kwargs
     ) as pool:
         await pool.fetchone("select 1")
         await bridge.to_thread(server.stop)

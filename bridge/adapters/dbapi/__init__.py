@@ -9,8 +9,11 @@
 What it adds to the driver, which stays the user's (its connect call, its
 parameter style, its row types, its exceptions):
 
-* each call is one trip to a thread, never on the loop; threads follow the
-  driver (sqlite3 connections keep their own `DedicatedThread`);
+* psycopg2 connections are driven by the event loop itself (asynchronous
+  mode: no thread per statement); for other drivers, or with
+  `transport="thread"`, each call is one trip to a thread, never on the loop,
+  and threads follow the driver (sqlite3 connections keep their own
+  `DedicatedThread`);
 * outside `transaction()` statements commit at once; `transaction()` nests
   as savepoints;
 * `stream()` reads big results through the driver's server-side cursor;

@@ -12,6 +12,7 @@ survives the rollback goes back to the pool; any other is closed and replaced.
 
 from __future__ import annotations
 
+import concurrent.futures
 import operator
 import threading
 from collections.abc import Callable, Iterable
@@ -49,6 +50,9 @@ class Connection:
     Rows come back exactly as the driver makes them (tuples, dicts, `sqlite3.Row`).
     """
 
+    #: Its socket is driven by the event loop (`LoopConnection`), not by a thread.
+    on_loop = False
+
     def __init__(self, pool: Pool, raw: Raw, executor: Executor, dialect: Dialect) -> None:
         self._pool = pool
         self._raw = raw
@@ -61,7 +65,7 @@ class Connection:
         self._lease_id = 0  # which acquire holds it: a late release of an old lease is ignored
         self._lost = False  # handed to recovery after a cancelled call: not the task's any more
         self._timeout_set = False  # a server-side statement timeout is in force
-        self._cancel_sent: threading.Event | None = None
+        self._cancel_sent: concurrent.futures.Future[None] | None = None
         self._call_lock = threading.Lock()  # see Call
         self.stream_open: Stream | None = None
         self.broken = False  # the server is gone: close, never reuse
@@ -149,13 +153,14 @@ class Connection:
 
     def _give_up(self, call: Call) -> None:
         """On the loop, for a failed or cancelled call: stop a running statement on the server."""
-        self._cancel_sent = sent = threading.Event()
+        sent: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._cancel_sent = sent
         state = call.give_up()
         if state == RUNNING:
             self._lost = True  # its thread recovers it and returns it to the pool
             self._pool._cancel_on_server(self, sent)
         elif state == PENDING:
-            sent.set()  # never ran: the connection is as it was
+            sent.set_result(None)  # never ran: the connection is as it was
 
     def _refuse(self, api: str) -> None:
         if self._lost:
@@ -234,7 +239,8 @@ class Connection:
         """The task gave up while the driver ran: wait for the cancel to land, then recover."""
         sent = self._cancel_sent
         if sent is not None:
-            sent.wait(CANCEL_WAIT)  # a cancel arriving after the rollback could hit the next user
+            # A cancel arriving after the rollback could hit the next user.
+            concurrent.futures.wait((sent,), CANCEL_WAIT)
         self.recover()
 
     def recover(self) -> None:
@@ -275,6 +281,9 @@ class Connection:
 
     # -- the pool's side --------------------------------------------------------
 
+    def bind(self) -> None:
+        """On the loop that acquired it (the loop transport waits on the socket with it)."""
+
     @property
     def executor(self) -> Executor:
         return self._executor
@@ -305,6 +314,20 @@ class Connection:
             return False
         self._leased = False
         return not self._lost
+
+    # -- transactions and streams: one trip to the thread each -------------------
+
+    async def _transaction_begin(self) -> None:
+        await self._call(self._begin, (), "Connection.transaction()")
+
+    async def _transaction_end(self, commit: bool) -> None:
+        await self._call(self._end, (commit,), "Connection.transaction()")
+
+    async def _stream_batch(self, stream: Stream) -> list[Any]:
+        return await self._call(stream.fetch, (), "Connection.stream()")  # type: ignore[no-any-return]
+
+    async def _stream_close(self, stream: Stream) -> None:
+        await self._call(stream.close_cursor, (True,), "Stream.aclose()")
 
     # -- transactions, on the connection's thread ---------------------------------
 
@@ -342,7 +365,7 @@ class Transaction:
 
     async def __aenter__(self) -> Connection:
         conn = self._conn
-        await conn._call(conn._begin, (), "Connection.transaction()")
+        await conn._transaction_begin()
         self._depth = conn._depth
         return conn
 
@@ -352,4 +375,4 @@ class Transaction:
             return  # the connection is being recovered: its rollback is on the way
         # A failure in here (a commit refused, a cancelled rollback) leaves _depth
         # raised, so the pool rolls the connection back before anyone reuses it.
-        await conn._call(conn._end, (exc_type is None,), "Connection.transaction()")
+        await conn._transaction_end(exc_type is None)

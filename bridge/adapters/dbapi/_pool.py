@@ -8,6 +8,10 @@ finds no connection parks on a `concurrent.futures.Future` through
 `bridge.wrap_future`, so the hand-over wakes it through the loop's waker
 whichever thread makes it.
 
+psycopg2 connections are driven by the event loop instead (`transport="loop"`,
+the default for `psycopg2.connect`; see `_loop_connection.py`): no thread per
+statement at all. Everything else follows the thread transport.
+
 Threads follow the driver: each connection is opened on a fresh
 `DedicatedThread`; if the driver is thread-bound (sqlite3, or a PEP 249
 `threadsafety` of 0) the connection keeps that thread for life, otherwise the
@@ -20,12 +24,13 @@ from __future__ import annotations
 import concurrent.futures
 import inspect
 import itertools
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 
@@ -33,10 +38,13 @@ from bridge import ClosedError, DedicatedThread, metrics, wrap_future
 from bridge.adapters.dbapi._call import DONE, PENDING, Call
 from bridge.adapters.dbapi._connection import Connection
 from bridge.adapters.dbapi._dialect import Raw, dialect_for
+from bridge.adapters.dbapi._loop_io import LoopIO, SocketWait, loop_io
 from bridge.lowlevel import Executor, Job, WorkerPool, current_waker, run_job
 
 DEFAULT_CLOSE_TIMEOUT = 30.0
 """Seconds `Pool.close()` waits for connections still in use."""
+
+Transport = Literal["loop", "thread"]
 
 _RETRY = object()  # a waiter is told: a slot is free, open a connection yourself
 _thread_names = itertools.count(1)
@@ -68,7 +76,10 @@ class Pool:
         *,
         min_size: int,
         max_size: int,
+        transport: Transport | None = None,
     ) -> None:
+        self.transport: Transport = _choose_transport(connect, kwargs, transport)
+        self._on_loop = self.transport == "loop"
         self._connect = connect
         self._args = args
         self._kwargs = kwargs
@@ -172,7 +183,10 @@ class Pool:
             if waiter.set_running_or_notify_cancel():
                 waiter.set_exception(ClosedError("the pool was closed while this task waited"))
         for conn in idle:
-            await run_job(self._close_idle, conn, executor=conn.executor)
+            if conn.on_loop:
+                self._close_idle(conn)  # closing an asynchronous connection does not block
+            else:
+                await run_job(self._close_idle, conn, executor=conn.executor)
         with anyio.move_on_after(timeout):
             await wrap_future(drained)
         if self._canceller is not None:
@@ -239,13 +253,24 @@ class Pool:
         if conn.clean:
             self._give_back(conn)
         elif conn.broken or self._closing:
-            _spawn(lambda: self._discard(conn), conn.executor)
+            self._discard_soon(conn)
+        elif conn.on_loop:
+            conn.recover_soon()  # type: ignore[attr-defined]
         else:
             # Left mid-transaction or mid-stream (the task was cancelled): roll back first.
             _spawn(conn.recover, conn.executor)
 
+    def _discard_soon(self, conn: Connection) -> None:
+        """On the loop: close `conn` for good (on its thread, unless the loop drives it)."""
+        if conn.on_loop:
+            self._discard(conn)
+        else:
+            _spawn(lambda: self._discard(conn), conn.executor)
+
     async def _open(self) -> Connection:
         """Open a connection in the slot the caller reserved."""
+        if self._on_loop:
+            return await self._open_on_loop()
         thread = DedicatedThread(name=f"bridge-dbapi-conn-{next(_thread_names)}")
         call = Call(self._open_on, (thread,), self._opened_for_nobody, threading.Lock())
         try:
@@ -278,7 +303,7 @@ class Pool:
     def _give_back(self, conn: Connection) -> None:
         """On the loop: a clean connection back to the pool, or closed if the pool is."""
         if not self._put_back(conn):
-            _spawn(lambda: self._discard(conn), conn.executor)
+            self._discard_soon(conn)
 
     def _returned(self, conn: Connection) -> None:
         """On the connection's thread, after recovery: back to the pool, or closed and replaced."""
@@ -358,14 +383,65 @@ class Pool:
     def _connect_raw(self) -> Raw:
         return self._connect(*self._args, **self._kwargs)
 
+    # -- the loop transport ---------------------------------------------------------
+
+    async def _open_on_loop(self) -> Connection:
+        """Open an asynchronous psycopg2 connection in the slot the caller reserved."""
+        from bridge.adapters.dbapi._loop_connection import LoopConnection
+
+        try:
+            io = loop_io(None)
+            raw, sock = await self._connect_on_loop(io)
+        except BaseException:
+            self._slot_freed(replaced=False)
+            raise
+        with self._lock:
+            self._opened += 1
+        return LoopConnection(self, raw, self._workers, dialect_for(raw), io, sock)
+
+    async def _connect_on_loop(self, io: LoopIO) -> tuple[Raw, SocketWait]:
+        """Connect in asynchronous mode: libpq's start (a DNS lookup: it may block) on a
+        thread, the rest (TCP, TLS, authentication) polled by the loop."""
+        from bridge.adapters.dbapi._loop_connection import wait_ready
+
+        raw = await run_job(self._start_connect)
+        sock = io.socket(raw.fileno())
+        timeout = self._connect_timeout
+        try:
+            with anyio.move_on_after(timeout) as scope:
+                await wait_ready(raw, sock)
+        except BaseException:
+            sock.detach(raw.close)
+            raise
+        if scope.cancelled_caught:
+            sock.detach(raw.close)
+            raise raw.OperationalError(  # the driver's error, as its blocking connect raises
+                f"connection timed out after {timeout} s (connect_timeout)"
+            )
+        return raw, sock
+
+    def _start_connect(self) -> Raw:
+        return self._connect(*self._args, async_=True, **self._kwargs)
+
+    @property
+    def _connect_timeout(self) -> float | None:
+        # libpq applies connect_timeout only to blocking connects: apply it here.
+        value = self._kwargs.get("connect_timeout")
+        if value is None and self._args:
+            from psycopg2.extensions import parse_dsn  # type: ignore[import-untyped]
+
+            value = parse_dsn(self._args[0]).get("connect_timeout")
+        seconds = float(value) if value not in (None, "") else 0.0
+        return seconds if seconds > 0 else None
+
     def _connection_broke(self, conn: Connection) -> None:
         """One connection found its server gone: the idle ones may be dead too (a restart)."""
         with self._lock:
             for other in self._idle:
                 other.suspect = True
 
-    def _cancel_on_server(self, conn: Connection, sent: threading.Event) -> None:
-        """On the loop: stop `conn`'s statement from another thread; `sent` is set when done."""
+    def _cancel_on_server(self, conn: Connection, sent: concurrent.futures.Future[None]) -> None:
+        """On the loop: stop `conn`'s statement from another thread; `sent` is done when done."""
         if self._canceller is None:
             self._canceller = concurrent.futures.ThreadPoolExecutor(
                 max_workers=2, thread_name_prefix="bridge-dbapi-cancel"
@@ -373,9 +449,9 @@ class Pool:
         try:
             self._canceller.submit(self._cancel, conn, sent)
         except RuntimeError:  # shut down: the pool is closed; the statement just runs out
-            sent.set()
+            sent.set_result(None)
 
-    def _cancel(self, conn: Connection, sent: threading.Event) -> None:
+    def _cancel(self, conn: Connection, sent: concurrent.futures.Future[None]) -> None:
         try:
             conn.dialect.cancel(conn.raw, self._connect_raw)
             with self._lock:
@@ -383,7 +459,7 @@ class Pool:
         except Exception:
             pass  # the statement then runs to its end; recovery still rolls back
         finally:
-            sent.set()
+            sent.set_result(None)
 
 
 def _spawn(fn: Callable[[], None], executor: Executor) -> None:
@@ -413,6 +489,7 @@ class ConnectionLease:
             )
         conn = await self._pool._acquire()
         self._conn, self._lease_id = conn, conn.lease()
+        conn.bind()
         return conn
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -427,12 +504,20 @@ def create_pool(
     *args: Any,
     min_size: int = 1,
     max_size: int = 10,
+    transport: Transport | None = None,
     **kwargs: Any,
 ) -> Pool:
     """A connection pool over any PEP 249 driver, made with its own `connect(*args, **kwargs)`.
 
     `await create_pool(...)` or `async with create_pool(...) as pool:` opens
     `min_size` connections up front; at most `max_size` are ever open.
+
+    `transport` says who does the driver's I/O: "thread" (each call is one trip
+    to a thread; any driver), "loop" (the event loop drives the connection's
+    socket; psycopg2's asynchronous mode, `psycopg2.connect` only), or None: "loop"
+    for `psycopg2.connect`, "thread" for everything else. "loop" spends 1.7-3.3x
+    less client CPU per query; "thread" keeps the driver's blocking API for
+    `conn.run()`.
 
     >>> import bridge, sqlite3
     >>> from bridge.adapters.dbapi import create_pool
@@ -464,4 +549,36 @@ def create_pool(
         raise ValueError(
             f"create_pool(min_size={min_size}) must be between 0 and max_size ({max_size})"
         )
-    return Pool(connect, args, kwargs, min_size=min_size, max_size=max_size)
+    return Pool(connect, args, kwargs, min_size=min_size, max_size=max_size, transport=transport)
+
+
+def _choose_transport(
+    connect: Callable[..., Raw], kwargs: dict[str, Any], asked: Transport | None
+) -> Transport:
+    """The transport a pool uses: the one asked for, else the loop where it is faithful."""
+    if asked not in (None, "loop", "thread"):
+        raise ValueError(
+            f'create_pool(transport=...) must be "loop" (the event loop drives psycopg2\'s '
+            f'socket), "thread" (a thread per call, any driver) or None (the best one for the '
+            f"driver), got {asked!r}"
+        )
+    if asked == "thread":
+        return "thread"
+    why_not = _loop_unfit(connect, kwargs)
+    if why_not is None:
+        return "loop"
+    if asked == "loop":
+        raise ValueError(f'create_pool(transport="loop"): {why_not}; use transport="thread"')
+    return "thread"
+
+
+def _loop_unfit(connect: Callable[..., Raw], kwargs: dict[str, Any]) -> str | None:
+    """Why `connect` cannot make connections the loop drives, or None if it can."""
+    psycopg2 = sys.modules.get("psycopg2")
+    if psycopg2 is None or connect is not psycopg2.connect:
+        return "the loop transport needs psycopg2.connect itself (asynchronous mode)"
+    if "async_" in kwargs or "async" in kwargs:
+        return "the pool chooses psycopg2's asynchronous mode itself; leave out async_="
+    if psycopg2.extensions.get_wait_callback() is not None:
+        return "a psycopg2 wait callback is set (psycogreen?), and it rules out asynchronous mode"
+    return None

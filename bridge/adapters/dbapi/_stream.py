@@ -61,7 +61,7 @@ class Stream:
                     "(`async with conn.stream(...) as rows:` closes it), or use another connection"
                 )
             self._started = True
-        batch = await self._conn._call(self._fetch, (), "Connection.stream()")
+        batch = await self._conn._stream_batch(self)
         if not batch:
             raise StopAsyncIteration
         rows.extend(batch)
@@ -71,7 +71,7 @@ class Stream:
         """Stop early: close the server-side cursor (and the transaction the stream opened)."""
         self._rows.clear()
         if self._cursor is not None:
-            await self._conn._call(self.close_cursor, (True,), "Stream.aclose()")
+            await self._conn._stream_close(self)
         self._done = True
 
     async def __aenter__(self) -> Stream:
@@ -82,7 +82,8 @@ class Stream:
 
     # -- on the connection's thread ---------------------------------------------
 
-    def _fetch(self) -> list[Any]:
+    def fetch(self) -> list[Any]:
+        """The next batch, on the connection's thread (the thread transport)."""
         conn = self._conn
         cursor = self._cursor
         if cursor is None:

@@ -1,0 +1,426 @@
+"""`LoopConnection`: a psycopg2 connection in asynchronous mode, driven by the event loop.
+
+psycopg2 can run a connection without blocking (`async_=True`): `execute`
+sends the statement and returns, and `poll()` reads what has arrived and says
+whether it waits to read or to write the socket. Here the loop waits on the
+socket itself (reader callbacks on asyncio and uvloop, `wait_readable` on
+trio), so a statement costs no trip to a thread and back: 1.7-3.3x less client
+CPU per query than the thread transport (bench/RESULTS.md, DB-API run J).
+
+What asynchronous mode takes away, and what stands in for it:
+
+* autocommit is always on: a transaction is BEGIN (sent together with its
+  first statement, as psycopg2 itself does), COMMIT or ROLLBACK, and nested
+  ones are SAVEPOINTs, all as SQL;
+* no named cursors: `stream()` DECLAREs a cursor and FETCHes a batch per
+  round trip, inside the caller's transaction or one of its own;
+* no `executemany`: one statement per parameter set, which is what
+  psycopg2's own `executemany` sends too;
+* no blocking API for `run()`: use `transport="thread"` for that.
+
+A cancelled statement is cancelled on the server (`cancel()`, which opens a
+connection of its own, so on a thread) and the connection is recovered by a
+background task on the loop: it reads what the server still sends, rolls
+back and proves the connection works before the pool reuses it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import math
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import anyio.lowlevel
+import psycopg2.extensions  # type: ignore[import-untyped]
+
+from bridge import wrap_future
+from bridge.adapters import _dbapi_metrics
+from bridge.adapters.dbapi._connection import CANCEL_WAIT, SERVER_TIMEOUT_MARGIN, Connection
+from bridge.adapters.dbapi._dialect import Cursor, Dialect, Raw
+from bridge.adapters.dbapi._loop_io import LoopIO, SocketWait, loop_io
+from bridge.lowlevel import Executor
+
+if TYPE_CHECKING:
+    from bridge.adapters.dbapi._pool import Pool
+    from bridge.adapters.dbapi._stream import Stream
+
+T = TypeVar("T")
+
+POLL_OK = psycopg2.extensions.POLL_OK
+POLL_READ = psycopg2.extensions.POLL_READ
+POLL_WRITE = psycopg2.extensions.POLL_WRITE
+IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+
+_names = itertools.count(1)
+
+
+def _fetchone(cursor: Cursor) -> Any:
+    return cursor.fetchone()
+
+
+def _fetchall(cursor: Cursor) -> Any:
+    return cursor.fetchall()
+
+
+def _rowcount(cursor: Cursor) -> Any:
+    return cursor.rowcount
+
+
+async def wait_ready(raw: Raw, sock: SocketWait) -> None:
+    """Poll `raw` until the statement (or the connect) in progress is done; raises its error."""
+    while True:
+        state = raw.poll()
+        if state == POLL_OK:
+            return
+        if state == POLL_READ:
+            await sock.readable()
+        elif state == POLL_WRITE:
+            await sock.writable()
+        else:  # psycopg2 documents no other state
+            raise psycopg2.OperationalError(f"psycopg2 poll() returned {state!r}")
+
+
+class LoopConnection(Connection):
+    """A pooled psycopg2 connection whose socket the event loop reads and writes."""
+
+    on_loop = True
+
+    def __init__(
+        self,
+        pool: Pool,
+        raw: Raw,
+        executor: Executor,
+        dialect: Dialect,
+        io: LoopIO,
+        sock: SocketWait,
+    ) -> None:
+        super().__init__(pool, raw, executor, dialect)
+        self._cur: Cursor = raw.cursor()  # its one cursor: results are read as they come
+        self._fd = raw.fileno()
+        self._io = io
+        self._sock = sock
+        self._retired: list[SocketWait] = []  # other loops' registrations not removed yet
+        self._in_flight = False  # a statement was sent and its result is not read yet
+        self._begin_pending = False  # BEGIN goes out with the transaction's first statement
+        self._timeout_in_transaction = False  # a rollback may bring back an old statement_timeout
+
+    def bind(self) -> None:
+        """On the loop that acquired it: wait on its socket with this loop."""
+        io = loop_io(self._io)
+        if io is self._io:
+            return
+        self._io = io
+        old, self._sock = self._sock, io.socket(self._fd)
+        old.detach()  # on its own loop's thread, if that loop runs elsewhere
+        self._retired = [w for w in (*self._retired, old) if w.watching]
+
+    # -- what users call ------------------------------------------------------
+
+    async def executemany(self, sql: str, seq_of_params: Iterable[Any]) -> int:
+        """Run one statement per parameter set; returns the total rowcount."""
+        params = list(seq_of_params)
+        return await self._statement(_rowcount, sql, params, "Connection.executemany()", many=True)  # type: ignore[no-any-return]
+
+    async def fetchone(self, sql: str, params: Any = None) -> Any:
+        return await self._statement(_fetchone, sql, params, "Connection.fetchone()")
+
+    async def fetchall(self, sql: str, params: Any = None) -> list[Any]:
+        return await self._statement(_fetchall, sql, params, "Connection.fetchall()")  # type: ignore[no-any-return]
+
+    async def execute(self, sql: str, params: Any = None) -> int:
+        return await self._statement(_rowcount, sql, params, "Connection.execute()")  # type: ignore[no-any-return]
+
+    async def run(self, fn: Callable[..., T], /, *args: Any) -> T:
+        raise RuntimeError(
+            "Connection.run(): this pool's psycopg2 connections are driven by the event loop "
+            "(asynchronous mode), where the driver's blocking API does not work. Create the "
+            'pool with create_pool(psycopg2.connect, ..., transport="thread") to use run().'
+        )
+
+    # -- statements -------------------------------------------------------------
+
+    async def _statement(
+        self, op: Callable[[Cursor], Any], sql: str, params: Any, api: str, *, many: bool = False
+    ) -> Any:
+        if not isinstance(sql, str):
+            raise TypeError(f"{api} needs the SQL text as a str, got {sql!r}")
+        self._enter(api)
+        try:
+            if self.suspect:
+                await self._revive_on_loop()
+            run = _dbapi_metrics.timed_async(self._run_statement, self._dialect)
+            return await run(op, sql, params, many)
+        except Exception:
+            if anyio.current_time() >= anyio.current_effective_deadline():
+                # The server's statement timeout echoed the caller's deadline (see Connection).
+                await anyio.lowlevel.checkpoint()
+            raise
+        finally:
+            self._busy = False
+
+    async def _run_statement(
+        self, op: Callable[[Cursor], Any], sql: str, params: Any, many: bool
+    ) -> Any:
+        # The caller's deadline becomes the server's statement_timeout, sent in the
+        # same round trip as the statement (and reset the same way after it).
+        prefix = ""
+        deadline = anyio.current_effective_deadline()
+        if deadline != math.inf:
+            left = deadline - anyio.current_time() + SERVER_TIMEOUT_MARGIN
+            prefix = f"SET statement_timeout = {max(1, math.ceil(left * 1000))};"
+            self._timeout_set = True
+        elif self._timeout_set:
+            prefix = "SET statement_timeout TO DEFAULT;"
+        if prefix and (self._depth or self.stream_open is not None):
+            self._timeout_in_transaction = True  # SET is undone by a rollback
+        if not many:
+            await self._exchange(prefix + sql if prefix else sql, params)
+            if deadline == math.inf:
+                self._timeout_set = False
+            return op(self._cur)
+        total = 0
+        for one in params:
+            await self._exchange(prefix + sql if prefix else sql, one)
+            if prefix and deadline == math.inf:
+                self._timeout_set = False
+            prefix = ""
+            total += max(0, self._cur.rowcount)
+        return total
+
+    def _enter(self, api: str) -> None:
+        if self._busy or not self._leased or self._lost:
+            self._refuse(api)
+        self._busy = True
+
+    async def _exchange(self, sql: str, params: Any) -> None:
+        """One round trip: send `sql` (with a pending BEGIN), wait for its result on the loop."""
+        if self._begin_pending:
+            sql = "BEGIN;" + sql
+        try:
+            self._cur.execute(sql, params)  # sends it (bad parameters fail before sending)
+        except Exception as exc:
+            self._check(exc)  # a dead connection can fail the send itself
+            raise
+        self._begin_pending = False
+        self._in_flight = True
+        raw, sock = self._raw, self._sock
+        while True:
+            try:
+                state = raw.poll()
+            except Exception as exc:
+                self._in_flight = False  # the result was read: it was this error
+                self._check(exc)
+                raise
+            if state == POLL_OK:
+                self._in_flight = False
+                return
+            try:
+                if state == POLL_READ:
+                    await sock.readable()
+                else:
+                    await sock.writable()
+            except BaseException:
+                self._give_up_on_loop()  # cancelled with the statement on the server
+                raise
+
+    # -- transactions and streams ---------------------------------------------------
+
+    async def _transaction_begin(self) -> None:
+        self._enter("Connection.transaction()")
+        try:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            self._depth += 1
+            if self._depth == 1:
+                self._begin_pending = True
+                self._timeout_in_transaction = False
+            else:
+                await self._exchange(f"SAVEPOINT bridge_sp_{self._depth}", None)
+        finally:
+            self._busy = False
+
+    async def _transaction_end(self, commit: bool) -> None:
+        self._enter("Connection.transaction()")
+        try:
+            # Already cancelled: leave the transaction open, for the pool's recovery to
+            # roll back in the background, rather than send it and cancel it again.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            depth = self._depth
+            name = f"bridge_sp_{depth}"
+            if depth == 1:
+                if self._begin_pending:
+                    self._begin_pending = False  # nothing was sent: nothing to end
+                else:
+                    await self._exchange("COMMIT" if commit else "ROLLBACK", None)
+                    self._forget_timeout(commit)
+            elif commit:
+                await self._exchange(f"RELEASE SAVEPOINT {name}", None)
+            else:
+                await self._exchange(f"ROLLBACK TO SAVEPOINT {name};RELEASE SAVEPOINT {name}", None)
+                self._forget_timeout(False)
+            self._depth = depth - 1  # not on failure: the pool then rolls back before reuse
+        finally:
+            self._busy = False
+
+    def _forget_timeout(self, committed: bool) -> None:
+        # SET is transactional: a rollback may have brought back the statement_timeout
+        # of before it. Then reset it with the next statement, whatever it was.
+        if self._timeout_in_transaction and not committed:
+            self._timeout_set = True
+        if self._depth <= 1:
+            self._timeout_in_transaction = False
+
+    async def _stream_batch(self, stream: Stream) -> list[Any]:
+        self._enter("Connection.stream()")
+        try:
+            name = stream._cursor
+            if name is None:
+                if stream._done:
+                    return []
+                name = f"bridge_stream_{next(_names)}"
+                if self._depth == 0:
+                    self._begin_pending = True  # a cursor lives in a transaction
+                    stream._own_transaction = True
+                stream._cursor = name
+                self.stream_open = stream
+                query = stream._sql.rstrip().rstrip(";")
+                await self._exchange(
+                    f'DECLARE "{name}" NO SCROLL CURSOR FOR {query};'
+                    f'FETCH FORWARD {stream._batch} FROM "{name}"',
+                    stream._params,
+                )
+            else:
+                await self._exchange(f'FETCH FORWARD {stream._batch} FROM "{name}"', None)
+            rows: list[Any] = self._cur.fetchall()
+            if len(rows) < stream._batch:
+                await self._close_stream(stream)
+            return rows
+        finally:
+            self._busy = False
+
+    async def _stream_close(self, stream: Stream) -> None:
+        self._enter("Stream.aclose()")
+        try:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            await self._close_stream(stream)
+        finally:
+            self._busy = False
+
+    async def _close_stream(self, stream: Stream) -> None:
+        name = stream._cursor
+        stream._done = True
+        if name is None:
+            return
+        own = stream._own_transaction
+        await self._exchange(f'CLOSE "{name}"' + (";COMMIT" if own else ""), None)
+        if own:
+            self._timeout_in_transaction = False
+        stream._cursor = None
+        stream._own_transaction = False
+        if self.stream_open is stream:
+            self.stream_open = None
+
+    # -- cancellation and recovery, on the loop ---------------------------------------
+
+    def _give_up_on_loop(self) -> None:
+        """The caller gave up mid-statement: cancel it on the server, recover in the background."""
+        self._lost = True
+        sent: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._pool._cancel_on_server(self, sent)
+        self.recover_soon(sent)
+
+    def recover_soon(self, cancel_sent: concurrent.futures.Future[None] | None = None) -> None:
+        """Roll back and check the connection in a background task, then return it to the pool."""
+        self._lost = True
+        self._io.spawn(lambda: self._recover(cancel_sent))
+
+    async def _recover(self, cancel_sent: concurrent.futures.Future[None] | None) -> None:
+        try:
+            if cancel_sent is not None:
+                # A cancel arriving after the rollback could hit the next user's statement.
+                with anyio.move_on_after(CANCEL_WAIT):
+                    await wrap_future(cancel_sent)
+            stream = self.stream_open
+            if stream is not None:
+                stream._done = True
+                stream._cursor = None
+                self.stream_open = None
+            # Twice: a cancel that reaches the server late can hit the first attempt.
+            for attempt in (1, 2):
+                try:
+                    await self._settle()
+                    break
+                except Exception:
+                    if attempt == 2 or self._raw.closed:
+                        self.broken = True
+                        break
+            self._depth = 0
+            self._begin_pending = False
+            self._doubtful = False
+        except BaseException:
+            self.broken = True  # the loop is ending: close it
+            raise
+        finally:
+            self._pool._returned(self)
+
+    async def _settle(self) -> None:
+        """Read what the server still sends, roll back, reset the timeout: one round trip."""
+        if self._raw.closed:
+            raise ConnectionError("the connection is closed")
+        if self._in_flight:
+            try:
+                await wait_ready(self._raw, self._sock)  # the cancelled statement's answer
+            except psycopg2.Error:
+                if self._raw.closed:
+                    raise
+            finally:
+                self._in_flight = False
+        # The reset always: after a rollback, nobody knows which timeout is in force.
+        rollback = self._raw.get_transaction_status() != IDLE
+        self._begin_pending = False
+        self._cur.execute(("ROLLBACK;" if rollback else "") + "SET statement_timeout TO DEFAULT")
+        try:
+            await wait_ready(self._raw, self._sock)
+        finally:
+            self._in_flight = False
+        self._timeout_set = self._timeout_in_transaction = False
+
+    async def _revive_on_loop(self) -> None:
+        """Another connection of the pool broke: ping this one; reopen it if it is dead too."""
+        self.suspect = False
+        try:
+            await self._exchange("SELECT 1", None)
+            return
+        except psycopg2.Error:
+            pass
+        self._close_raw()
+        try:
+            self._raw, self._sock = await self._pool._connect_on_loop(self._io)
+        except BaseException:
+            self.broken = True
+            raise
+        self.broken = False  # the ping marked the old one
+        self._cur = self._raw.cursor()
+        self._fd = self._raw.fileno()
+        self._timeout_set = self._timeout_in_transaction = False
+
+    def _close_raw(self) -> None:
+        """Close the driver connection once no loop watches its socket any more."""
+        self._cursor = None
+        self.stream_open = None
+        raw, dialect = self._raw, self._dialect
+
+        def close() -> None:
+            try:
+                dialect.close(raw)
+            except Exception:
+                pass  # thrown away because it failed, or the pool closes: nothing to add
+
+        then = partial(self._sock.detach, close)
+        for old in self._retired:
+            then = partial(old.detach, then)
+        self._retired = []
+        then()
