@@ -15,6 +15,7 @@ import psycopg2
 import psycopg2.extras
 import pytest
 
+import bridge
 from bridge.adapters.dbapi import Pool, create_pool
 from tests.adapters.dbapi_servers import postgres, unique_table, until
 
@@ -245,3 +246,45 @@ async def _hold_all(pool: Pool) -> list[Any]:
     """Each connection's backend pid, all held at once so that every connection answers."""
     async with pool.connection() as a, pool.connection() as b, pool.connection() as c:
         return [await conn.fetchone("select pg_backend_pid()") for conn in (a, b, c)]
+
+
+# -- a limiter on the statements in flight -----------------------------------------------
+
+
+async def test_a_limiter_bounds_the_statements_in_flight(pg: dict[str, Any]) -> None:
+    limiter = bridge.Limiter(2)
+    results: list[int] = []
+    async with create_pool(psycopg2.connect, max_size=6, limiter=limiter, **pg) as pool:
+
+        async def one(i: int) -> None:
+            row = await pool.fetchone("select pg_sleep(0.02), %s", (i,))
+            results.append(row[1])
+
+        async with anyio.create_task_group() as tg:
+            for i in range(6):
+                tg.start_soon(one, i)
+    stats = limiter.statistics()
+    assert sorted(results) == list(range(6))
+    assert stats.peak <= 2 and stats.total >= 6 and stats.running == 0
+
+
+async def test_an_adaptive_limiter_serves_a_pool(pg: dict[str, Any]) -> None:
+    limiter = bridge.Limiter.adaptive(max=8, target_lateness=0.005)
+    results: list[int] = []
+    async with create_pool(psycopg2.connect, max_size=8, limiter=limiter, **pg) as pool:
+
+        async def one(i: int) -> None:
+            row = await pool.fetchone("select %s + 1", (i,))
+            results.append(row[0])
+
+        async with anyio.create_task_group() as tg:
+            for i in range(40):
+                tg.start_soon(one, i)
+    stats = limiter.statistics()
+    assert sorted(results) == list(range(1, 41))
+    assert stats.total >= 40 and stats.running == 0 and stats.peak <= 8
+
+
+def test_a_limiter_that_is_not_one_is_refused() -> None:
+    with pytest.raises(TypeError, match=r"create_pool\(limiter=\.\.\.\) needs a bridge\.Limiter"):
+        create_pool(psycopg2.connect, limiter=5)  # type: ignore[arg-type]

@@ -144,7 +144,7 @@ class Connection:
         self._busy = True
         call = Call(fn, args, self._abandoned, self._call_lock)
         try:
-            return await run_job(call.run, executor=self._executor)
+            return await run_job(call.run, executor=self._executor, limiter=self._pool.limiter)
         except BaseException:
             self._give_up(call)
             raise

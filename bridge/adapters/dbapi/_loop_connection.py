@@ -153,7 +153,11 @@ class LoopConnection(Connection):
             if self.suspect:
                 await self._revive_on_loop()
             run = _dbapi_metrics.timed_async(self._run_statement, self._dialect)
-            return await run(op, sql, params, many)
+            limiter = self._pool.limiter
+            if limiter is None:
+                return await run(op, sql, params, many)
+            async with limiter:  # a token per statement, as the thread transport's run_job takes
+                return await run(op, sql, params, many)
         except Exception:
             if anyio.current_time() >= anyio.current_effective_deadline():
                 # The server's statement timeout echoed the caller's deadline (see Connection).

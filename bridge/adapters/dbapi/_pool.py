@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import anyio
 
-from bridge import ClosedError, DedicatedThread, metrics, wrap_future
+from bridge import ClosedError, DedicatedThread, Limiter, metrics, wrap_future
 from bridge.adapters.dbapi._call import DONE, PENDING, Call
 from bridge.adapters.dbapi._connection import Connection
 from bridge.adapters.dbapi._dialect import Raw, dialect_for
@@ -77,8 +77,10 @@ class Pool:
         min_size: int,
         max_size: int,
         transport: Transport | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self.transport: Transport = _choose_transport(connect, kwargs, transport)
+        self.limiter = limiter  # statements in flight, when the user bounds them
         self._on_loop = self.transport == "loop"
         self._connect = connect
         self._args = args
@@ -505,6 +507,7 @@ def create_pool(
     min_size: int = 1,
     max_size: int = 10,
     transport: Transport | None = None,
+    limiter: Limiter | None = None,
     **kwargs: Any,
 ) -> Pool:
     """A connection pool over any PEP 249 driver, made with its own `connect(*args, **kwargs)`.
@@ -518,6 +521,11 @@ def create_pool(
     for `psycopg2.connect`, "thread" for everything else. "loop" spends 1.7-3.3x
     less client CPU per query; "thread" keeps the driver's blocking API for
     `conn.run()`.
+
+    `limiter` bounds the statements in flight across the pool's connections (on
+    either transport), e.g. `Limiter.adaptive(max=50, target_lateness=0.005)`
+    to hold the loop's lateness while the connections stay open; without one,
+    `max_size` is the only bound.
 
     >>> import bridge, sqlite3
     >>> from bridge.adapters.dbapi import create_pool
@@ -549,7 +557,20 @@ def create_pool(
         raise ValueError(
             f"create_pool(min_size={min_size}) must be between 0 and max_size ({max_size})"
         )
-    return Pool(connect, args, kwargs, min_size=min_size, max_size=max_size, transport=transport)
+    if limiter is not None and not isinstance(limiter, Limiter):
+        raise TypeError(
+            "create_pool(limiter=...) needs a bridge.Limiter (e.g. bridge.Limiter(20) or "
+            f"bridge.Limiter.adaptive(max=50, target_lateness=0.005)), got {limiter!r}"
+        )
+    return Pool(
+        connect,
+        args,
+        kwargs,
+        min_size=min_size,
+        max_size=max_size,
+        transport=transport,
+        limiter=limiter,
+    )
 
 
 def _choose_transport(
