@@ -229,8 +229,8 @@ class Counter:
 loop_lateness = Distribution(
     "bridge.loop.lateness",
     "s",
-    "How late a callback posted to the event loop from another thread ran: "
-    "the delay every result handed back to the loop sees",
+    "How late the loop ran a probe task after its timer was due, 20 times a second: "
+    "the delay every woken task, timer and result handed back to the loop sees",
     ("bridge.loop.backend", "thread.name"),
     DELAY_BOUNDS,
 )

@@ -66,6 +66,7 @@ class Waker:
         "closed",
         "key",
         "lateness",
+        "probed",
         "thread_id",
     )
 
@@ -79,6 +80,7 @@ class Waker:
         self.closed = False
         self.thread_id = threading.get_ident()
         self.lateness = Lateness()  # the loop's timer probe, started by adaptive limiters
+        self.probed = 0  # the metrics' lateness probe generation whose timer runs on this loop
 
     def deliver(self, item: Completion) -> None:
         """Queue `item.complete()` to run on the loop; safe from any thread."""
@@ -307,6 +309,8 @@ class TrioWaker(Waker):
 _last: tuple[object, Waker | None] = (None, None)
 _wakers: weakref.WeakKeyDictionary[object, Waker] = weakref.WeakKeyDictionary()
 _wakers_lock = threading.Lock()
+#: Set while metrics are on: told of every waker made (a new loop to probe), outside the lock.
+on_new_waker: Callable[[Waker], None] | None = None
 
 NO_LOOP_MESSAGE = (
     "{what} must be awaited from async code running in an event loop, but no loop is "
@@ -350,13 +354,17 @@ def current_waker(what: str = "this call") -> Waker:
 def _lookup(key: object) -> Waker:
     with _wakers_lock:
         waker = _wakers.get(key)
-        if waker is None:
-            if isinstance(key, asyncio.AbstractEventLoop):
-                waker = AsyncioWaker(key)
-            else:
-                waker = TrioWaker(key)
-            _wakers[key] = waker
-        return waker
+        if waker is not None:
+            return waker
+        if isinstance(key, asyncio.AbstractEventLoop):
+            waker = AsyncioWaker(key)
+        else:
+            waker = TrioWaker(key)
+        _wakers[key] = waker
+    hook = on_new_waker
+    if hook is not None:
+        hook(waker)
+    return waker
 
 
 def _forget_wakers_after_fork() -> None:

@@ -16,8 +16,9 @@ For OpenTelemetry, let bridge's histograms through your exporter pre-aggregated
 What you get (OpenTelemetry names; Prometheus writes dots as underscores and
 adds the unit, `bridge_loop_lateness_seconds`):
 
-- `bridge.loop.lateness` (s, histogram): how late each loop runs a callback
-  posted from another thread, probed 20 times a second; per backend and thread.
+- `bridge.loop.lateness` (s, histogram): how late each loop runs a task whose
+  timer is due, probed 20 times a second by a timer on the loop itself (no
+  thread of bridge's wakes for it); per backend and thread.
 - `bridge.waker.batch.size` ({completion}, histogram): results per loop wake-up.
 - `bridge.pool.threads` ({thread}, by state busy/idle/blocked),
   `bridge.pool.threads.limit`, `bridge.pool.jobs.queued`,

@@ -16,7 +16,7 @@ import bridge
 import bridge.metrics
 from bridge import _metrics, _waker
 from bridge._callsite import CallSite
-from bridge._metrics_probe import _Probe
+from bridge._metrics_probe import probe
 from bridge.watchdog import BlockReport, BlockStatistics
 from tests.metrics_exporters import EXPORTERS, Collected, Exporter, Histogram, Otel, open_exporter
 from tests.support import eventually
@@ -45,19 +45,19 @@ def current_backend() -> str:
 
 @pytest.mark.allow_blocking("blocks its own loop on purpose: the block is what is measured")
 async def test_loop_lateness_includes_a_block_of_the_loop(exporter: Exporter) -> None:
-    waker = _waker.current_waker()
+    _waker.current_waker()  # the loops probed are those bridge has a waker for
+    key = (current_backend(), threading.current_thread().name)
 
-    def probe_queued() -> bool:
-        return any(isinstance(item, _Probe) for item in list(waker._pending))
+    def probes_recorded() -> int:
+        counts = _metrics.loop_lateness.snapshot().get(key)
+        return 0 if counts is None else sum(counts[0])
 
-    # Block the loop from the moment a probe is queued to it, plus 30 ms: that
-    # probe cannot have run sooner, whatever the machine's load.
-    give_up = time.monotonic() + 30
-    while not probe_queued():
-        assert time.monotonic() < give_up, "the lateness probe never posted to this loop"
-        time.sleep(0.001)  # noqa: ASYNC251 - on the loop on purpose: the block measured
-    time.sleep(0.03)  # noqa: ASYNC251
-    await eventually(lambda: not probe_queued())
+    # Once this loop's probe timer runs, one is always due within an interval: a block
+    # twice as long holds back the probe due in it by at least one interval.
+    await eventually(lambda: probes_recorded() >= 1)
+    recorded = probes_recorded()
+    time.sleep(2 * probe.interval)  # noqa: ASYNC251 - on the loop on purpose: the block measured
+    await eventually(lambda: probes_recorded() > recorded)
     collected = await exporter.collect()
     lateness = collected.histogram(
         "bridge.loop.lateness",
@@ -65,8 +65,9 @@ async def test_loop_lateness_includes_a_block_of_the_loop(exporter: Exporter) ->
         thread__name=threading.current_thread().name,
     )
     assert lateness.count >= 1
+    assert probe.interval == 0.05  # the bounds below
     assert lateness.above(0.025) >= 1
-    assert lateness.sum >= 0.03
+    assert lateness.sum >= 0.045
 
 
 async def test_waker_batches_count_every_completion(exporter: Exporter) -> None:
