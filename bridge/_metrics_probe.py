@@ -133,6 +133,7 @@ class LatenessProbe:
         due = _perf_counter() + interval
 
         def woken() -> None:
+            # Read without the lock: a stale read around a switch records one more probe.
             if generation != self.generation:
                 return  # metrics were switched off (or off and on again: a new timer runs)
             _metrics.loop_lateness.record(_perf_counter() - due, key)
