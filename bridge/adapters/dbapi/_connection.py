@@ -25,7 +25,7 @@ from bridge import ClosedError, current_deadline
 from bridge.adapters import _dbapi_metrics
 from bridge.adapters.dbapi._call import PENDING, RUNNING, Call
 from bridge.adapters.dbapi._dialect import Cursor, Dialect, Raw
-from bridge.lowlevel import Executor, run_job
+from bridge.lowlevel import Executor, run_job, yield_to_deadline
 
 if TYPE_CHECKING:
     from bridge.adapters.dbapi._pool import Pool
@@ -132,7 +132,7 @@ class Connection:
                 # The server's statement timeout echoed the caller's deadline: the
                 # caller gets its own cancellation (move_on_after, fail_after), not a
                 # driver error, which it would see only if the scope is shielded.
-                await anyio.lowlevel.checkpoint()
+                await yield_to_deadline()
             raise
 
     async def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], api: str) -> Any:

@@ -42,7 +42,7 @@ from bridge.adapters import _dbapi_metrics
 from bridge.adapters.dbapi._connection import CANCEL_WAIT, SERVER_TIMEOUT_MARGIN, Connection
 from bridge.adapters.dbapi._dialect import Cursor, Dialect, Raw
 from bridge.adapters.dbapi._loop_io import LoopIO, SocketWait, loop_io
-from bridge.lowlevel import Executor
+from bridge.lowlevel import Executor, yield_to_deadline
 
 if TYPE_CHECKING:
     from bridge.adapters.dbapi._pool import Pool
@@ -161,7 +161,7 @@ class LoopConnection(Connection):
         except Exception:
             if anyio.current_time() >= anyio.current_effective_deadline():
                 # The server's statement timeout echoed the caller's deadline (see Connection).
-                await anyio.lowlevel.checkpoint()
+                await yield_to_deadline()
             raise
         finally:
             self._busy = False
