@@ -61,7 +61,8 @@ async def test_psycopg2_statements_run_on_the_loop_without_threads(pg: dict[str,
         async with anyio.create_task_group() as tg:
             for n in range(20):
                 tg.start_soon(query, n)
-        assert dbapi_threads() == before  # no worker thread, no thread per connection
+        # No worker thread, no thread per connection (earlier pools' threads may retire meanwhile).
+        assert set(dbapi_threads()) <= set(before)
 
 
 async def test_other_connect_functions_keep_the_thread_transport(pg: dict[str, Any]) -> None:
