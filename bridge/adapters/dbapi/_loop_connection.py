@@ -9,9 +9,9 @@ CPU per query than the thread transport (bench/RESULTS.md, DB-API run J).
 
 What asynchronous mode takes away, and what stands in for it:
 
-* autocommit is always on: a transaction is BEGIN (sent together with its
-  first statement, as psycopg2 itself does), COMMIT or ROLLBACK, and nested
-  ones are SAVEPOINTs, all as SQL;
+* autocommit is always on: a transaction is BEGIN (sent in one query string
+  with its first statement: no round trip of its own), COMMIT or ROLLBACK, and
+  nested ones are SAVEPOINTs, all as SQL;
 * no named cursors: `stream()` DECLAREs a cursor and FETCHes a batch per
   round trip, inside the caller's transaction or one of its own;
 * no `executemany`: one statement per parameter set, which is what
@@ -198,7 +198,8 @@ class LoopConnection(Connection):
 
     async def _exchange(self, sql: str, params: Any) -> None:
         """One round trip: send `sql` (with a pending BEGIN), wait for its result on the loop."""
-        if self._begin_pending:
+        begin = self._begin_pending
+        if begin:
             sql = "BEGIN;" + sql
         try:
             self._cur.execute(sql, params)  # sends it (bad parameters fail before sending)
@@ -214,6 +215,8 @@ class LoopConnection(Connection):
             except Exception as exc:
                 self._in_flight = False  # the result was read: it was this error
                 self._check(exc)
+                if begin and self._depth and not raw.closed:
+                    await self._begin_failed()
                 raise
             if state == POLL_OK:
                 self._in_flight = False
@@ -226,6 +229,25 @@ class LoopConnection(Connection):
             except BaseException:
                 self._give_up_on_loop()  # cancelled with the statement on the server
                 raise
+
+    async def _begin_failed(self) -> None:
+        """The transaction's first statement failed: leave the transaction begun and aborted.
+
+        PostgreSQL parses the whole query string before it runs any of it, so a syntax
+        error in the first statement means the BEGIN sent with it never ran either. The
+        rest of the block would then autocommit. psycopg2 in blocking mode (the thread
+        transport) sends BEGIN on its own, and the error aborts the transaction: later
+        statements fail (InFailedSqlTransaction) and nothing commits. Do the same: one
+        more round trip, on this rare path only.
+        """
+        if self._raw.get_transaction_status() != IDLE:
+            return  # BEGIN ran: the error aborted the transaction, as it should
+        try:
+            await self._exchange(
+                "BEGIN;SELECT 'bridge: the first statement of this transaction failed'::int", None
+            )
+        except psycopg2.Error:
+            pass  # the error it is for (the transaction is now failed), or a lost connection
 
     # -- transactions and streams ---------------------------------------------------
 
