@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import psycopg2
 import psycopg2.errors
 import pytest
@@ -69,3 +70,23 @@ async def test_a_syntax_error_first_in_a_transaction_aborts_it(
                     await conn.execute("selec 1")
             assert await conn.fetchone("select 1") == (1,)
     assert sql(admin, f"select id from {table}") == []
+
+
+# -- statement timeouts ---------------------------------------------------------------------
+
+
+async def test_statements_that_refuse_a_transaction_run_under_a_deadline(
+    pg: dict[str, Any], table: str
+) -> None:
+    """The deadline's statement_timeout must not put VACUUM in a transaction block."""
+    async with create_pool(psycopg2.connect, max_size=1, **pg) as pool:
+        async with pool.connection() as conn:
+            with anyio.fail_after(30):
+                await conn.execute(f"vacuum {table}")
+                await conn.execute(f"create index concurrently on {table} (id)")
+            await conn.execute(f"vacuum {table}")  # and the reset of the timeout after it
+            assert await conn.fetchone("select current_setting('statement_timeout')") == ("0",)
+            with pytest.raises(psycopg2.errors.ActiveSqlTransaction):
+                async with conn.transaction():
+                    with anyio.fail_after(30):
+                        await conn.execute(f"vacuum {table}")  # refused as it should be

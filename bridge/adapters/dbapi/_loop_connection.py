@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.lowlevel
+import psycopg2.errors  # type: ignore[import-untyped]
 import psycopg2.extensions  # type: ignore[import-untyped]
 
 from bridge import wrap_future
@@ -166,7 +167,7 @@ class LoopConnection(Connection):
         self, op: Callable[[Cursor], Any], sql: str, params: Any, many: bool
     ) -> Any:
         # The caller's deadline becomes the server's statement_timeout, sent in the
-        # same round trip as the statement (and reset the same way after it).
+        # same round trip as the statement (and reset the same way after it); see _send.
         prefix = ""
         deadline = anyio.current_effective_deadline()
         if deadline != math.inf:
@@ -178,18 +179,40 @@ class LoopConnection(Connection):
         if prefix and (self._depth or self.stream_open is not None):
             self._timeout_in_transaction = True  # SET is undone by a rollback
         if not many:
-            await self._exchange(prefix + sql if prefix else sql, params)
+            await self._send(prefix, sql, params)
             if deadline == math.inf:
                 self._timeout_set = False
             return op(self._cur)
         total = 0
         for one in params:
-            await self._exchange(prefix + sql if prefix else sql, one)
+            await self._send(prefix, sql, one)
             if prefix and deadline == math.inf:
                 self._timeout_set = False
             prefix = ""
             total += max(0, self._cur.rowcount)
         return total
+
+    async def _send(self, prefix: str, sql: str, params: Any) -> None:
+        """`prefix` (a SET) and `sql` in one round trip; in two where they must be apart."""
+        if not prefix:
+            await self._exchange(sql, params)
+            return
+        try:
+            await self._exchange(prefix + sql, params)
+        except psycopg2.errors.ActiveSqlTransaction:
+            # Statements sent in one query string run in one implicit transaction,
+            # which VACUUM, CREATE INDEX CONCURRENTLY, CREATE DATABASE... refuse before
+            # they do anything (and the SET is rolled back with it). Outside a
+            # transaction of ours, send the SET first, as the thread transport does;
+            # inside one the refusal is right. Only this rare statement pays a round trip.
+            if (
+                self._depth
+                or self.stream_open is not None
+                or self._raw.get_transaction_status() != IDLE
+            ):
+                raise
+            await self._exchange(prefix, None)
+            await self._exchange(sql, params)
 
     def _enter(self, api: str) -> None:
         if self._busy or not self._leased or self._lost:
