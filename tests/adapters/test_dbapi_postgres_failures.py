@@ -8,6 +8,7 @@ psycopg2's asynchronous mode, and a thread per call).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import anyio
@@ -90,3 +91,70 @@ async def test_statements_that_refuse_a_transaction_run_under_a_deadline(
                 async with conn.transaction():
                     with anyio.fail_after(30):
                         await conn.execute(f"vacuum {table}")  # refused as it should be
+
+
+# -- streams ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "batch", "error"),
+    [
+        ("selec 1", 10, psycopg2.errors.SyntaxError),
+        ("select 1 / (g - 3) from generate_series(1, 5) as g", 10, psycopg2.errors.DivisionByZero),
+        ("select 1 / (g - 3) from generate_series(1, 5) as g", 1, psycopg2.errors.DivisionByZero),
+    ],
+    ids=["syntax", "first-batch", "later-batch"],
+)
+@pytest.mark.parametrize("in_transaction", [False, True], ids=["alone", "in-transaction"])
+async def test_a_failing_stream_raises_its_own_error(
+    pg: dict[str, Any], query: str, batch: int, error: type[Exception], in_transaction: bool
+) -> None:
+    async with create_pool(psycopg2.connect, max_size=1, **pg) as pool:
+        async with pool.connection() as conn:
+            with pytest.raises(error):
+                async with conn.transaction() if in_transaction else nullcontext():
+                    async with conn.stream(query, batch=batch) as rows:
+                        async for _ in rows:
+                            pass
+        async with pool.connection() as conn:
+            assert await conn.fetchall("select name from pg_cursors") == []
+            assert await conn.fetchone("select 1") == (1,)
+        assert pool.statistics().replaced == 0
+
+
+async def test_a_streamed_query_may_end_with_a_comment(pg: dict[str, Any]) -> None:
+    async with create_pool(psycopg2.connect, max_size=1, **pg) as pool, pool.connection() as conn:
+        async with conn.stream("select 1 -- one row") as rows:
+            assert [row async for row in rows] == [(1,)]
+        async with conn.stream("select 2; -- one row, and a semicolon") as rows:
+            assert [row async for row in rows] == [(2,)]
+
+
+@pytest.mark.parametrize("in_transaction", [False, True], ids=["alone", "in-transaction"])
+async def test_a_statement_failing_beside_an_open_stream_raises_its_own_error(
+    pg: dict[str, Any], in_transaction: bool
+) -> None:
+    """The cursor dies with the failed transaction: closing the stream must not hide why."""
+    async with create_pool(psycopg2.connect, max_size=1, **pg) as pool:
+        async with pool.connection() as conn:
+            with pytest.raises(psycopg2.errors.DivisionByZero):
+                async with conn.transaction() if in_transaction else nullcontext():
+                    async with conn.stream("select generate_series(1, 10)", batch=2) as rows:
+                        async for _ in rows:
+                            await conn.execute("select 1 / 0")
+            assert await conn.fetchone("select 1") == (1,)
+        assert pool.statistics().replaced == 0
+
+
+async def test_a_stream_given_bad_parameters_leaves_nothing_open(
+    pg: dict[str, Any], admin: Any, table: str
+) -> None:
+    """They fail before anything is sent; the next statement must not run in a transaction
+    that the stream began and the pool then rolls back."""
+    async with create_pool(psycopg2.connect, max_size=1, **pg) as pool:
+        async with pool.connection() as conn:
+            with pytest.raises(IndexError):
+                async for _ in conn.stream("select %s, %s", (1,)):
+                    pass
+            await conn.execute(f"insert into {table} values (1)")
+        assert sql(admin, f"select id from {table}") == [(1,)]

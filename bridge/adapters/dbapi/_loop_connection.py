@@ -55,6 +55,7 @@ POLL_OK = psycopg2.extensions.POLL_OK
 POLL_READ = psycopg2.extensions.POLL_READ
 POLL_WRITE = psycopg2.extensions.POLL_WRITE
 IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+INERROR = psycopg2.extensions.TRANSACTION_STATUS_INERROR
 
 _names = itertools.count(1)
 
@@ -322,29 +323,58 @@ class LoopConnection(Connection):
         self._enter("Connection.stream()")
         try:
             name = stream._cursor
-            if name is None:
-                if stream._done:
-                    return []
-                name = f"bridge_stream_{next(_names)}"
-                if self._depth == 0:
-                    self._begin_pending = True  # a cursor lives in a transaction
-                    stream._own_transaction = True
-                stream._cursor = name
-                self.stream_open = stream
-                query = stream._sql.rstrip().rstrip(";")
-                await self._exchange(
-                    f'DECLARE "{name}" NO SCROLL CURSOR FOR {query};'
-                    f'FETCH FORWARD {stream._batch} FROM "{name}"',
-                    stream._params,
-                )
-            else:
-                await self._exchange(f'FETCH FORWARD {stream._batch} FROM "{name}"', None)
+            try:
+                if name is None:
+                    if stream._done:
+                        return []
+                    name = f"bridge_stream_{next(_names)}"
+                    if self._depth == 0:
+                        self._begin_pending = True  # a cursor lives in a transaction
+                        stream._own_transaction = True
+                    stream._cursor = name
+                    self.stream_open = stream
+                    query = stream._sql.rstrip().rstrip(";")
+                    # The newline ends a -- comment the query may end with.
+                    await self._exchange(
+                        f'DECLARE "{name}" NO SCROLL CURSOR FOR {query}\n;'
+                        f'FETCH FORWARD {stream._batch} FROM "{name}"',
+                        stream._params,
+                    )
+                else:
+                    await self._exchange(f'FETCH FORWARD {stream._batch} FROM "{name}"', None)
+            except Exception:
+                if not self._lost:
+                    await self._stream_failed(stream)
+                raise
             rows: list[Any] = self._cur.fetchall()
             if len(rows) < stream._batch:
                 await self._close_stream(stream)
             return rows
         finally:
             self._busy = False
+
+    async def _stream_failed(self, stream: Stream) -> None:
+        """The stream's statement failed: end the stream (and a transaction of its own) here.
+
+        Its cursor is gone, or never was: a CLOSE on the way out would fail and hide
+        the error the caller should see. Bad parameters fail before anything is sent,
+        and the BEGIN meant to go with them must not go with the caller's next statement.
+        """
+        own = stream._own_transaction
+        stream._done = True
+        stream._cursor = None
+        stream._own_transaction = False
+        if own:
+            self._begin_pending = False
+            if not self._raw.closed and self._raw.get_transaction_status() != IDLE:
+                try:
+                    await self._exchange("ROLLBACK", None)
+                except psycopg2.Error:
+                    self._doubtful = True  # the pool rolls back (or replaces it) before reuse
+                    return  # stream_open stays: the connection is not clean
+                self._forget_timeout(False)
+        if self.stream_open is stream:
+            self.stream_open = None
 
     async def _stream_close(self, stream: Stream) -> None:
         self._enter("Stream.aclose()")
@@ -360,9 +390,16 @@ class LoopConnection(Connection):
         if name is None:
             return
         own = stream._own_transaction
-        await self._exchange(f'CLOSE "{name}"' + (";COMMIT" if own else ""), None)
-        if own:
-            self._timeout_in_transaction = False
+        if self._raw.get_transaction_status() == INERROR:
+            # A statement of the caller's failed the transaction, and the cursor with it:
+            # a CLOSE would fail too, and hide that error (psycopg2 sends none either).
+            if own:
+                await self._exchange("ROLLBACK", None)
+                self._forget_timeout(False)
+        else:
+            await self._exchange(f'CLOSE "{name}"' + (";COMMIT" if own else ""), None)
+            if own:
+                self._timeout_in_transaction = False
         stream._cursor = None
         stream._own_transaction = False
         if self.stream_open is stream:

@@ -86,24 +86,49 @@ class Stream:
         """The next batch, on the connection's thread (the thread transport)."""
         conn = self._conn
         cursor = self._cursor
-        if cursor is None:
-            if self._done:
-                return []
-            raw, dialect = conn.raw, conn.dialect
-            cursor, needs_transaction = dialect.server_cursor(raw, f"bridge_stream_{next(_names)}")
-            if needs_transaction and conn.depth == 0:
-                dialect.begin(raw, None)
-                self._own_transaction = True
-            self._cursor = cursor
-            conn.stream_open = self
-            if self._params is None:
-                cursor.execute(self._sql)
-            else:
-                cursor.execute(self._sql, self._params)
-        rows = cursor.fetchmany(self._batch)
+        try:
+            if cursor is None:
+                if self._done:
+                    return []
+                raw, dialect = conn.raw, conn.dialect
+                name = f"bridge_stream_{next(_names)}"
+                cursor, needs_transaction = dialect.server_cursor(raw, name)
+                if needs_transaction and conn.depth == 0:
+                    dialect.begin(raw, None)
+                    self._own_transaction = True
+                self._cursor = cursor
+                conn.stream_open = self
+                if self._params is None:
+                    cursor.execute(self._sql)
+                else:
+                    cursor.execute(self._sql, self._params)
+            rows = cursor.fetchmany(self._batch)
+        except Exception:
+            self._failed()
+            raise
         if len(rows) < self._batch:
             self.close_cursor(True)
         return list(rows)
+
+    def _failed(self) -> None:
+        """The stream's statement failed: end it, and the transaction it opened, here.
+
+        Bad parameters fail before anything is sent; the transaction begun for the
+        stream must not take in the caller's next statements (to be rolled back later).
+        """
+        conn = self._conn
+        cursor, self._cursor = self._cursor, None
+        self._done = True
+        try:
+            if cursor is not None:
+                cursor.close()  # psycopg2 sends no CLOSE in a failed transaction
+            if self._own_transaction:
+                self._own_transaction = False
+                conn.dialect.rollback(conn.raw)
+        except Exception:
+            return  # stream_open stays set: the pool rolls back before reuse
+        if conn.stream_open is self:
+            conn.stream_open = None
 
     def close_cursor(self, commit: bool) -> None:
         """Close the cursor; end the stream's own transaction (commit, or leave it to rollback)."""
