@@ -120,6 +120,24 @@ class LoopConnection(Connection):
         old.detach()  # on its own loop's thread, if that loop runs elsewhere
         self._retired = [w for w in (*self._retired, old) if w.watching]
 
+    @property
+    def raw(self) -> Raw:
+        """The driver's own connection, in psycopg2's asynchronous mode.
+
+        Its blocking API does not work: a cursor's `execute()` only sends the query
+        and returns, and the connection is then busy until `raw.poll()` returns
+        POLL_OK; until then every statement of this `Connection` fails ("execute
+        cannot be used while an asynchronous query is underway"). Read attributes
+        (`server_version`, `notifies`, `get_transaction_status()`) freely; for the
+        driver's API itself, use `transport="thread"` and `run()`. A query left
+        running when the task lets go is cancelled and drained before reuse.
+        """
+        return self._raw
+
+    @property
+    def clean(self) -> bool:
+        return super().clean and not self._running_elsewhere()
+
     # -- what users call ------------------------------------------------------
 
     async def executemany(self, sql: str, seq_of_params: Iterable[Any]) -> int:
@@ -417,7 +435,15 @@ class LoopConnection(Connection):
     def recover_soon(self, cancel_sent: concurrent.futures.Future[None] | None = None) -> None:
         """Roll back and check the connection in a background task, then return it to the pool."""
         self._lost = True
+        if cancel_sent is None and not self._in_flight and self._running_elsewhere():
+            # A query sent through `raw` by the task: stop it, as if it were ours.
+            cancel_sent = concurrent.futures.Future()
+            self._pool._cancel_on_server(self, cancel_sent)
         self._io.spawn(lambda: self._recover(cancel_sent))
+
+    def _running_elsewhere(self) -> bool:
+        raw = self._raw
+        return not raw.closed and bool(raw.isexecuting())
 
     async def _recover(self, cancel_sent: concurrent.futures.Future[None] | None) -> None:
         try:
@@ -452,7 +478,7 @@ class LoopConnection(Connection):
         """Read what the server still sends, roll back, reset the timeout: one round trip."""
         if self._raw.closed:
             raise ConnectionError("the connection is closed")
-        if self._in_flight:
+        if self._in_flight or self._raw.isexecuting():
             try:
                 await wait_ready(self._raw, self._sock)  # the cancelled statement's answer
             except psycopg2.Error:
