@@ -17,7 +17,7 @@ import psycopg2.errors
 import pytest
 
 from bridge.adapters.dbapi import create_pool
-from tests.adapters.dbapi_servers import postgres, unique_table
+from tests.adapters.dbapi_servers import postgres, unique_table, until
 
 pytestmark = pytest.mark.anyio
 
@@ -158,3 +158,33 @@ async def test_a_stream_given_bad_parameters_leaves_nothing_open(
                     pass
             await conn.execute(f"insert into {table} values (1)")
         assert sql(admin, f"select id from {table}") == [(1,)]
+
+
+async def test_a_stream_cancelled_mid_batch_raises_the_cancellation(
+    pg: dict[str, Any], admin: Any
+) -> None:
+    """Leaving `async with conn.stream()` must not turn the caller's cancellation (or
+    timeout) into an error about the connection that the pool took back."""
+    query = "select g, case when g = 3 then pg_sleep(60) end from generate_series(1, 10) as g"
+    async with create_pool(psycopg2.connect, max_size=1, **pg) as pool:
+        async with pool.connection() as conn:
+            (pid,) = await conn.fetchone("select pg_backend_pid()")
+
+            def sleeping() -> bool:
+                waits = "select 1 from pg_stat_activity where pid = %s and wait_event = 'PgSleep'"
+                return bool(sql(admin, waits, (pid,)))
+
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+
+                    async def cancel_when_sleeping() -> None:
+                        await until(sleeping, "the stream's second batch sleeps on the server")
+                        scope.cancel()
+
+                    tg.start_soon(cancel_when_sleeping)
+                    async with conn.stream(query, batch=2) as rows:
+                        async for _ in rows:
+                            pass
+            assert scope.cancelled_caught
+        await until(lambda: pool.statistics().idle == 1, "the connection back in the pool")
+        assert await pool.fetchone("select 1") == (1,)

@@ -70,6 +70,11 @@ class Stream:
     async def aclose(self) -> None:
         """Stop early: close the server-side cursor (and the transaction the stream opened)."""
         self._rows.clear()
+        if self._conn._lost:
+            # A cancelled batch: the pool took the connection back and closes the cursor
+            # as it rolls back. The caller must see its own cancellation or timeout.
+            self._done = True
+            return
         if self._cursor is not None:
             await self._conn._stream_close(self)
         self._done = True
