@@ -188,3 +188,31 @@ async def test_a_stream_cancelled_mid_batch_raises_the_cancellation(
             assert scope.cancelled_caught
         await until(lambda: pool.statistics().idle == 1, "the connection back in the pool")
         assert await pool.fetchone("select 1") == (1,)
+
+
+# -- lost connections ---------------------------------------------------------------------
+
+
+async def test_a_transaction_on_a_reopened_connection_is_still_one(
+    pg: dict[str, Any], admin: Any, table: str
+) -> None:
+    """After a restart (every backend gone), the first statement of a transaction finds
+    its connection dead and reopens it: the rest must still run in a transaction."""
+    async with create_pool(psycopg2.connect, min_size=2, max_size=2, **pg) as pool:
+        async with pool.connection() as a, pool.connection() as b:
+            pids = [(await conn.fetchone("select pg_backend_pid()"))[0] for conn in (a, b)]
+        sql(admin, "select pg_terminate_backend(pid) from unnest(%s) as pid", (pids,))
+        await until(
+            lambda: not sql(admin, "select 1 from pg_stat_activity where pid = any(%s)", (pids,)),
+            "both backends gone",
+        )
+        with pytest.raises(psycopg2.OperationalError):
+            await pool.fetchone("select 1")  # one connection finds out: the other is suspect
+        async with pool.connection() as conn:
+            with pytest.raises(RuntimeError):
+                async with conn.transaction():
+                    await conn.execute(f"insert into {table} values (1)")  # reopens it
+                    await conn.execute(f"insert into {table} values (2)")
+                    raise RuntimeError("undo")
+            assert (await conn.fetchone("select pg_backend_pid()"))[0] not in pids
+    assert sql(admin, f"select id from {table}") == []

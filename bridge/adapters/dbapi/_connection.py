@@ -230,10 +230,24 @@ class Connection:
             self._dialect.ping(self._raw)
             return
         except Exception:
-            pass
+            if self._depth > 1:
+                # Its savepoints went with the old connection: the transaction cannot
+                # go on in a new one. (At depth 1 nothing ran yet: see below.)
+                self.broken = True
+                raise
         self._close_raw()
-        self._raw = self._pool._connect_raw()
-        self._dialect.setup(self._raw)
+        try:
+            self._raw = self._pool._connect_raw()
+            self._dialect.setup(self._raw)
+            if self._depth:
+                # A transaction's first statement found the connection dead (a suspect
+                # is pinged before its first statement): begin it on the new one, or the
+                # rest of the block autocommits.
+                self._cursor = self._raw.cursor()
+                self._dialect.begin(self._raw, self._cursor)
+        except BaseException:
+            self.broken = True
+            raise
 
     def _abandoned(self, result: Any, error: BaseException | None) -> None:
         """The task gave up while the driver ran: wait for the cancel to land, then recover."""

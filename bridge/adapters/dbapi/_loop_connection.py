@@ -499,11 +499,19 @@ class LoopConnection(Connection):
     async def _revive_on_loop(self) -> None:
         """Another connection of the pool broke: ping this one; reopen it if it is dead too."""
         self.suspect = False
+        # The ping must not carry a pending BEGIN: if it fails, the BEGIN goes with the
+        # next statement on the new connection, where the transaction then runs.
+        begin, self._begin_pending = self._begin_pending, False
         try:
             await self._exchange("SELECT 1", None)
+            self._begin_pending = begin
             return
         except psycopg2.Error:
-            pass
+            if self._depth > 1 or (self._depth and not begin):
+                # Savepoints (or statements) of the transaction went with the old
+                # connection: the rest of it cannot run on a new one.
+                self.broken = True
+                raise
         self._close_raw()
         try:
             self._raw, self._sock = await self._pool._connect_on_loop(self._io)
@@ -514,6 +522,7 @@ class LoopConnection(Connection):
         self._cur = self._raw.cursor()
         self._fd = self._raw.fileno()
         self._timeout_set = self._timeout_in_transaction = False
+        self._begin_pending = begin
 
     def _close_raw(self) -> None:
         """Close the driver connection once no loop watches its socket any more."""
