@@ -7,6 +7,8 @@ psycopg2's asynchronous mode, and a thread per call).
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Iterator
 from contextlib import nullcontext
 from typing import Any
@@ -48,6 +50,69 @@ def table(admin: Any) -> Iterator[str]:
     sql(admin, f"create table {name} (id integer primary key)")
     yield name
     sql(admin, f"drop table if exists {name}")
+
+
+SSL_REQUEST = b"\x00\x00\x00\x08\x04\xd2\x16\x2f"
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass  # one side hung up
+    finally:
+        for sock in (source, sink):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def breaks_tls(pg: dict[str, Any]) -> Iterator[int]:
+    """A port in front of the server that accepts TLS, then hangs up: with sslmode=prefer,
+    libpq closes that socket mid-connect and tries again on a new one, without TLS."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # shut down: the test is over
+            first = client.recv(8)
+            if first == SSL_REQUEST:
+                client.sendall(b"S")  # yes to TLS, then no handshake
+                client.close()
+                continue
+            server = socket.create_connection((pg["host"], pg["port"]))
+            server.sendall(first)
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+
+    thread = threading.Thread(target=serve, name="breaks-tls", daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    listener.shutdown(socket.SHUT_RDWR)  # wakes the accept()
+    listener.close()
+    thread.join()
+
+
+# -- connecting ------------------------------------------------------------------------------
+
+
+async def test_a_connect_that_libpq_retries_on_a_new_socket_works(
+    pg: dict[str, Any], breaks_tls: int
+) -> None:
+    """libpq closes the first socket mid-connect and opens another (often with the same
+    number): the loop must wait on the socket libpq uses now, not on the first one."""
+    kwargs = {**pg, "port": breaks_tls, "sslmode": "prefer", "connect_timeout": 30}
+    async with create_pool(psycopg2.connect, min_size=0, max_size=2, **kwargs) as pool:
+        async with pool.connection() as a, pool.connection() as b:
+            assert await a.fetchone("select 1") == await b.fetchone("select 1") == (1,)
 
 
 # -- transactions ---------------------------------------------------------------------------

@@ -86,6 +86,31 @@ async def wait_ready(raw: Raw, sock: SocketWait) -> None:
             raise psycopg2.OperationalError(f"psycopg2 poll() returned {state!r}")
 
 
+async def wait_connected(raw: Raw, io: LoopIO) -> None:
+    """Poll an asynchronous connect to its end, on whichever socket libpq uses at the time.
+
+    libpq may close its socket mid-connect and open another one (the next host of a
+    list, sslmode=prefer trying again without TLS, gssencmode), often with the same
+    number. So its number is read before every wait, and the loop stops watching it
+    after the wait, before the next poll() can close it: no loop keeps a registration
+    for a socket that is gone, nor waits on a new socket through the old one's.
+    """
+    while True:
+        state = raw.poll()
+        if state == POLL_OK:
+            return
+        if state not in (POLL_READ, POLL_WRITE):  # psycopg2 documents no other state
+            raise psycopg2.OperationalError(f"psycopg2 poll() returned {state!r}")
+        sock = io.socket(raw.fileno())
+        try:
+            if state == POLL_READ:
+                await sock.readable()
+            else:
+                await sock.writable()
+        finally:
+            sock.detach()  # on this loop's thread: at once
+
+
 class LoopConnection(Connection):
     """A pooled psycopg2 connection whose socket the event loop reads and writes."""
 

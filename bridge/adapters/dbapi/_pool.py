@@ -402,23 +402,22 @@ class Pool:
     async def _connect_on_loop(self, io: LoopIO) -> tuple[Raw, SocketWait]:
         """Connect in asynchronous mode: libpq's start (a DNS lookup: it may block) on a
         thread, the rest (TCP, TLS, authentication) polled by the loop."""
-        from bridge.adapters.dbapi._loop_connection import wait_ready
+        from bridge.adapters.dbapi._loop_connection import wait_connected
 
         raw = await run_job(self._start_connect)
-        sock = io.socket(raw.fileno())
         timeout = self._connect_timeout
         try:
             with anyio.move_on_after(timeout) as scope:
-                await wait_ready(raw, sock)
+                await wait_connected(raw, io)  # watches no socket when it returns or raises
         except BaseException:
-            sock.detach(raw.close)
+            raw.close()
             raise
         if scope.cancelled_caught:
-            sock.detach(raw.close)
+            raw.close()
             raise raw.OperationalError(  # the driver's error, as its blocking connect raises
                 f"connection timed out after {timeout} s (connect_timeout)"
             )
-        return raw, sock
+        return raw, io.socket(raw.fileno())
 
     def _start_connect(self) -> Raw:
         return self._connect(*self._args, async_=True, **self._kwargs)
