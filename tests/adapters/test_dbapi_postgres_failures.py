@@ -158,6 +158,24 @@ async def test_statements_that_refuse_a_transaction_run_under_a_deadline(
                         await conn.execute(f"vacuum {table}")  # refused as it should be
 
 
+async def test_a_stream_runs_under_its_own_deadline_not_an_earlier_one(
+    pg: dict[str, Any],
+) -> None:
+    """A deadline's statement_timeout outlives its statement until the next one resets it:
+    a stream must reset it too, or a slow stream dies of an earlier call's deadline."""
+    setting = "select current_setting('statement_timeout')"
+    async with create_pool(psycopg2.connect, max_size=1, **pg) as pool, pool.connection() as conn:
+        for in_transaction in (False, True):
+            with anyio.fail_after(30):
+                await conn.fetchone("select 1")
+            async with conn.transaction() if in_transaction else nullcontext():
+                assert [row async for row in conn.stream(setting)] == [("0",)]
+                with anyio.fail_after(30):
+                    [(bound,)] = [row async for row in conn.stream(setting)]
+                assert bound not in ("0", "0ms")
+            assert await conn.fetchone(setting) == ("0",)
+
+
 # -- streams ----------------------------------------------------------------------------------
 
 

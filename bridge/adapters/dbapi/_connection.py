@@ -185,18 +185,8 @@ class Connection:
     def _run_statement(self, op: Callable[[Cursor], Any], sql: str, params: Any, many: bool) -> Any:
         if self.suspect:
             self._revive()
-        cursor = self._cursor
-        if cursor is None:
-            cursor = self._cursor = self._raw.cursor()
-        # The caller's deadline, read here rather than on the loop (where anyio's
-        # lookup costs a few microseconds of the loop's time per statement).
-        left = current_deadline()
         try:
-            if left is not None or self._timeout_set:
-                # The server's bound trails the caller's deadline by a little, so the
-                # caller's own cancellation (which also stops the statement) normally wins.
-                timeout = None if left is None else left + SERVER_TIMEOUT_MARGIN
-                self._timeout_set = self._dialect.set_timeout(cursor, timeout)
+            cursor = self.apply_deadline()
             if many:
                 cursor.executemany(sql, params)
             elif params is None:
@@ -210,6 +200,22 @@ class Connection:
         except Exception as exc:
             self._check(exc)
             raise
+
+    def apply_deadline(self) -> Cursor:
+        """On the connection's thread: the caller's deadline becomes the server's statement
+        timeout (or an earlier one is reset); returns the connection's plain cursor."""
+        cursor = self._cursor
+        if cursor is None:
+            cursor = self._cursor = self._raw.cursor()
+        # The caller's deadline, read here rather than on the loop (where anyio's
+        # lookup costs a few microseconds of the loop's time per statement).
+        left = current_deadline()
+        if left is not None or self._timeout_set:
+            # The server's bound trails the caller's deadline by a little, so the
+            # caller's own cancellation (which also stops the statement) normally wins.
+            timeout = None if left is None else left + SERVER_TIMEOUT_MARGIN
+            self._timeout_set = self._dialect.set_timeout(cursor, timeout)
+        return cursor
 
     def _check(self, error: BaseException) -> None:
         """A call failed: a connection that is gone is replaced; one in doubt is checked."""

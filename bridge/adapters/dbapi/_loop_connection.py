@@ -210,9 +210,28 @@ class LoopConnection(Connection):
     async def _run_statement(
         self, op: Callable[[Cursor], Any], sql: str, params: Any, many: bool
     ) -> Any:
-        # The caller's deadline becomes the server's statement_timeout, sent in the
-        # same round trip as the statement (and reset the same way after it); see _send.
-        prefix = ""
+        prefix, reset = self._timeout_prefix()
+        if not many:
+            await self._send(prefix, sql, params)
+            if reset:
+                self._timeout_set = False
+            return op(self._cur)
+        total = 0
+        for one in params:
+            await self._send(prefix, sql, one)
+            if reset:
+                self._timeout_set = reset = False
+            prefix = ""
+            total += max(0, self._cur.rowcount)
+        return total
+
+    def _timeout_prefix(self) -> tuple[str, bool]:
+        """The SET that puts the caller's deadline on the server, and whether it is a reset.
+
+        The caller's deadline becomes the server's statement_timeout, sent in the same
+        round trip as the statement (see _send), and reset the same way by the next
+        statement without one, a stream's DECLARE and FETCH included.
+        """
         deadline = anyio.current_effective_deadline()
         if deadline != math.inf:
             left = deadline - anyio.current_time() + SERVER_TIMEOUT_MARGIN
@@ -220,21 +239,11 @@ class LoopConnection(Connection):
             self._timeout_set = True
         elif self._timeout_set:
             prefix = "SET statement_timeout TO DEFAULT;"
-        if prefix and (self._depth or self.stream_open is not None):
+        else:
+            return "", False
+        if self._depth or self.stream_open is not None:
             self._timeout_in_transaction = True  # SET is undone by a rollback
-        if not many:
-            await self._send(prefix, sql, params)
-            if deadline == math.inf:
-                self._timeout_set = False
-            return op(self._cur)
-        total = 0
-        for one in params:
-            await self._send(prefix, sql, one)
-            if prefix and deadline == math.inf:
-                self._timeout_set = False
-            prefix = ""
-            total += max(0, self._cur.rowcount)
-        return total
+        return prefix, deadline == math.inf
 
     async def _send(self, prefix: str, sql: str, params: Any) -> None:
         """`prefix` (a SET) and `sql` in one round trip; in two where they must be apart."""
@@ -376,15 +385,21 @@ class LoopConnection(Connection):
                         stream._own_transaction = True
                     stream._cursor = name
                     self.stream_open = stream
+                    prefix, reset = self._timeout_prefix()
                     query = stream._sql.rstrip().rstrip(";")
                     # The newline ends a -- comment the query may end with.
                     await self._exchange(
-                        f'DECLARE "{name}" NO SCROLL CURSOR FOR {query}\n;'
+                        f'{prefix}DECLARE "{name}" NO SCROLL CURSOR FOR {query}\n;'
                         f'FETCH FORWARD {stream._batch} FROM "{name}"',
                         stream._params,
                     )
                 else:
-                    await self._exchange(f'FETCH FORWARD {stream._batch} FROM "{name}"', None)
+                    prefix, reset = self._timeout_prefix()
+                    await self._exchange(
+                        f'{prefix}FETCH FORWARD {stream._batch} FROM "{name}"', None
+                    )
+                if reset:
+                    self._timeout_set = False
             except Exception:
                 if not self._lost:
                     await self._stream_failed(stream)

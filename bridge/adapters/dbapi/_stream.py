@@ -95,6 +95,9 @@ class Stream:
             if cursor is None:
                 if self._done:
                     return []
+                # Before BEGIN (a rollback would undo the SET), and only here: no other
+                # statement may run while a MySQL unbuffered cursor reads its rows.
+                conn.apply_deadline()
                 raw, dialect = conn.raw, conn.dialect
                 name = f"bridge_stream_{next(_names)}"
                 cursor, needs_transaction = dialect.server_cursor(raw, name)
