@@ -115,6 +115,26 @@ async def test_a_connect_that_libpq_retries_on_a_new_socket_works(
             assert await a.fetchone("select 1") == await b.fetchone("select 1") == (1,)
 
 
+@pytest.mark.parametrize("where", ["dsn", "environment"])
+async def test_connect_timeout_is_read_where_libpq_reads_it(
+    pg: dict[str, Any], where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From a dsn string or PGCONNECT_TIMEOUT, not only a keyword argument."""
+    with socket.socket() as silent:  # accepts the TCP connection, never answers the startup
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        dsn = f"host=127.0.0.1 port={silent.getsockname()[1]} dbname=test"
+        if where == "dsn":
+            dsn += " connect_timeout=1"
+        else:
+            monkeypatch.setenv("PGCONNECT_TIMEOUT", "1")
+        pool = create_pool(psycopg2.connect, dsn, min_size=0, transport=pg["transport"])
+        with anyio.fail_after(60):  # only a guard against the hang this test is about
+            with pytest.raises(psycopg2.OperationalError):
+                await pool.fetchone("select 1")
+        assert await pool.close()
+
+
 # -- transactions ---------------------------------------------------------------------------
 
 
