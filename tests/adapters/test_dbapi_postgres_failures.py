@@ -319,3 +319,33 @@ async def test_a_transaction_on_a_reopened_connection_is_still_one(
                     raise RuntimeError("undo")
             assert (await conn.fetchone("select pg_backend_pid()"))[0] not in pids
     assert sql(admin, f"select id from {table}") == []
+
+
+async def test_a_connection_lost_mid_statement_leaves_its_socket_number_free(
+    pg: dict[str, Any], admin: Any
+) -> None:
+    """libpq closes the socket of a connection whose server hangs up while the loop waits
+    on it, and the next socket opened (a new connection's) often gets the same number: the
+    lost connection's registration must go at once, not when it leaves the task's hands."""
+    async with create_pool(psycopg2.connect, min_size=0, max_size=2, **pg) as pool:
+        lost = pool.connection()
+        conn = await lost.__aenter__()
+        (pid,) = await conn.fetchone("select pg_backend_pid()")
+
+        def sleeping() -> bool:
+            waits = "select 1 from pg_stat_activity where pid = %s and wait_event = 'PgSleep'"
+            return bool(sql(admin, waits, (pid,)))
+
+        async def terminate_when_sleeping() -> None:
+            await until(sleeping, "pg_sleep running")
+            sql(admin, "select pg_terminate_backend(%s)", (pid,))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(terminate_when_sleeping)
+            with pytest.raises(psycopg2.OperationalError):
+                await conn.execute("select pg_sleep(60)")
+        with anyio.fail_after(60):  # only a guard against the hang this test is about
+            async with pool.connection() as other:  # a new connection, while the lost one is held
+                assert await other.fetchone("select 1") == (1,)
+                await lost.__aexit__(None, None, None)
+                assert await other.fetchone("select 2") == (2,)

@@ -75,7 +75,14 @@ def _rowcount(cursor: Cursor) -> Any:
 async def wait_ready(raw: Raw, sock: SocketWait) -> None:
     """Poll `raw` until the statement (or the connect) in progress is done; raises its error."""
     while True:
-        state = raw.poll()
+        try:
+            state = raw.poll()
+        except Exception:
+            if raw.closed:
+                # libpq lost the server and closed the socket: stop watching its number
+                # now, before a new socket (the replacement connection's) gets it.
+                sock.detach()
+            raise
         if state == POLL_OK:
             return
         if state == POLL_READ:
@@ -290,6 +297,8 @@ class LoopConnection(Connection):
                 state = raw.poll()
             except Exception as exc:
                 self._in_flight = False  # the result was read: it was this error
+                if raw.closed:
+                    sock.detach()  # as in wait_ready: libpq closed the socket
                 self._check(exc)
                 if begin and self._depth and not raw.closed:
                     await self._begin_failed()
