@@ -196,6 +196,25 @@ async def test_a_stream_runs_under_its_own_deadline_not_an_earlier_one(
             assert await conn.fetchone(setting) == ("0",)
 
 
+@pytest.mark.parametrize("nested", [False, True], ids=["transaction", "savepoint"])
+async def test_a_rolled_back_reset_leaves_no_statement_timeout(
+    pg: dict[str, Any], nested: bool
+) -> None:
+    """SET is transactional: a rollback can bring back the deadline's statement_timeout
+    that a statement in the transaction reset."""
+    setting = "select current_setting('statement_timeout')"
+    async with create_pool(psycopg2.connect, max_size=1, **pg) as pool, pool.connection() as conn:
+        async with conn.transaction() if nested else nullcontext():
+            with anyio.fail_after(30):
+                await conn.execute("select 1")  # sets statement_timeout
+            with pytest.raises(RuntimeError):
+                async with conn.transaction():
+                    await conn.execute("select 1")  # resets it, inside the transaction
+                    raise RuntimeError("undo")  # and the rollback undoes the reset
+            assert await conn.fetchone(setting) == ("0",)
+        assert await conn.fetchone(setting) == ("0",)
+
+
 # -- streams ----------------------------------------------------------------------------------
 
 

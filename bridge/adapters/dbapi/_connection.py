@@ -65,6 +65,7 @@ class Connection:
         self._lease_id = 0  # which acquire holds it: a late release of an old lease is ignored
         self._lost = False  # handed to recovery after a cancelled call: not the task's any more
         self._timeout_set = False  # a server-side statement timeout is in force
+        self._timeout_in_transaction = False  # a rollback may bring back an old statement_timeout
         self._cancel_sent: concurrent.futures.Future[None] | None = None
         self._call_lock = threading.Lock()  # see Call
         self.stream_open: Stream | None = None
@@ -215,7 +216,17 @@ class Connection:
             # caller's own cancellation (which also stops the statement) normally wins.
             timeout = None if left is None else left + SERVER_TIMEOUT_MARGIN
             self._timeout_set = self._dialect.set_timeout(cursor, timeout)
+            if self._depth or self.stream_open is not None:
+                self._timeout_in_transaction = True  # SET is undone by a rollback
         return cursor
+
+    def _forget_timeout(self, committed: bool) -> None:
+        # SET is transactional: a rollback may have brought back the statement_timeout
+        # of before it. Then reset it with the next statement, whatever it was.
+        if self._timeout_in_transaction and not committed:
+            self._timeout_set = True
+        if self._depth <= 1:
+            self._timeout_in_transaction = False
 
     def _check(self, error: BaseException) -> None:
         """A call failed: a connection that is gone is replaced; one in doubt is checked."""
@@ -273,6 +284,8 @@ class Connection:
             except Exception:
                 pass  # the rollback below settles the transaction it was in
         # Twice: a cancel that reaches the server late can hit the first rollback.
+        if self._timeout_in_transaction:  # the rollback below may bring back an old one
+            self._timeout_set, self._timeout_in_transaction = True, False
         for attempt in (1, 2):
             try:
                 self._dialect.recover(self._raw)
@@ -366,11 +379,13 @@ class Connection:
         dialect, cursor = self._dialect, self._cursor
         if depth == 1:
             (dialect.commit if commit else dialect.rollback)(self._raw)
+            self._forget_timeout(commit)
         elif commit:
             dialect.savepoint(cursor, f"bridge_sp_{depth}", "RELEASE SAVEPOINT")
         else:
             dialect.savepoint(cursor, f"bridge_sp_{depth}", "ROLLBACK TO SAVEPOINT")
             dialect.savepoint(cursor, f"bridge_sp_{depth}", "RELEASE SAVEPOINT")
+            self._forget_timeout(False)
         self._depth = depth - 1  # not on failure: the pool then rolls back before reuse
 
 

@@ -140,7 +140,6 @@ class LoopConnection(Connection):
         self._retired: list[SocketWait] = []  # other loops' registrations not removed yet
         self._in_flight = False  # a statement was sent and its result is not read yet
         self._begin_pending = False  # BEGIN goes out with the transaction's first statement
-        self._timeout_in_transaction = False  # a rollback may bring back an old statement_timeout
 
     def bind(self) -> None:
         """On the loop that acquired it: wait on its socket with this loop."""
@@ -371,14 +370,6 @@ class LoopConnection(Connection):
             self._depth = depth - 1  # not on failure: the pool then rolls back before reuse
         finally:
             self._busy = False
-
-    def _forget_timeout(self, committed: bool) -> None:
-        # SET is transactional: a rollback may have brought back the statement_timeout
-        # of before it. Then reset it with the next statement, whatever it was.
-        if self._timeout_in_transaction and not committed:
-            self._timeout_set = True
-        if self._depth <= 1:
-            self._timeout_in_transaction = False
 
     async def _stream_batch(self, stream: Stream) -> list[Any]:
         self._enter("Connection.stream()")

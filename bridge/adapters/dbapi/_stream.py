@@ -133,6 +133,7 @@ class Stream:
             if self._own_transaction:
                 self._own_transaction = False
                 conn.dialect.rollback(conn.raw)
+                conn._forget_timeout(False)
         except Exception:
             return  # stream_open stays set: the pool rolls back before reuse
         if conn.stream_open is self:
@@ -154,3 +155,4 @@ class Stream:
         if self._own_transaction and commit:
             self._own_transaction = False
             conn.dialect.commit(conn.raw)
+            conn._forget_timeout(True)
