@@ -13,6 +13,9 @@ import itertools
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+import anyio
+import anyio.lowlevel
+
 if TYPE_CHECKING:
     from bridge.adapters.dbapi._connection import Connection
 
@@ -61,7 +64,14 @@ class Stream:
                     "(`async with conn.stream(...) as rows:` closes it), or use another connection"
                 )
             self._started = True
-        batch = await self._conn._stream_batch(self)
+        try:
+            batch = await self._conn._stream_batch(self)
+        except Exception:
+            if anyio.current_time() >= anyio.current_effective_deadline():
+                # The server's statement timeout echoed the caller's deadline (see
+                # Connection._statement): the caller gets its own cancellation.
+                await anyio.lowlevel.checkpoint()
+            raise
         if not batch:
             raise StopAsyncIteration
         rows.extend(batch)
