@@ -65,6 +65,7 @@ class Connection:
         self._lease_id = 0  # which acquire holds it: a late release of an old lease is ignored
         self._lost = False  # handed to recovery after a cancelled call: not the task's any more
         self._timeout_set = False  # a server-side statement timeout is in force
+        self._timeout_in_transaction = False  # a rollback may bring back an old statement_timeout
         self._cancel_sent: concurrent.futures.Future[None] | None = None
         self._call_lock = threading.Lock()  # see Call
         self.stream_open: Stream | None = None
@@ -185,18 +186,8 @@ class Connection:
     def _run_statement(self, op: Callable[[Cursor], Any], sql: str, params: Any, many: bool) -> Any:
         if self.suspect:
             self._revive()
-        cursor = self._cursor
-        if cursor is None:
-            cursor = self._cursor = self._raw.cursor()
-        # The caller's deadline, read here rather than on the loop (where anyio's
-        # lookup costs a few microseconds of the loop's time per statement).
-        left = current_deadline()
         try:
-            if left is not None or self._timeout_set:
-                # The server's bound trails the caller's deadline by a little, so the
-                # caller's own cancellation (which also stops the statement) normally wins.
-                timeout = None if left is None else left + SERVER_TIMEOUT_MARGIN
-                self._timeout_set = self._dialect.set_timeout(cursor, timeout)
+            cursor = self.apply_deadline()
             if many:
                 cursor.executemany(sql, params)
             elif params is None:
@@ -210,6 +201,32 @@ class Connection:
         except Exception as exc:
             self._check(exc)
             raise
+
+    def apply_deadline(self) -> Cursor:
+        """On the connection's thread: the caller's deadline becomes the server's statement
+        timeout (or an earlier one is reset); returns the connection's plain cursor."""
+        cursor = self._cursor
+        if cursor is None:
+            cursor = self._cursor = self._raw.cursor()
+        # The caller's deadline, read here rather than on the loop (where anyio's
+        # lookup costs a few microseconds of the loop's time per statement).
+        left = current_deadline()
+        if left is not None or self._timeout_set:
+            # The server's bound trails the caller's deadline by a little, so the
+            # caller's own cancellation (which also stops the statement) normally wins.
+            timeout = None if left is None else left + SERVER_TIMEOUT_MARGIN
+            self._timeout_set = self._dialect.set_timeout(cursor, timeout)
+            if self._depth or self.stream_open is not None:
+                self._timeout_in_transaction = True  # SET is undone by a rollback
+        return cursor
+
+    def _forget_timeout(self, committed: bool) -> None:
+        # SET is transactional: a rollback may have brought back the statement_timeout
+        # of before it. Then reset it with the next statement, whatever it was.
+        if self._timeout_in_transaction and not committed:
+            self._timeout_set = True
+        if self._depth <= 1:
+            self._timeout_in_transaction = False
 
     def _check(self, error: BaseException) -> None:
         """A call failed: a connection that is gone is replaced; one in doubt is checked."""
@@ -230,10 +247,24 @@ class Connection:
             self._dialect.ping(self._raw)
             return
         except Exception:
-            pass
+            if self._depth > 1:
+                # Its savepoints went with the old connection: the transaction cannot
+                # go on in a new one. (At depth 1 nothing ran yet: see below.)
+                self.broken = True
+                raise
         self._close_raw()
-        self._raw = self._pool._connect_raw()
-        self._dialect.setup(self._raw)
+        try:
+            self._raw = self._pool._connect_raw()
+            self._dialect.setup(self._raw)
+            if self._depth:
+                # A transaction's first statement found the connection dead (a suspect
+                # is pinged before its first statement): begin it on the new one, or the
+                # rest of the block autocommits.
+                self._cursor = self._raw.cursor()
+                self._dialect.begin(self._raw, self._cursor)
+        except BaseException:
+            self.broken = True
+            raise
 
     def _abandoned(self, result: Any, error: BaseException | None) -> None:
         """The task gave up while the driver ran: wait for the cancel to land, then recover."""
@@ -253,6 +284,8 @@ class Connection:
             except Exception:
                 pass  # the rollback below settles the transaction it was in
         # Twice: a cancel that reaches the server late can hit the first rollback.
+        if self._timeout_in_transaction:  # the rollback below may bring back an old one
+            self._timeout_set, self._timeout_in_transaction = True, False
         for attempt in (1, 2):
             try:
                 self._dialect.recover(self._raw)
@@ -346,11 +379,13 @@ class Connection:
         dialect, cursor = self._dialect, self._cursor
         if depth == 1:
             (dialect.commit if commit else dialect.rollback)(self._raw)
+            self._forget_timeout(commit)
         elif commit:
             dialect.savepoint(cursor, f"bridge_sp_{depth}", "RELEASE SAVEPOINT")
         else:
             dialect.savepoint(cursor, f"bridge_sp_{depth}", "ROLLBACK TO SAVEPOINT")
             dialect.savepoint(cursor, f"bridge_sp_{depth}", "RELEASE SAVEPOINT")
+            self._forget_timeout(False)
         self._depth = depth - 1  # not on failure: the pool then rolls back before reuse
 
 

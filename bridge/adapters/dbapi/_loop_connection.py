@@ -9,9 +9,9 @@ CPU per query than the thread transport (bench/RESULTS.md, DB-API run J).
 
 What asynchronous mode takes away, and what stands in for it:
 
-* autocommit is always on: a transaction is BEGIN (sent together with its
-  first statement, as psycopg2 itself does), COMMIT or ROLLBACK, and nested
-  ones are SAVEPOINTs, all as SQL;
+* autocommit is always on: a transaction is BEGIN (sent in one query string
+  with its first statement: no round trip of its own), COMMIT or ROLLBACK, and
+  nested ones are SAVEPOINTs, all as SQL;
 * no named cursors: `stream()` DECLAREs a cursor and FETCHes a batch per
   round trip, inside the caller's transaction or one of its own;
 * no `executemany`: one statement per parameter set, which is what
@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.lowlevel
+import psycopg2.errors  # type: ignore[import-untyped]
 import psycopg2.extensions  # type: ignore[import-untyped]
 
 from bridge import wrap_future
@@ -54,6 +55,7 @@ POLL_OK = psycopg2.extensions.POLL_OK
 POLL_READ = psycopg2.extensions.POLL_READ
 POLL_WRITE = psycopg2.extensions.POLL_WRITE
 IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+INERROR = psycopg2.extensions.TRANSACTION_STATUS_INERROR
 
 _names = itertools.count(1)
 
@@ -73,7 +75,14 @@ def _rowcount(cursor: Cursor) -> Any:
 async def wait_ready(raw: Raw, sock: SocketWait) -> None:
     """Poll `raw` until the statement (or the connect) in progress is done; raises its error."""
     while True:
-        state = raw.poll()
+        try:
+            state = raw.poll()
+        except Exception:
+            if raw.closed:
+                # libpq lost the server and closed the socket: stop watching its number
+                # now, before a new socket (the replacement connection's) gets it.
+                sock.detach()
+            raise
         if state == POLL_OK:
             return
         if state == POLL_READ:
@@ -82,6 +91,31 @@ async def wait_ready(raw: Raw, sock: SocketWait) -> None:
             await sock.writable()
         else:  # psycopg2 documents no other state
             raise psycopg2.OperationalError(f"psycopg2 poll() returned {state!r}")
+
+
+async def wait_connected(raw: Raw, io: LoopIO) -> None:
+    """Poll an asynchronous connect to its end, on whichever socket libpq uses at the time.
+
+    libpq may close its socket mid-connect and open another one (the next host of a
+    list, sslmode=prefer trying again without TLS, gssencmode), often with the same
+    number. So its number is read before every wait, and the loop stops watching it
+    after the wait, before the next poll() can close it: no loop keeps a registration
+    for a socket that is gone, nor waits on a new socket through the old one's.
+    """
+    while True:
+        state = raw.poll()
+        if state == POLL_OK:
+            return
+        if state not in (POLL_READ, POLL_WRITE):  # psycopg2 documents no other state
+            raise psycopg2.OperationalError(f"psycopg2 poll() returned {state!r}")
+        sock = io.socket(raw.fileno())
+        try:
+            if state == POLL_READ:
+                await sock.readable()
+            else:
+                await sock.writable()
+        finally:
+            sock.detach()  # on this loop's thread: at once
 
 
 class LoopConnection(Connection):
@@ -106,7 +140,6 @@ class LoopConnection(Connection):
         self._retired: list[SocketWait] = []  # other loops' registrations not removed yet
         self._in_flight = False  # a statement was sent and its result is not read yet
         self._begin_pending = False  # BEGIN goes out with the transaction's first statement
-        self._timeout_in_transaction = False  # a rollback may bring back an old statement_timeout
 
     def bind(self) -> None:
         """On the loop that acquired it: wait on its socket with this loop."""
@@ -117,6 +150,24 @@ class LoopConnection(Connection):
         old, self._sock = self._sock, io.socket(self._fd)
         old.detach()  # on its own loop's thread, if that loop runs elsewhere
         self._retired = [w for w in (*self._retired, old) if w.watching]
+
+    @property
+    def raw(self) -> Raw:
+        """The driver's own connection, in psycopg2's asynchronous mode.
+
+        Its blocking API does not work: a cursor's `execute()` only sends the query
+        and returns, and the connection is then busy until `raw.poll()` returns
+        POLL_OK; until then every statement of this `Connection` fails ("execute
+        cannot be used while an asynchronous query is underway"). Read attributes
+        (`server_version`, `notifies`, `get_transaction_status()`) freely; for the
+        driver's API itself, use `transport="thread"` and `run()`. A query left
+        running when the task lets go is cancelled and drained before reuse.
+        """
+        return self._raw
+
+    @property
+    def clean(self) -> bool:
+        return super().clean and not self._running_elsewhere()
 
     # -- what users call ------------------------------------------------------
 
@@ -169,9 +220,28 @@ class LoopConnection(Connection):
     async def _run_statement(
         self, op: Callable[[Cursor], Any], sql: str, params: Any, many: bool
     ) -> Any:
-        # The caller's deadline becomes the server's statement_timeout, sent in the
-        # same round trip as the statement (and reset the same way after it).
-        prefix = ""
+        prefix, reset = self._timeout_prefix()
+        if not many:
+            await self._send(prefix, sql, params)
+            if reset:
+                self._timeout_set = False
+            return op(self._cur)
+        total = 0
+        for one in params:
+            await self._send(prefix, sql, one)
+            if reset:
+                self._timeout_set = reset = False
+            prefix = ""
+            total += max(0, self._cur.rowcount)
+        return total
+
+    def _timeout_prefix(self) -> tuple[str, bool]:
+        """The SET that puts the caller's deadline on the server, and whether it is a reset.
+
+        The caller's deadline becomes the server's statement_timeout, sent in the same
+        round trip as the statement (see _send), and reset the same way by the next
+        statement without one, a stream's DECLARE and FETCH included.
+        """
         deadline = anyio.current_effective_deadline()
         if deadline != math.inf:
             left = deadline - anyio.current_time() + SERVER_TIMEOUT_MARGIN
@@ -179,21 +249,33 @@ class LoopConnection(Connection):
             self._timeout_set = True
         elif self._timeout_set:
             prefix = "SET statement_timeout TO DEFAULT;"
-        if prefix and (self._depth or self.stream_open is not None):
+        else:
+            return "", False
+        if self._depth or self.stream_open is not None:
             self._timeout_in_transaction = True  # SET is undone by a rollback
-        if not many:
-            await self._exchange(prefix + sql if prefix else sql, params)
-            if deadline == math.inf:
-                self._timeout_set = False
-            return op(self._cur)
-        total = 0
-        for one in params:
-            await self._exchange(prefix + sql if prefix else sql, one)
-            if prefix and deadline == math.inf:
-                self._timeout_set = False
-            prefix = ""
-            total += max(0, self._cur.rowcount)
-        return total
+        return prefix, deadline == math.inf
+
+    async def _send(self, prefix: str, sql: str, params: Any) -> None:
+        """`prefix` (a SET) and `sql` in one round trip; in two where they must be apart."""
+        if not prefix:
+            await self._exchange(sql, params)
+            return
+        try:
+            await self._exchange(prefix + sql, params)
+        except psycopg2.errors.ActiveSqlTransaction:
+            # Statements sent in one query string run in one implicit transaction,
+            # which VACUUM, CREATE INDEX CONCURRENTLY, CREATE DATABASE... refuse before
+            # they do anything (and the SET is rolled back with it). Outside a
+            # transaction of ours, send the SET first, as the thread transport does;
+            # inside one the refusal is right. Only this rare statement pays a round trip.
+            if (
+                self._depth
+                or self.stream_open is not None
+                or self._raw.get_transaction_status() != IDLE
+            ):
+                raise
+            await self._exchange(prefix, None)
+            await self._exchange(sql, params)
 
     def _enter(self, api: str) -> None:
         if self._busy or not self._leased or self._lost:
@@ -202,7 +284,8 @@ class LoopConnection(Connection):
 
     async def _exchange(self, sql: str, params: Any) -> None:
         """One round trip: send `sql` (with a pending BEGIN), wait for its result on the loop."""
-        if self._begin_pending:
+        begin = self._begin_pending
+        if begin:
             sql = "BEGIN;" + sql
         try:
             self._cur.execute(sql, params)  # sends it (bad parameters fail before sending)
@@ -217,7 +300,11 @@ class LoopConnection(Connection):
                 state = raw.poll()
             except Exception as exc:
                 self._in_flight = False  # the result was read: it was this error
+                if raw.closed:
+                    sock.detach()  # as in wait_ready: libpq closed the socket
                 self._check(exc)
+                if begin and self._depth and not raw.closed:
+                    await self._begin_failed()
                 raise
             if state == POLL_OK:
                 self._in_flight = False
@@ -230,6 +317,25 @@ class LoopConnection(Connection):
             except BaseException:
                 self._give_up_on_loop()  # cancelled with the statement on the server
                 raise
+
+    async def _begin_failed(self) -> None:
+        """The transaction's first statement failed: leave the transaction begun and aborted.
+
+        PostgreSQL parses the whole query string before it runs any of it, so a syntax
+        error in the first statement means the BEGIN sent with it never ran either. The
+        rest of the block would then autocommit. psycopg2 in blocking mode (the thread
+        transport) sends BEGIN on its own, and the error aborts the transaction: later
+        statements fail (InFailedSqlTransaction) and nothing commits. Do the same: one
+        more round trip, on this rare path only.
+        """
+        if self._raw.get_transaction_status() != IDLE:
+            return  # BEGIN ran: the error aborted the transaction, as it should
+        try:
+            await self._exchange(
+                "BEGIN;SELECT 'bridge: the first statement of this transaction failed'::int", None
+            )
+        except psycopg2.Error:
+            pass  # the error it is for (the transaction is now failed), or a lost connection
 
     # -- transactions and streams ---------------------------------------------------
 
@@ -269,41 +375,68 @@ class LoopConnection(Connection):
         finally:
             self._busy = False
 
-    def _forget_timeout(self, committed: bool) -> None:
-        # SET is transactional: a rollback may have brought back the statement_timeout
-        # of before it. Then reset it with the next statement, whatever it was.
-        if self._timeout_in_transaction and not committed:
-            self._timeout_set = True
-        if self._depth <= 1:
-            self._timeout_in_transaction = False
-
     async def _stream_batch(self, stream: Stream) -> list[Any]:
         self._enter("Connection.stream()")
         try:
             name = stream._cursor
-            if name is None:
-                if stream._done:
-                    return []
-                name = f"bridge_stream_{next(_names)}"
-                if self._depth == 0:
-                    self._begin_pending = True  # a cursor lives in a transaction
-                    stream._own_transaction = True
-                stream._cursor = name
-                self.stream_open = stream
-                query = stream._sql.rstrip().rstrip(";")
-                await self._exchange(
-                    f'DECLARE "{name}" NO SCROLL CURSOR FOR {query};'
-                    f'FETCH FORWARD {stream._batch} FROM "{name}"',
-                    stream._params,
-                )
-            else:
-                await self._exchange(f'FETCH FORWARD {stream._batch} FROM "{name}"', None)
+            try:
+                if name is None:
+                    if stream._done:
+                        return []
+                    name = f"bridge_stream_{next(_names)}"
+                    if self._depth == 0:
+                        self._begin_pending = True  # a cursor lives in a transaction
+                        stream._own_transaction = True
+                    stream._cursor = name
+                    self.stream_open = stream
+                    prefix, reset = self._timeout_prefix()
+                    query = stream._sql.rstrip().rstrip(";")
+                    # The newline ends a -- comment the query may end with.
+                    await self._exchange(
+                        f'{prefix}DECLARE "{name}" NO SCROLL CURSOR FOR {query}\n;'
+                        f'FETCH FORWARD {stream._batch} FROM "{name}"',
+                        stream._params,
+                    )
+                else:
+                    prefix, reset = self._timeout_prefix()
+                    await self._exchange(
+                        f'{prefix}FETCH FORWARD {stream._batch} FROM "{name}"', None
+                    )
+                if reset:
+                    self._timeout_set = False
+            except Exception:
+                if not self._lost:
+                    await self._stream_failed(stream)
+                raise
             rows: list[Any] = self._cur.fetchall()
             if len(rows) < stream._batch:
                 await self._close_stream(stream)
             return rows
         finally:
             self._busy = False
+
+    async def _stream_failed(self, stream: Stream) -> None:
+        """The stream's statement failed: end the stream (and a transaction of its own) here.
+
+        Its cursor is gone, or never was: a CLOSE on the way out would fail and hide
+        the error the caller should see. Bad parameters fail before anything is sent,
+        and the BEGIN meant to go with them must not go with the caller's next statement.
+        """
+        own = stream._own_transaction
+        stream._done = True
+        stream._cursor = None
+        stream._own_transaction = False
+        if own:
+            self._begin_pending = False
+            if not self._raw.closed and self._raw.get_transaction_status() != IDLE:
+                try:
+                    await self._exchange("ROLLBACK", None)
+                except psycopg2.Error:
+                    self._doubtful = True  # the pool rolls back (or replaces it) before reuse
+                    return  # stream_open stays: the connection is not clean
+                self._forget_timeout(False)
+        if self.stream_open is stream:
+            self.stream_open = None
 
     async def _stream_close(self, stream: Stream) -> None:
         self._enter("Stream.aclose()")
@@ -319,9 +452,16 @@ class LoopConnection(Connection):
         if name is None:
             return
         own = stream._own_transaction
-        await self._exchange(f'CLOSE "{name}"' + (";COMMIT" if own else ""), None)
-        if own:
-            self._timeout_in_transaction = False
+        if self._raw.get_transaction_status() == INERROR:
+            # A statement of the caller's failed the transaction, and the cursor with it:
+            # a CLOSE would fail too, and hide that error (psycopg2 sends none either).
+            if own:
+                await self._exchange("ROLLBACK", None)
+                self._forget_timeout(False)
+        else:
+            await self._exchange(f'CLOSE "{name}"' + (";COMMIT" if own else ""), None)
+            if own:
+                self._timeout_in_transaction = False
         stream._cursor = None
         stream._own_transaction = False
         if self.stream_open is stream:
@@ -339,7 +479,15 @@ class LoopConnection(Connection):
     def recover_soon(self, cancel_sent: concurrent.futures.Future[None] | None = None) -> None:
         """Roll back and check the connection in a background task, then return it to the pool."""
         self._lost = True
+        if cancel_sent is None and not self._in_flight and self._running_elsewhere():
+            # A query sent through `raw` by the task: stop it, as if it were ours.
+            cancel_sent = concurrent.futures.Future()
+            self._pool._cancel_on_server(self, cancel_sent)
         self._io.spawn(lambda: self._recover(cancel_sent))
+
+    def _running_elsewhere(self) -> bool:
+        raw = self._raw
+        return not raw.closed and bool(raw.isexecuting())
 
     async def _recover(self, cancel_sent: concurrent.futures.Future[None] | None) -> None:
         try:
@@ -374,7 +522,7 @@ class LoopConnection(Connection):
         """Read what the server still sends, roll back, reset the timeout: one round trip."""
         if self._raw.closed:
             raise ConnectionError("the connection is closed")
-        if self._in_flight:
+        if self._in_flight or self._raw.isexecuting():
             try:
                 await wait_ready(self._raw, self._sock)  # the cancelled statement's answer
             except psycopg2.Error:
@@ -395,11 +543,19 @@ class LoopConnection(Connection):
     async def _revive_on_loop(self) -> None:
         """Another connection of the pool broke: ping this one; reopen it if it is dead too."""
         self.suspect = False
+        # The ping must not carry a pending BEGIN: if it fails, the BEGIN goes with the
+        # next statement on the new connection, where the transaction then runs.
+        begin, self._begin_pending = self._begin_pending, False
         try:
             await self._exchange("SELECT 1", None)
+            self._begin_pending = begin
             return
         except psycopg2.Error:
-            pass
+            if self._depth > 1 or (self._depth and not begin):
+                # Savepoints (or statements) of the transaction went with the old
+                # connection: the rest of it cannot run on a new one.
+                self.broken = True
+                raise
         self._close_raw()
         try:
             self._raw, self._sock = await self._pool._connect_on_loop(self._io)
@@ -410,6 +566,7 @@ class LoopConnection(Connection):
         self._cur = self._raw.cursor()
         self._fd = self._raw.fileno()
         self._timeout_set = self._timeout_in_transaction = False
+        self._begin_pending = begin
 
     def _close_raw(self) -> None:
         """Close the driver connection once no loop watches its socket any more."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -71,6 +72,11 @@ class AsyncioSocketWait(SocketWait):
         self.loop = self._loop = loop
         self._fd = fd
         self._waiter: asyncio.Future[None] | None = None
+        # `detach` may run on another loop's thread while this loop's thread removes the
+        # reader (a readiness nobody waits for): it must not see `watching` False before
+        # the removal is done, or it closes the socket under a registration. A lock, not
+        # the GIL: only these rare paths take it, never a wait.
+        self._unwatching = threading.Lock()
 
     async def readable(self) -> None:
         loop = self._loop
@@ -101,16 +107,19 @@ class AsyncioSocketWait(SocketWait):
             loop.remove_writer(fd)
 
     def _unwatch(self) -> None:
-        if self.watching:
-            self.watching = False
-            try:
-                self._loop.remove_reader(self._fd)
-            except Exception:
-                pass  # the loop is closed: its selector went with it
+        with self._unwatching:
+            if self.watching:
+                try:
+                    self._loop.remove_reader(self._fd)
+                except Exception:
+                    pass  # the loop is closed: its selector went with it
+                self.watching = False  # after the removal: see __init__
 
     def detach(self, then: Callable[[], None] | None = None) -> None:
         loop = self._loop
-        if self.watching and loop.is_running() and asyncio._get_running_loop() is not loop:
+        with self._unwatching:
+            watching = self.watching
+        if watching and loop.is_running() and asyncio._get_running_loop() is not loop:
             # Another thread's loop owns the registration: remove it there, then go on.
             try:
                 loop.call_soon_threadsafe(self._unwatch_then, then)

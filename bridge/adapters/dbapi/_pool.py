@@ -404,37 +404,25 @@ class Pool:
     async def _connect_on_loop(self, io: LoopIO) -> tuple[Raw, SocketWait]:
         """Connect in asynchronous mode: libpq's start (a DNS lookup: it may block) on a
         thread, the rest (TCP, TLS, authentication) polled by the loop."""
-        from bridge.adapters.dbapi._loop_connection import wait_ready
+        from bridge.adapters.dbapi._loop_connection import wait_connected
 
         raw = await run_job(self._start_connect)
-        sock = io.socket(raw.fileno())
-        timeout = self._connect_timeout
         try:
+            timeout = _connect_timeout(raw)
             with anyio.move_on_after(timeout) as scope:
-                await wait_ready(raw, sock)
+                await wait_connected(raw, io)  # watches no socket when it returns or raises
         except BaseException:
-            sock.detach(raw.close)
+            raw.close()
             raise
         if scope.cancelled_caught:
-            sock.detach(raw.close)
+            raw.close()
             raise raw.OperationalError(  # the driver's error, as its blocking connect raises
                 f"connection timed out after {timeout} s (connect_timeout)"
             )
-        return raw, sock
+        return raw, io.socket(raw.fileno())
 
     def _start_connect(self) -> Raw:
         return self._connect(*self._args, async_=True, **self._kwargs)
-
-    @property
-    def _connect_timeout(self) -> float | None:
-        # libpq applies connect_timeout only to blocking connects: apply it here.
-        value = self._kwargs.get("connect_timeout")
-        if value is None and self._args:
-            from psycopg2.extensions import parse_dsn  # type: ignore[import-untyped]
-
-            value = parse_dsn(self._args[0]).get("connect_timeout")
-        seconds = float(value) if value not in (None, "") else 0.0
-        return seconds if seconds > 0 else None
 
     def _connection_broke(self, conn: Connection) -> None:
         """One connection found its server gone: the idle ones may be dead too (a restart)."""
@@ -462,6 +450,16 @@ class Pool:
             pass  # the statement then runs to its end; recovery still rolls back
         finally:
             sent.set_result(None)
+
+
+def _connect_timeout(raw: Raw) -> float | None:
+    """The connect_timeout libpq found (keyword, dsn string or PGCONNECT_TIMEOUT), or None.
+
+    libpq applies it only to blocking connects: the pool applies it on the loop.
+    """
+    value = raw.get_dsn_parameters().get("connect_timeout")
+    seconds = float(value) if value else 0.0
+    return seconds if seconds > 0 else None
 
 
 def _spawn(fn: Callable[[], None], executor: Executor) -> None:

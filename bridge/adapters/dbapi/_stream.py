@@ -13,6 +13,9 @@ import itertools
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+import anyio
+import anyio.lowlevel
+
 if TYPE_CHECKING:
     from bridge.adapters.dbapi._connection import Connection
 
@@ -61,7 +64,14 @@ class Stream:
                     "(`async with conn.stream(...) as rows:` closes it), or use another connection"
                 )
             self._started = True
-        batch = await self._conn._stream_batch(self)
+        try:
+            batch = await self._conn._stream_batch(self)
+        except Exception:
+            if anyio.current_time() >= anyio.current_effective_deadline():
+                # The server's statement timeout echoed the caller's deadline (see
+                # Connection._statement): the caller gets its own cancellation.
+                await anyio.lowlevel.checkpoint()
+            raise
         if not batch:
             raise StopAsyncIteration
         rows.extend(batch)
@@ -70,6 +80,11 @@ class Stream:
     async def aclose(self) -> None:
         """Stop early: close the server-side cursor (and the transaction the stream opened)."""
         self._rows.clear()
+        if self._conn._lost:
+            # A cancelled batch: the pool took the connection back and closes the cursor
+            # as it rolls back. The caller must see its own cancellation or timeout.
+            self._done = True
+            return
         if self._cursor is not None:
             await self._conn._stream_close(self)
         self._done = True
@@ -86,24 +101,53 @@ class Stream:
         """The next batch, on the connection's thread (the thread transport)."""
         conn = self._conn
         cursor = self._cursor
-        if cursor is None:
-            if self._done:
-                return []
-            raw, dialect = conn.raw, conn.dialect
-            cursor, needs_transaction = dialect.server_cursor(raw, f"bridge_stream_{next(_names)}")
-            if needs_transaction and conn.depth == 0:
-                dialect.begin(raw, None)
-                self._own_transaction = True
-            self._cursor = cursor
-            conn.stream_open = self
-            if self._params is None:
-                cursor.execute(self._sql)
-            else:
-                cursor.execute(self._sql, self._params)
-        rows = cursor.fetchmany(self._batch)
+        try:
+            if cursor is None:
+                if self._done:
+                    return []
+                # Before BEGIN (a rollback would undo the SET), and only here: no other
+                # statement may run while a MySQL unbuffered cursor reads its rows.
+                conn.apply_deadline()
+                raw, dialect = conn.raw, conn.dialect
+                name = f"bridge_stream_{next(_names)}"
+                cursor, needs_transaction = dialect.server_cursor(raw, name)
+                if needs_transaction and conn.depth == 0:
+                    dialect.begin(raw, None)
+                    self._own_transaction = True
+                self._cursor = cursor
+                conn.stream_open = self
+                if self._params is None:
+                    cursor.execute(self._sql)
+                else:
+                    cursor.execute(self._sql, self._params)
+            rows = cursor.fetchmany(self._batch)
+        except Exception:
+            self._failed()
+            raise
         if len(rows) < self._batch:
             self.close_cursor(True)
         return list(rows)
+
+    def _failed(self) -> None:
+        """The stream's statement failed: end it, and the transaction it opened, here.
+
+        Bad parameters fail before anything is sent; the transaction begun for the
+        stream must not take in the caller's next statements (to be rolled back later).
+        """
+        conn = self._conn
+        cursor, self._cursor = self._cursor, None
+        self._done = True
+        try:
+            if cursor is not None:
+                cursor.close()  # psycopg2 sends no CLOSE in a failed transaction
+            if self._own_transaction:
+                self._own_transaction = False
+                conn.dialect.rollback(conn.raw)
+                conn._forget_timeout(False)
+        except Exception:
+            return  # stream_open stays set: the pool rolls back before reuse
+        if conn.stream_open is self:
+            conn.stream_open = None
 
     def close_cursor(self, commit: bool) -> None:
         """Close the cursor; end the stream's own transaction (commit, or leave it to rollback)."""
@@ -121,3 +165,4 @@ class Stream:
         if self._own_transaction and commit:
             self._own_transaction = False
             conn.dialect.commit(conn.raw)
+            conn._forget_timeout(True)
