@@ -14,7 +14,8 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.lowlevel
+
+from bridge.lowlevel import yield_to_deadline
 
 if TYPE_CHECKING:
     from bridge.adapters.dbapi._connection import Connection
@@ -70,7 +71,7 @@ class Stream:
             if anyio.current_time() >= anyio.current_effective_deadline():
                 # The server's statement timeout echoed the caller's deadline (see
                 # Connection._statement): the caller gets its own cancellation.
-                await anyio.lowlevel.checkpoint()
+                await yield_to_deadline()
             raise
         if not batch:
             raise StopAsyncIteration
