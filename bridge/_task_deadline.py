@@ -15,7 +15,7 @@ import math
 import anyio
 import sniffio
 
-__all__ = ["time_left", "yield_to_deadline"]
+__all__ = ["time_left", "yield_to_deadline", "yield_to_passed_deadline"]
 
 # Past the deadline by this much, this task's timer is due after the deadline's
 # own (asyncio's heap and libuv order timers by due time, libuv ties by start
@@ -53,3 +53,14 @@ async def yield_to_deadline() -> None:
     left = time_left()
     if left < math.inf:
         await anyio.sleep(max(left, 0.0) + _BEHIND)
+
+
+async def yield_to_passed_deadline() -> None:
+    """`yield_to_deadline()` only if the calling task's deadline has already passed.
+
+    For a driver error that may be the deadline's echo (a timeout cut to it, a
+    server's statement timeout) or may be a shorter timeout of the caller's own,
+    which must stand: only when the deadline has passed is it the deadline's.
+    """
+    if time_left() <= 0:
+        await yield_to_deadline()

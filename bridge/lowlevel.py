@@ -12,9 +12,10 @@ the public API, so an adapter for an in-house client can do all they do:
   chunks) and an async consumer.
 - `current_loop()`, `on_loop_thread()`, `current_waker()`: the loop's identity
   and its completion path, for adapters that keep per-loop state.
-- `time_left()` / `yield_to_deadline()`: the calling task's deadline, to cut a
-  driver's timeout to, and the wait that lets that deadline (not the driver's
-  timeout error) end the call when both fall due together.
+- `time_left()` / `yield_to_deadline()` / `yield_to_passed_deadline()`: the
+  calling task's deadline, to cut a driver's timeout to, and the wait that lets
+  that deadline (not the driver's timeout error) end the call when both fall
+  due together (the second only once the deadline has passed).
 - `limiter_enter` / `limiter_release` / `limiter_drop`: a request object of the
   adapter's own that takes a limiter token (when `wait_for_callback` is not the
   right shape, e.g. a result decoded on the loop thread that wakes its task directly).
@@ -31,7 +32,7 @@ from bridge._callback import Callback, wait_for_callback
 from bridge._job import Executor, Job
 from bridge._pool import WorkerPool, default_pool
 from bridge._readahead import ReadAhead
-from bridge._task_deadline import time_left, yield_to_deadline
+from bridge._task_deadline import time_left, yield_to_deadline, yield_to_passed_deadline
 from bridge._waker import Completion, Parked, Slot, Waker, current_waker, on_loop_thread
 from bridge.limiter import Limiter
 from bridge.threads import _check_sync, _run_job
@@ -60,6 +61,7 @@ __all__ = [
     "time_left",
     "wait_for_callback",
     "yield_to_deadline",
+    "yield_to_passed_deadline",
 ]
 
 

@@ -207,3 +207,14 @@ async def test_yield_to_deadline_lets_a_passed_deadline_end_the_call() -> None:
         with anyio.fail_after(0.01):
             time.sleep(0.05)  # noqa: ASYNC251 - the point: a loop held past the deadline
             await lowlevel.yield_to_deadline()
+
+
+@pytest.mark.allow_blocking(reason="holds the loop past the deadline, as a loaded machine does")
+async def test_yield_to_passed_deadline_waits_only_for_a_deadline_that_has_passed() -> None:
+    with anyio.fail_after(60) as scope:
+        await lowlevel.yield_to_passed_deadline()  # 60 s left: a shorter timeout stands
+    assert not scope.cancelled_caught
+    with pytest.raises(TimeoutError):
+        with anyio.fail_after(0.01):
+            time.sleep(0.05)  # noqa: ASYNC251 - the point: a loop held past the deadline
+            await lowlevel.yield_to_passed_deadline()

@@ -83,18 +83,22 @@ def timed(run: Run, dialect: Any) -> Run:
         try:
             result = run(op, sql, params, many)
         except BaseException as error:
-            seconds = time.perf_counter() - start
-            key = (system, operation(sql, many), None, None, metrics.error_type(error))
-            metrics.db_client_duration.record(seconds, key)
+            _record(system, sql, many, start, error)
             raise
-        seconds = time.perf_counter() - start
-        metrics.db_client_duration.record(seconds, (system, operation(sql, many), None, None, None))
+        _record(system, sql, many, start, None)
         return result
 
     return timed_run
 
 
 ARun = Callable[..., Awaitable[Any]]
+
+
+def _record(system: str, sql: str, many: bool, start: float, error: BaseException | None) -> None:
+    """One statement's duration since `start`, keyed by system, operation and error type."""
+    seconds = time.perf_counter() - start
+    kind = None if error is None else metrics.error_type(error)
+    metrics.db_client_duration.record(seconds, (system, operation(sql, many), None, None, kind))
 
 
 def timed_async(run: ARun, dialect: Any) -> ARun:
@@ -112,12 +116,9 @@ def timed_async(run: ARun, dialect: Any) -> ARun:
         try:
             result = await run(op, sql, params, many)
         except BaseException as error:
-            seconds = time.perf_counter() - start
-            key = (system, operation(sql, many), None, None, metrics.error_type(error))
-            metrics.db_client_duration.record(seconds, key)
+            _record(system, sql, many, start, error)
             raise
-        seconds = time.perf_counter() - start
-        metrics.db_client_duration.record(seconds, (system, operation(sql, many), None, None, None))
+        _record(system, sql, many, start, None)
         return result
 
     return timed_run

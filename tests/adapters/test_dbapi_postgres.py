@@ -251,37 +251,36 @@ async def _hold_all(pool: Pool) -> list[Any]:
 # -- a limiter on the statements in flight -----------------------------------------------
 
 
-async def test_a_limiter_bounds_the_statements_in_flight(pg: dict[str, Any]) -> None:
-    limiter = bridge.Limiter(2)
-    results: list[int] = []
-    async with create_pool(psycopg2.connect, max_size=6, limiter=limiter, **pg) as pool:
+async def through_pool(
+    pg: dict[str, Any], limiter: bridge.Limiter, max_size: int, sql: str, n: int, column: int
+) -> list[Any]:
+    """`sql` with each of 0..n-1 from as many tasks at once; `column` of each answer, sorted."""
+    results: list[Any] = []
+    async with create_pool(psycopg2.connect, max_size=max_size, limiter=limiter, **pg) as pool:
 
         async def one(i: int) -> None:
-            row = await pool.fetchone("select pg_sleep(0.02), %s", (i,))
-            results.append(row[1])
+            row = await pool.fetchone(sql, (i,))
+            results.append(row[column])
 
         async with anyio.create_task_group() as tg:
-            for i in range(6):
+            for i in range(n):
                 tg.start_soon(one, i)
+    return sorted(results)
+
+
+async def test_a_limiter_bounds_the_statements_in_flight(pg: dict[str, Any]) -> None:
+    limiter = bridge.Limiter(2)
+    results = await through_pool(pg, limiter, 6, "select pg_sleep(0.02), %s", 6, 1)
     stats = limiter.statistics()
-    assert sorted(results) == list(range(6))
+    assert results == list(range(6))
     assert stats.peak <= 2 and stats.total >= 6 and stats.running == 0
 
 
 async def test_an_adaptive_limiter_serves_a_pool(pg: dict[str, Any]) -> None:
     limiter = bridge.Limiter.adaptive(max=8, target_lateness=0.005)
-    results: list[int] = []
-    async with create_pool(psycopg2.connect, max_size=8, limiter=limiter, **pg) as pool:
-
-        async def one(i: int) -> None:
-            row = await pool.fetchone("select %s + 1", (i,))
-            results.append(row[0])
-
-        async with anyio.create_task_group() as tg:
-            for i in range(40):
-                tg.start_soon(one, i)
+    results = await through_pool(pg, limiter, 8, "select %s + 1", 40, 0)
     stats = limiter.statistics()
-    assert sorted(results) == list(range(1, 41))
+    assert results == list(range(1, 41))
     assert stats.total >= 40 and stats.running == 0 and stats.peak <= 8
 
 

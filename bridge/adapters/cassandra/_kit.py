@@ -18,7 +18,7 @@ from bridge.lowlevel import (
     limiter_enter,
     limiter_release,
     time_left,
-    yield_to_deadline,
+    yield_to_passed_deadline,
 )
 
 __all__ = [
@@ -30,5 +30,5 @@ __all__ = [
     "limiter_enter",
     "limiter_release",
     "time_left",
-    "yield_to_deadline",
+    "yield_to_passed_deadline",
 ]

@@ -40,7 +40,7 @@ from cassandra.query import (  # type: ignore[import-untyped]
 import bridge
 from bridge import metrics
 
-from ._kit import current_waker, limiter_release, time_left, yield_to_deadline
+from ._kit import current_waker, limiter_release, time_left, yield_to_passed_deadline
 from ._requests import _Concurrent, _Request
 from .results import AsyncResultSet
 from .streams import PageStream, RowStream
@@ -51,19 +51,6 @@ from .streams import PageStream, RowStream
 _DEADLINE_SLACK: Final = 0.02
 _V2_MAX_REQUEST_ID: Final = 127  # protocol v1/v2 stream ids are one signed byte
 _V3_MAX_REQUEST_ID: Final = 2**15 - 1
-
-
-async def _deadline_first() -> None:
-    """After the driver's OperationTimedOut: if the task's deadline has passed, let it end the call.
-
-    The driver's timer is the deadline plus `_DEADLINE_SLACK`, but on the
-    thread transport it runs on the driver's reactor thread: a loop later than
-    the slack sees the driver's timeout before it runs the deadline's own
-    cancellation. The caller's `fail_after` promises TimeoutError, so wait for
-    that; a timeout of the caller's own, shorter than its deadline, stands.
-    """
-    if time_left() <= 0:
-        await yield_to_deadline()
 
 
 def default_max_in_flight(cluster: Any) -> int:
@@ -196,7 +183,10 @@ class AsyncSession:
         try:
             return await waker.wait(_Request(self, waker, args))  # type: ignore[no-any-return]
         except OperationTimedOut:
-            await _deadline_first()
+            # The driver's timer is the deadline plus _DEADLINE_SLACK; on the thread
+            # transport it runs on the reactor thread, so a loop later than the slack
+            # sees it first. The caller's fail_after promises TimeoutError.
+            await yield_to_passed_deadline()
             raise
 
     async def execute(
@@ -239,7 +229,10 @@ class AsyncSession:
         try:
             return await waker.wait(_Request(self, waker, args))  # type: ignore[no-any-return]
         except OperationTimedOut:
-            await _deadline_first()
+            # The driver's timer is the deadline plus _DEADLINE_SLACK; on the thread
+            # transport it runs on the reactor thread, so a loop later than the slack
+            # sees it first. The caller's fail_after promises TimeoutError.
+            await yield_to_passed_deadline()
             raise
 
     async def execute_concurrent(

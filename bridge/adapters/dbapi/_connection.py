@@ -18,14 +18,11 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio
-import anyio.lowlevel
-
 from bridge import ClosedError, current_deadline
 from bridge.adapters import _dbapi_metrics
 from bridge.adapters.dbapi._call import PENDING, RUNNING, Call
 from bridge.adapters.dbapi._dialect import Cursor, Dialect, Raw
-from bridge.lowlevel import Executor, run_job, yield_to_deadline
+from bridge.lowlevel import Executor, run_job, yield_to_passed_deadline
 
 if TYPE_CHECKING:
     from bridge.adapters.dbapi._pool import Pool
@@ -129,11 +126,10 @@ class Connection:
         try:
             return await self._call(run, (op, sql, params, many), api)
         except Exception:
-            if anyio.current_time() >= anyio.current_effective_deadline():
-                # The server's statement timeout echoed the caller's deadline: the
-                # caller gets its own cancellation (move_on_after, fail_after), not a
-                # driver error, which it would see only if the scope is shielded.
-                await yield_to_deadline()
+            # The server's statement timeout echoed the caller's deadline: the
+            # caller gets its own cancellation (move_on_after, fail_after), not a
+            # driver error, which it would see only if the scope is shielded.
+            await yield_to_passed_deadline()
             raise
 
     async def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], api: str) -> Any:

@@ -43,7 +43,7 @@ from bridge.adapters import _dbapi_metrics
 from bridge.adapters.dbapi._connection import CANCEL_WAIT, SERVER_TIMEOUT_MARGIN, Connection
 from bridge.adapters.dbapi._dialect import Cursor, Dialect, Raw
 from bridge.adapters.dbapi._loop_io import LoopIO, SocketWait, loop_io
-from bridge.lowlevel import Executor, yield_to_deadline
+from bridge.lowlevel import Executor, yield_to_passed_deadline
 
 if TYPE_CHECKING:
     from bridge.adapters.dbapi._pool import Pool
@@ -210,9 +210,8 @@ class LoopConnection(Connection):
             async with limiter:  # a token per statement, as the thread transport's run_job takes
                 return await run(op, sql, params, many)
         except Exception:
-            if anyio.current_time() >= anyio.current_effective_deadline():
-                # The server's statement timeout echoed the caller's deadline (see Connection).
-                await yield_to_deadline()
+            # The server's statement timeout echoed the caller's deadline (see Connection).
+            await yield_to_passed_deadline()
             raise
         finally:
             self._busy = False

@@ -13,9 +13,7 @@ import itertools
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
-from bridge.lowlevel import yield_to_deadline
+from bridge.lowlevel import yield_to_passed_deadline
 
 if TYPE_CHECKING:
     from bridge.adapters.dbapi._connection import Connection
@@ -68,10 +66,9 @@ class Stream:
         try:
             batch = await self._conn._stream_batch(self)
         except Exception:
-            if anyio.current_time() >= anyio.current_effective_deadline():
-                # The server's statement timeout echoed the caller's deadline (see
-                # Connection._statement): the caller gets its own cancellation.
-                await yield_to_deadline()
+            # The server's statement timeout echoed the caller's deadline (see
+            # Connection._statement): the caller gets its own cancellation.
+            await yield_to_passed_deadline()
             raise
         if not batch:
             raise StopAsyncIteration
