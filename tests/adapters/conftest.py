@@ -8,6 +8,10 @@ from typing import Any
 
 import pytest
 
+# The PostgreSQL fixtures the DB-API test files share (both transports, an admin connection);
+# a module with fixtures of these names (MariaDB's `admin`) keeps its own.
+from tests.adapters.dbapi_servers import admin, pg  # noqa: F401
+
 
 @pytest.fixture(scope="module")
 def cql_server() -> Iterator[Any]:

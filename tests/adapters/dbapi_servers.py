@@ -84,6 +84,30 @@ def mariadb() -> dict[str, Any]:
     return found
 
 
+@pytest.fixture(scope="module", params=["loop", "thread"])
+def pg(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """create_pool keyword arguments: the server's, and the transport under test."""
+    return {**postgres(), "transport": request.param}
+
+
+@pytest.fixture(scope="module")
+def admin() -> Iterator[Any]:
+    """A plain autocommit psycopg2 connection, to look at the server from outside the pool."""
+    import psycopg2
+
+    conn = psycopg2.connect(**postgres())
+    conn.autocommit = True
+    yield conn
+    conn.close()
+
+
+def sql(admin: Any, query: str, params: Any = None) -> list[Any]:
+    """`query` on the admin connection; its rows, if it has any."""
+    with admin.cursor() as cursor:
+        cursor.execute(query, params)
+        return cursor.fetchall() if cursor.description else []
+
+
 def unique_table() -> str:
     """A table name no other test (or other helper's run on the same server) uses."""
     return f"bridge_t_{uuid.uuid4().hex[:16]}"

@@ -19,29 +19,9 @@ import psycopg2.errors
 import pytest
 
 from bridge.adapters.dbapi import create_pool
-from tests.adapters.dbapi_servers import postgres, unique_table, until
+from tests.adapters.dbapi_servers import sql, unique_table, until
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module", params=["loop", "thread"])
-def pg(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """create_pool keyword arguments: the server's, and the transport under test."""
-    return {**postgres(), "transport": request.param}
-
-
-@pytest.fixture(scope="module")
-def admin() -> Iterator[Any]:
-    conn = psycopg2.connect(**postgres())
-    conn.autocommit = True
-    yield conn
-    conn.close()
-
-
-def sql(admin: Any, query: str, params: Any = None) -> list[Any]:
-    with admin.cursor() as cursor:
-        cursor.execute(query, params)
-        return cursor.fetchall() if cursor.description else []
 
 
 @pytest.fixture
