@@ -155,6 +155,8 @@ async def run_one(workload: str, limiter: bridge.Limiter, calls: int, url: str) 
             "cuts": control.cuts,
             "ignored": control.ignored,
             "share": control.shares / max(1, control.samples),
+            "lanes": control.lane_opened,
+            "lane_at_end": control.lane,
         }
     return {**result, "tokens_end": stats.tokens, "peak": stats.peak, **extra}
 
@@ -238,6 +240,8 @@ def report(rows: list[dict[str, Any]]) -> str:
         if "cuts" in r:
             seen = f"{r['cuts']} cuts, {r['ignored']} ignored / {r['samples']}, "
             seen += f"CPU {r['share']:.2f}"
+            if r["lanes"]:
+                seen += f", lane opened {r['lanes']}x{' (open at end)' if r['lane_at_end'] else ''}"
         table_rows.append(
             [
                 r["limiter"],

@@ -40,6 +40,25 @@ Refinements, each from a measured failure:
 Growth needs calls that waited for a token (saturation): more tokens than
 calls change nothing, and samples with idle tokens say nothing about what
 more would cost.
+
+The lane (bridge._lane). Calls that hold the GIL make the loop late by how
+many threads want it, not by how many calls are admitted: one thread working
+through 100 admitted calls kept the rate of four threads and cut the p99 from
+80 to 11-22 ms, where 3 tokens cost 5-15% of the rate (bench/RESULTS.md,
+lateness run P). So at a counted late sample, if the limiter's own calls used
+at least LANE_CPU of a core (they may be what holds the GIL) and their tokens
+are not already few, the controller first tries the lane instead of a cut. A
+trial proves it: the calls must keep KEEP_RATE of their completion rate (a
+call that waits on I/O or runs C code without the GIL loses far more on one
+thread: it fails within FAST_FAIL samples) and the loop must be late at most
+TRIAL_LATE times in TRIAL samples once only lane calls run. A failed trial
+closes the lane and brakes the next one (LANE_BRAKE, doubling). A kept lane
+closes when its calls turn out to wait rather than compute (their time over
+LANE_IDLE times their CPU: one thread alone holds the GIL whenever it wants
+it), and after LANE_HOLD (doubling) to look again; tokens move as always
+while it is open, and when they fall to LANE_FLOOR the lane alone cannot hold
+the target: it closes (braked), and fewer tokens, whose gaps the loop uses,
+take over.
 """
 
 from __future__ import annotations
@@ -59,6 +78,22 @@ SLOW_START = math.log(2) / 8  # until the first late sample: doubling every 8 sa
 RAMP = 100  # on-time samples in a row after which growth speeds up by one GROW each time
 MIN_SHARE = 0.3  # cores of CPU the other threads must have used for a late sample to count
 MIN_OWN = 0.4  # ... or the loop's own thread (a loop-driven driver's work)
+RATE_WEIGHT = 0.1  # EWMA weight of the newest completion-rate and CPU readings
+LANE_CPU = 0.5  # cores the limiter's own calls used: enough to be what holds the GIL
+LANE_FLOOR = 2  # tokens at or below this: the lane cannot hold the target, gaps can
+TRIAL = 40  # samples a lane is on trial, once only its calls run
+TRIAL_LATE = 2  # counted late samples a trial may see (1% of 40 would be 0.4)
+TRIAL_WAIT = 40  # samples to wait for calls outside the lane to end before the trial counts
+FAST_FAIL = 3  # after this many samples, a lane far below the rate fails at once
+KEEP_RATE = 0.7  # the rate a lane must keep (one thread gets 0.8x under CPU load: RESULTS.md)
+LANE_IDLE = 4.0  # in the lane, calls' time over their CPU beyond this: they wait, not compute
+LANE_MEMORY = 0.95  # per sample: the lane's readings weigh about the last 20 samples
+LANE_SEEN = 0.0005  # seconds of the lane calls' CPU before their time over CPU is read
+TRIAL_IDLE = 8.0  # ... the same on trial, while calls from before the lane still compute
+LANE_BRAKE = 1_000  # samples (5 s) before the next trial after a failed one; doubles, up to:
+MAX_LANE_BRAKE = 12_000  # (60 s)
+LANE_HOLD = 6_000  # samples (30 s) a kept lane stays before looking again; doubles, up to:
+MAX_LANE_HOLD = 120_000  # (10 min)
 
 
 class Controller:
@@ -68,19 +103,30 @@ class Controller:
     """
 
     __slots__ = (
+        "_brake",
+        "_hold",
+        "_lane_cpu",
+        "_lane_wall",
+        "_trial",
+        "calls_cpu",
         "ceiling",
         "cut_to",
         "cuts",
         "floor",
         "ignored",
+        "lane",
+        "lane_opened",
         "lateness",
         "limit",
+        "next_trial",
         "on_time",
+        "rate",
         "samples",
         "saturated",
         "shares",
         "starting",
         "target",
+        "until",
     )
 
     def __init__(self, floor: int, ceiling: int, target: float) -> None:
@@ -98,21 +144,45 @@ class Controller:
         self.cuts = 0
         self.ignored = 0  # late samples not counted: the other threads were nearly idle
         self.shares = 0.0  # the sum of the samples' CPU shares (their mean, over `samples`)
+        # The lane (see the module):
+        self.lane = False  # the limiter's calls run on one thread (bridge._lane)
+        self.lane_opened = 0  # times a lane was opened (for statistics and the benchmark)
+        self.rate = 0.0  # EWMA of the calls' completions per second
+        self.calls_cpu = 0.0  # EWMA of the cores the limiter's calls used
+        self.next_trial = 0  # the sample from which a lane may be tried
+        self.until = 0  # a kept lane looks again at this sample
+        self._trial: _Trial | None = None
+        self._brake = LANE_BRAKE
+        self._hold = LANE_HOLD
+        self._lane_cpu = self._lane_wall = 0.0  # the lane's calls since it was kept
 
     def feed(
-        self, late: float, share: float, *, saturated: bool, running: int, own: float = 0.0
+        self,
+        late: float,
+        share: float,
+        *,
+        saturated: bool,
+        running: int,
+        own: float = 0.0,
+        calls: Calls | None = None,
     ) -> int:
         """One sample: the loop ran a timer `late` seconds late while the other threads
-        used `share` cores and the loop's thread `own`; `running` calls hold tokens now.
-        Returns the new token count."""
+        used `share` cores and the loop's thread `own`; `running` calls hold tokens now;
+        `calls` is what the limiter's thread calls did since the last sample.
+        Returns the new token count (and sets `lane`)."""
         self.samples += 1
         self.shares += share
+        counted = late > self.target and (share >= MIN_SHARE or own >= MIN_OWN)
+        if calls is not None and self._lane_step(calls, counted):
+            return int(self.limit)  # a lane on trial: the tokens wait for its verdict
         if self.cut_to is not None and running <= self.cut_to:
             self.cut_to = None  # the last cut has taken effect
         if late > self.target:
             self.on_time = 0
-            if share < MIN_SHARE and own < MIN_OWN:
+            if not counted:
                 self.ignored += 1
+            elif self.cut_to is None and self._try_lane():
+                pass  # the lane, not a cut, answers this one
             elif self.cut_to is None:
                 self.starting = False
                 self.limit = max(float(self.floor), self.limit * CUT)
@@ -122,4 +192,119 @@ class Controller:
             self.on_time += 1
             step = SLOW_START if self.starting else GROW * (1 + self.on_time // RAMP)
             self.limit = min(float(self.ceiling), self.limit * math.exp(step))
+        if self.lane and self.limit <= LANE_FLOOR:
+            self._close_lane(failed=True)  # the lane alone cannot hold the target
         return int(self.limit)
+
+    # -- the lane ---------------------------------------------------------------------
+
+    def _lane_step(self, calls: Calls, counted: bool) -> bool:
+        """Readings of the calls; a trial's progress. True while a trial decides."""
+        if calls.elapsed > 0:
+            self.rate += RATE_WEIGHT * (calls.done / calls.elapsed - self.rate)
+            self.calls_cpu += RATE_WEIGHT * (calls.cpu / calls.elapsed - self.calls_cpu)
+        if not self.lane:
+            return False
+        trial = self._trial
+        self._lane_cpu = LANE_MEMORY * self._lane_cpu + calls.lane_cpu
+        self._lane_wall = LANE_MEMORY * self._lane_wall + calls.lane_wall
+        waits = self._lane_cpu > LANE_SEEN and self._lane_wall > self._lane_cpu * (
+            LANE_IDLE if trial is None else TRIAL_IDLE  # on trial, other threads still compute
+        )
+        if waits:  # alone on a thread, its calls wait (for I/O): they are not what holds the GIL
+            self._close_lane(failed=True)
+            return False
+        if trial is None:  # a kept lane
+            if self.samples >= self.until:
+                self._hold = min(MAX_LANE_HOLD, 2 * self._hold)
+                self._close_lane(failed=False)  # look again: the next late sample reopens it
+            return False
+        trial.samples += 1
+        trial.done += calls.done
+        trial.elapsed += calls.elapsed
+        expected = trial.rate * trial.elapsed
+        if trial.samples >= FAST_FAIL and trial.done < 0.3 * expected:
+            self._close_lane(failed=True)  # far slower on one thread: its calls wait, not compute
+            return False
+        if calls.outside > 0 and trial.waited < TRIAL_WAIT:
+            trial.waited += 1  # calls started before the lane still run beside it
+            trial.samples = 0
+            trial.done, trial.elapsed = 0, 0.0
+            return True
+        trial.late += counted
+        if trial.late > TRIAL_LATE:
+            self._close_lane(failed=True)  # not enough: fewer tokens, whose gaps the loop uses
+            return False  # and this late sample cuts them at once
+        if trial.samples >= TRIAL:
+            if trial.done >= KEEP_RATE * expected:
+                self._trial = None  # kept
+                self._brake = LANE_BRAKE
+                self.until = self.samples + self._hold
+            else:
+                self._close_lane(failed=True)
+        return True
+
+    def _try_lane(self) -> bool:
+        """At a counted late sample: open a lane on trial, if its calls may be what is late."""
+        if (
+            self.lane
+            or self.samples < self.next_trial
+            or self.calls_cpu < LANE_CPU
+            or self.limit <= LANE_FLOOR
+            or self.rate <= 0
+        ):
+            return False
+        self.lane = True
+        self.lane_opened += 1
+        self._trial = _Trial(self.rate)
+        self._lane_cpu = self._lane_wall = 0.0
+        return True
+
+    def lane_gone(self) -> None:
+        """After a fork: the lane's thread and calls stayed in the parent."""
+        self._close_lane(failed=False)
+
+    def _close_lane(self, *, failed: bool) -> None:
+        self.lane = False
+        self._trial = None
+        if failed:
+            self.next_trial = self.samples + self._brake
+            self._brake = min(MAX_LANE_BRAKE, 2 * self._brake)
+
+
+class Calls:
+    """What a limiter's thread calls did between two samples."""
+
+    __slots__ = ("cpu", "done", "elapsed", "lane_cpu", "lane_wall", "outside", "wall")
+
+    def __init__(
+        self,
+        done: int,
+        cpu: float,
+        wall: float,
+        elapsed: float,
+        outside: int,
+        lane_cpu: float = 0.0,
+        lane_wall: float = 0.0,
+    ) -> None:
+        self.done = done  # calls that ended
+        self.cpu = cpu  # their threads' CPU time, seconds
+        self.wall = wall  # their time on a thread, seconds
+        self.elapsed = elapsed  # since the previous sample, seconds
+        self.outside = outside  # calls holding tokens that are not in the lane
+        self.lane_cpu = lane_cpu  # of those calls, the ones run in the lane: CPU, seconds
+        self.lane_wall = lane_wall  # ... and time
+
+
+class _Trial:
+    """A lane on trial: what it must keep, and what it has shown."""
+
+    __slots__ = ("done", "elapsed", "late", "rate", "samples", "waited")
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate  # completions per second before it opened
+        self.samples = 0
+        self.done = 0
+        self.elapsed = 0.0
+        self.late = 0
+        self.waited = 0

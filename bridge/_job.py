@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,8 @@ waiting_threads: contextvars.ContextVar[tuple[Executor, ...]] = contextvars.Cont
     "bridge_waiting_threads", default=()
 )
 _sniffio_cvar = sniffio.current_async_library_cvar
+_perf_counter = time.perf_counter
+_thread_time = time.thread_time
 
 
 class Executor:
@@ -124,7 +127,13 @@ class Job:
         and the caller gets the error; nothing else may fail with it.
         """
         try:
-            self.executor.submit(self)
+            # An adaptive limiter whose calls hold the GIL runs them in its lane
+            # (bridge._lane). A racy read: a lane closed meanwhile passes the job on.
+            lane = self.limiter._lane if self.limiter is not None else None
+            if lane is not None and lane.executor is self.executor:
+                lane.submit(self)
+            else:
+                self.executor.submit(self)
         except BaseException as exc:
             if self.claim():
                 self.error = exc
@@ -163,6 +172,10 @@ class Job:
             # No async library runs in this thread: code that picks a path by
             # sniffio (anyio, httpx) must not think it can use the caller's loop.
             ctx.run(_sniffio_cvar.set, None)
+        limiter = self.limiter
+        timed = limiter is not None and limiter._control is not None
+        if timed:  # an adaptive limiter weighs its calls' CPU against their time (bridge._adaptive)
+            wall, cpu = _perf_counter(), _thread_time()
         try:
             self.result = ctx.run(self.fn, *self.args, **self.kwargs)
         except BaseException as exc:
@@ -171,8 +184,12 @@ class Job:
             origin.waker = outer
             origin.job = outer_job
             self.fn = self.args = self.kwargs = self.ctx = None  # type: ignore[assignment]
-        if self.limiter is not None:
-            self.limiter._release()  # the token comes back when the thread is really done
+        if limiter is not None:
+            # The token comes back when the thread is really done.
+            if timed:
+                limiter._release(_thread_time() - cpu, _perf_counter() - wall)
+            else:
+                limiter._release()
         return True
 
     def complete(self) -> None:

@@ -139,9 +139,15 @@ class _Local(threading.local):
     """The pool thread this is, if any: what `blocking()` reports to."""
 
     worker: _Worker | None = None
+    park: Callable[[], None] | None = None  # a lane's runner: hand its queue on (bridge._lane)
 
 
 _local = _Local()
+
+
+def set_park_hook(hook: Callable[[], None] | None) -> None:
+    """Call `hook` if this thread's job enters `blocking()`: a lane's queue must not wait on it."""
+    _local.park = hook
 
 
 class _Worker:
@@ -167,6 +173,10 @@ class _Blocking:
             worker.depth += 1
             if worker.depth == 1 and worker.pool is not None:
                 worker.pool._block()
+                park = _local.park
+                if park is not None:
+                    _local.park = None
+                    park()
 
     def __exit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None

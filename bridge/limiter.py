@@ -29,8 +29,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bridge import _metrics
-from bridge._adaptive import Controller
+from bridge._adaptive import Calls, Controller
 from bridge._job import origin
+from bridge._lane import Lane
+from bridge._pool import default_pool
 from bridge._waker import Slot, Waker, current_waker
 
 _perf_counter = time.perf_counter
@@ -81,6 +83,8 @@ class Limiter:
         self._queued_at: dict[_Entry, float] = {}  # while metrics are on: when each waiter queued
         _metrics.track(_metrics.limiters, self)
         self._control: Controller | None = None
+        self._lane: Lane | None = None  # while adaptive calls run one after another (bridge._lane)
+        self._calls = _CallsSoFar()  # adaptive: what the thread calls did since the last sample
         _limiters.add(self)
 
     @classmethod
@@ -211,9 +215,17 @@ class Limiter:
         if queued_at is not None:
             _metrics.limiter_wait.record(_perf_counter() - queued_at, (self.name or "",))
 
-    def _release(self) -> None:
-        """A token comes back; it goes straight to the oldest live waiter."""
+    def _release(self, cpu: float = -1.0, wall: float = 0.0) -> None:
+        """A token comes back; it goes straight to the oldest live waiter.
+
+        A thread call of an adaptive limiter says how much CPU (`cpu`) it used in
+        how much time (`wall`), seconds."""
         with self._lock:
+            if cpu >= 0:
+                calls = self._calls
+                calls.done += 1
+                calls.cpu += cpu
+                calls.wall += wall
             self._available += 1
             if self._available <= 0 or not self._waiters:
                 return
@@ -252,13 +264,25 @@ class Limiter:
         """On a loop's thread, from its probe: one sample. True while calls run or wait."""
         control = self._control
         assert control is not None
+        lane = self._lane
         with self._lock:
             running = self._tokens - self._available
             saturated = control.saturated or self._waiting > 0
             control.saturated = False
-            tokens = control.feed(late, share, saturated=saturated, running=running, own=own)
+            calls = self._calls.take(_perf_counter(), running - (lane.held if lane else 0))
+            if lane is not None:
+                calls.lane_cpu, calls.lane_wall = lane.take()
+            tokens = control.feed(
+                late, share, saturated=saturated, running=running, own=own, calls=calls
+            )
             granted = self._resize(tokens) if tokens != self._tokens else _NONE
             busy = running > 0 or self._waiting > 0
+        if control.lane != (lane is not None):
+            if lane is None:
+                self._lane = Lane(default_pool())
+            else:
+                self._lane = None
+                lane.close()
         for entry in granted:
             entry.grant()
         return busy
@@ -273,6 +297,10 @@ class Limiter:
         self._waiters = deque()
         self._waiting = 0
         self._queued_at = {}
+        self._lane = None  # its calls and runner stayed in the parent
+        self._calls = _CallsSoFar()
+        if self._control is not None:
+            self._control.lane_gone()
 
     def _drop(self, entry: _Entry) -> None:
         """`entry` was cancelled before it used its token (or before it got one)."""
@@ -311,6 +339,24 @@ class Limiter:
 
 
 _NONE: list[_Entry] = []  # shared empty result: never appended to
+
+
+class _CallsSoFar:
+    """An adaptive limiter's thread calls since its last sample; under the limiter's lock."""
+
+    __slots__ = ("cpu", "done", "since", "wall")
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.cpu = self.wall = 0.0
+        self.since = _perf_counter()
+
+    def take(self, now: float, outside: int) -> Calls:
+        calls = Calls(self.done, self.cpu, self.wall, now - self.since, max(0, outside))
+        self.done = 0
+        self.cpu = self.wall = 0.0
+        self.since = now
+        return calls
 
 
 def _check_tokens(tokens: object, what: str) -> None:

@@ -1,0 +1,302 @@
+"""The lane: an adaptive limiter's GIL-bound calls on one thread, and when the controller opens it.
+
+The controller's decisions are fed synthetic samples (no clocks); the lane's
+mechanics run real calls on the real pool, ordered by events, never by time.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import anyio
+import pytest
+
+from bridge import Limiter, asyncify, syncify
+from bridge._adaptive import (
+    CUT,
+    FAST_FAIL,
+    LANE_BRAKE,
+    LANE_CPU,
+    LANE_FLOOR,
+    LANE_HOLD,
+    LANE_IDLE,
+    MIN_SHARE,
+    TRIAL,
+    TRIAL_LATE,
+    TRIAL_WAIT,
+    Calls,
+    Controller,
+)
+from bridge._lane import Lane
+from bridge._pool import default_pool
+from tests.support import eventually
+
+BUSY = MIN_SHARE * 2  # the other threads' CPU share when a late sample is ours to fix
+TICK = 0.005  # seconds between synthetic samples
+RATE = 1000  # calls per second the synthetic calls run at
+
+
+def computing(done: int = 5, *, outside: int = 0) -> Calls:
+    """`done` calls in one sample's time that computed their whole time (GIL-bound),
+    in the lane if one is open (they are also its readings; unread if none is)."""
+    return Calls(done, TICK, TICK, TICK, outside, lane_cpu=TICK, lane_wall=TICK)
+
+
+def waiting(done: int = 5, *, outside: int = 0, each: float = 0.0001) -> Calls:
+    """`done` calls that each used `each` seconds of CPU in 20 ms (I/O-bound)."""
+    cpu, wall = done * each, done * 0.020
+    return Calls(done, cpu, wall, TICK, outside, lane_cpu=cpu, lane_wall=wall)
+
+
+def warmed(calls: Calls, limit: float = 40.0) -> Controller:
+    """A controller past slow start that has seen `calls` for a while, all on time."""
+    control = Controller(floor=1, ceiling=100, target=0.005)
+    control.starting = False
+    control.limit = limit
+    for _ in range(60):
+        control.feed(0.001, BUSY, saturated=False, running=int(limit), calls=calls)
+    return control
+
+
+def late(control: Controller, calls: Calls, running: int = 40) -> int:
+    return control.feed(0.050, BUSY, saturated=True, running=running, calls=calls)
+
+
+def on_time(control: Controller, calls: Calls, running: int = 40) -> int:
+    return control.feed(0.001, BUSY, saturated=True, running=running, calls=calls)
+
+
+# -- when the controller opens, keeps and closes a lane ---------------------------------
+
+
+def test_a_late_loop_opens_a_lane_for_calls_that_compute_instead_of_cutting() -> None:
+    control = warmed(computing())
+    assert control.calls_cpu >= LANE_CPU
+    assert late(control, computing()) == 40  # no cut: the lane is tried first
+    assert control.lane and control.lane_opened == 1 and control.cuts == 0
+
+
+def test_calls_that_wait_get_a_cut_not_a_lane() -> None:
+    control = warmed(waiting())
+    assert control.calls_cpu < LANE_CPU
+    assert late(control, waiting()) == int(40 * CUT)
+    assert not control.lane and control.lane_opened == 0
+
+
+def test_a_lane_that_keeps_the_rate_and_the_loop_on_time_is_kept() -> None:
+    control = warmed(computing())
+    late(control, computing())
+    for _ in range(TRIAL):
+        assert on_time(control, computing()) == 40  # tokens wait for the verdict
+    assert control.lane and control._trial is None
+    for _ in range(3 * TRIAL):
+        on_time(control, computing())
+    assert control.lane and control.limit > 40  # kept, and tokens grow again
+
+
+def test_a_lane_far_below_the_rate_fails_at_once_and_is_braked() -> None:
+    # Calls that wait on I/O (or run C code without the GIL) lose far more on one thread.
+    control = warmed(computing())
+    late(control, computing())
+    for _ in range(FAST_FAIL):
+        on_time(control, computing(done=0))
+    assert not control.lane
+    assert late(control, computing()) == int(40 * CUT)  # braked: this time a cut
+    assert control.lane_opened == 1
+    for _ in range(LANE_BRAKE):
+        on_time(control, computing(), running=0)
+    late(control, computing(), running=0)
+    assert control.lane and control.lane_opened == 2  # after the brake: tried again
+
+
+def test_a_trial_ends_at_once_when_its_calls_wait_alone_on_their_thread() -> None:
+    # Calls that hold the GIL between I/O waits (requests) may use enough CPU to be
+    # tried; alone in the lane their time is mostly waiting, seen at the first ones.
+    control = warmed(computing())
+    late(control, computing())
+    assert control.lane
+    requests_call = 0.0009  # requests: about 0.9 ms of CPU a call (issue 14)
+    assert late(control, waiting(done=1, outside=10, each=requests_call)) == int(40 * CUT)
+    assert not control.lane and control.cuts == 1
+
+
+def test_a_lane_that_leaves_the_loop_late_fails_its_trial() -> None:
+    control = warmed(computing())
+    late(control, computing())
+    for _ in range(TRIAL_LATE):
+        late(control, computing())
+    assert control.lane  # within what a p99 allows of a short trial
+    assert late(control, computing()) == int(40 * CUT)  # failed: this sample cuts at once
+    assert not control.lane and control.cuts == 1
+    assert control.samples < control.next_trial  # and the next lane waits for the brake
+
+
+def test_the_trial_counts_only_once_calls_from_before_the_lane_have_ended() -> None:
+    control = warmed(computing())
+    late(control, computing())
+    for _ in range(TRIAL_WAIT - 1):  # the pool's queue still runs them on many threads
+        late(control, computing(outside=10))
+    assert control.lane  # that lateness is not the lane's
+    for _ in range(TRIAL):
+        on_time(control, computing())
+    assert control.lane and control._trial is None
+
+
+def test_a_kept_lane_closes_when_its_calls_turn_out_to_wait() -> None:
+    control = warmed(computing())
+    late(control, computing())
+    for _ in range(TRIAL):
+        on_time(control, computing())
+    assert control.lane
+    for _ in range(30):  # the work changed: its time is no longer its CPU
+        on_time(control, Calls(5, 0.001, 0.001 * LANE_IDLE * 2, TICK, 0, 0.001, 0.008))
+        if not control.lane:
+            break
+    assert not control.lane
+    assert late(control, computing()) < 40  # braked: a cut, not a new trial
+
+
+def test_a_kept_lane_looks_again_after_its_hold_and_reopens_at_once() -> None:
+    control = warmed(computing())
+    late(control, computing())
+    for _ in range(TRIAL + LANE_HOLD):
+        control.feed(0.001, BUSY, saturated=False, running=40, calls=computing())
+    assert not control.lane  # held long enough: many threads again, to look
+    late(control, computing())
+    assert control.lane and control.lane_opened == 2  # not braked: the hold was no failure
+
+
+def test_a_lane_closes_when_the_tokens_fall_to_its_floor() -> None:
+    control = warmed(computing(), limit=LANE_FLOOR / CUT + 0.5)
+    late(control, computing())
+    for _ in range(TRIAL):
+        on_time(control, computing())
+    assert control.lane
+    # Kept, but the loop is still late now and then: the tokens fall as always...
+    for _ in range(5):
+        late(control, computing(), running=0)
+        if not control.lane:
+            break
+    assert not control.lane and control.limit <= LANE_FLOOR  # ...and at the floor it closes
+
+
+# -- the lane itself: real calls on the real pool ----------------------------------------
+
+pytestmark_anyio = pytest.mark.anyio
+
+
+def lane_for(limiter: Limiter) -> Lane:
+    """Open a lane on a fixed limiter (no controller closes it): what an adaptive one does."""
+    lane = limiter._lane = Lane(default_pool())
+    return lane
+
+
+@pytestmark_anyio
+async def test_calls_in_a_lane_run_one_after_another_and_each_gets_its_result() -> None:
+    limiter = Limiter(8)
+    lane = lane_for(limiter)
+    lock = threading.Lock()
+    now = peak = 0
+
+    def call(n: int) -> int:
+        nonlocal now, peak
+        with lock:
+            now += 1
+            peak = max(peak, now)
+        total = sum(i * i for i in range(2_000))  # some bytecode
+        with lock:
+            now -= 1
+        return n + total - total
+
+    results: dict[int, int] = {}
+
+    async def one(n: int) -> None:
+        results[n] = await asyncify(call, limiter=limiter)(n)
+
+    async with anyio.create_task_group() as tg:
+        for n in range(40):
+            tg.start_soon(one, n)
+    assert results == {n: n for n in range(40)}
+    assert peak == 1 and lane.ran == 40
+    assert limiter.statistics().running == 0 and lane.held == 0
+
+
+@pytestmark_anyio
+async def test_a_call_cancelled_in_a_lanes_queue_never_runs_and_its_token_comes_back() -> None:
+    limiter = Limiter(4)
+    lane = lane_for(limiter)
+    gate = threading.Event()
+    ran: list[str] = []
+
+    def first() -> None:
+        gate.wait(30)
+        ran.append("first")
+
+    def second() -> None:
+        ran.append("second")
+
+    scope = anyio.CancelScope()
+
+    async def given_up() -> None:
+        with scope:
+            await asyncify(second, limiter=limiter)()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(asyncify(first, limiter=limiter))
+        await eventually(lambda: lane.held == 1 and lane.ran == 1)  # running, on the runner
+        tg.start_soon(given_up)
+        await eventually(lambda: lane.held == 2)  # queued behind it
+        scope.cancel()
+        await eventually(lambda: limiter.statistics().running == 1)  # its token is back
+        gate.set()
+    await eventually(lambda: lane.held == 0)
+    assert ran == ["first"]
+    assert limiter.statistics().running == 0
+
+
+@pytestmark_anyio
+async def test_closing_a_lane_sends_its_queue_to_the_pool() -> None:
+    limiter = Limiter(8)
+    lane = lane_for(limiter)
+    gate = threading.Event()
+    done: list[int] = []
+
+    def blocked() -> None:
+        gate.wait(30)
+
+    def quick(n: int) -> None:
+        done.append(n)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(asyncify(blocked, limiter=limiter))
+        await eventually(lambda: lane.ran == 1)
+        for n in range(3):
+            tg.start_soon(asyncify(quick, limiter=limiter), n)
+        await eventually(lambda: lane.held == 4)
+        limiter._lane = None
+        lane.close()
+        # The runner is still held by `blocked`: the three run on other threads.
+        await eventually(lambda: len(done) == 3)
+        assert not gate.is_set()
+        gate.set()
+    assert sorted(done) == [0, 1, 2]
+
+
+@pytestmark_anyio
+async def test_a_lane_call_that_waits_for_another_call_of_its_limiter_does_not_deadlock() -> None:
+    limiter = Limiter(4)
+    lane = lane_for(limiter)
+
+    def inner() -> str:
+        return "inner"
+
+    async def coroutine() -> str:
+        return await asyncify(inner, limiter=limiter)()  # queued in the same lane
+
+    def outer() -> str:
+        # Parks this runner until `inner` ran: a new runner takes the lane's queue.
+        return "outer+" + syncify(coroutine)()
+
+    with anyio.fail_after(30):  # bounds a hang; nothing here is timed
+        assert await asyncify(outer, limiter=limiter)() == "outer+inner"
+    assert lane.ran == 2
