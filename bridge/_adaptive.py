@@ -46,8 +46,11 @@ many threads want it, not by how many calls are admitted: one thread working
 through 100 admitted calls kept the rate of four threads and cut the p99 from
 80 to 11-22 ms, where 3 tokens cost 5-15% of the rate (bench/RESULTS.md,
 lateness run P). So at a counted late sample, if the limiter's own calls used
-at least LANE_CPU of a core (they may be what holds the GIL) and their tokens
-are not already few, the controller first tries the lane instead of a cut. A
+at least LANE_CPU of a core (they may be what holds the GIL), spent at most
+TRIAL_IDLE times that on their threads (calls that share the GIL among a few
+threads wait for it a few times their CPU; requests' 0.9 ms of CPU comes
+with 20 ms or more of waiting for the server) and their tokens are not
+already few, the controller first tries the lane instead of a cut. A
 trial proves it: the calls must keep KEEP_RATE of their completion rate (a
 call that waits on I/O or runs C code without the GIL loses far more on one
 thread: it fails within FAST_FAIL samples) and the loop must be late at most
@@ -109,6 +112,7 @@ class Controller:
         "_lane_wall",
         "_trial",
         "calls_cpu",
+        "calls_wall",
         "ceiling",
         "cut_to",
         "cuts",
@@ -149,6 +153,7 @@ class Controller:
         self.lane_opened = 0  # times a lane was opened (for statistics and the benchmark)
         self.rate = 0.0  # EWMA of the calls' completions per second
         self.calls_cpu = 0.0  # EWMA of the cores the limiter's calls used
+        self.calls_wall = 0.0  # EWMA of the calls' time on threads, per second
         self.next_trial = 0  # the sample from which a lane may be tried
         self.until = 0  # a kept lane looks again at this sample
         self._trial: _Trial | None = None
@@ -203,6 +208,7 @@ class Controller:
         if calls.elapsed > 0:
             self.rate += RATE_WEIGHT * (calls.done / calls.elapsed - self.rate)
             self.calls_cpu += RATE_WEIGHT * (calls.cpu / calls.elapsed - self.calls_cpu)
+            self.calls_wall += RATE_WEIGHT * (calls.wall / calls.elapsed - self.calls_wall)
         if not self.lane:
             return False
         trial = self._trial
@@ -250,6 +256,7 @@ class Controller:
             self.lane
             or self.samples < self.next_trial
             or self.calls_cpu < LANE_CPU
+            or self.calls_wall > TRIAL_IDLE * self.calls_cpu  # they wait more than the GIL explains
             or self.limit <= LANE_FLOOR
             or self.rate <= 0
         ):

@@ -109,9 +109,17 @@ def test_a_lane_far_below_the_rate_fails_at_once_and_is_braked() -> None:
     assert control.lane and control.lane_opened == 2  # after the brake: tried again
 
 
+def test_calls_that_use_much_cpu_but_wait_far_longer_get_a_cut_not_a_lane() -> None:
+    requests_call = 0.0009  # requests: about 0.9 ms of CPU a call (issue 14), 20 ms waiting
+    control = warmed(waiting(done=5, each=requests_call))
+    assert control.calls_cpu >= LANE_CPU  # as much CPU as GIL-bound calls...
+    assert late(control, waiting(done=5, each=requests_call)) == int(40 * CUT)
+    assert not control.lane and control.lane_opened == 0  # ...but they mostly wait
+
+
 def test_a_trial_ends_at_once_when_its_calls_wait_alone_on_their_thread() -> None:
-    # Calls that hold the GIL between I/O waits (requests) may use enough CPU to be
-    # tried; alone in the lane their time is mostly waiting, seen at the first ones.
+    # Calls that computed while tried (the readings are a few samples old) may turn
+    # out to wait when alone in the lane: seen at the first ones.
     control = warmed(computing())
     late(control, computing())
     assert control.lane
