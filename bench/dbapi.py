@@ -34,6 +34,7 @@ import asyncio
 import os
 import queue
 import random
+import statistics
 import threading
 import time
 import uuid
@@ -446,38 +447,48 @@ def my_table() -> Iterator[str]:
 # -- the run --------------------------------------------------------------------------------
 
 
-Result = tuple[float, list[float], list[float], list[float]]
+Result = tuple[float, list[float], list[float], list[float], list[float]]
 
 
 def measure(
     peers: dict[str, Callable[[], tuple[float, Heartbeat]]], total: int, rounds: int
 ) -> dict[str, Result]:
-    """Per peer: the best rate of interleaved rounds, all its heartbeat samples, and its
-    CPU seconds per query (process, loop thread) in each round."""
-    best: dict[str, float] = {name: 0.0 for name in peers}
+    """Per peer: the best rate of interleaved rounds, all its heartbeat samples, its
+    CPU seconds per query (process, loop thread) and its rate in each round."""
+    rates: dict[str, list[float]] = {name: [] for name in peers}
     late: dict[str, list[float]] = {name: [] for name in peers}
     cpu: dict[str, list[float]] = {name: [] for name in peers}
     loop_cpu: dict[str, list[float]] = {name: [] for name in peers}
     for _ in range(rounds):
         for name, run in peers.items():
             elapsed, beat = run()
-            best[name] = max(best[name], total / elapsed)
+            rates[name].append(total / elapsed)
             late[name].extend(beat.lateness)
             cpu[name].append(beat.cpu)
             loop_cpu[name].append(beat.loop_cpu)
-    return {name: (best[name], late[name], cpu[name], loop_cpu[name]) for name in peers}
+    return {
+        name: (max(rates[name]), late[name], cpu[name], loop_cpu[name], rates[name])
+        for name in peers
+    }
 
 
 def report(title: str, results: dict[str, Result], base: str) -> list[list[Any]]:
     rows = []
-    for name, (rate, late, cpu, loop_cpu) in results.items():
+    base_rates = results[base][4]
+    for name, (rate, late, cpu, loop_cpu, rates) in results.items():
         beats: list[Any] = ["n/a (no loop)"] * 3
         if late:
             beats = [percentile(late, 50) * 1000, percentile(late, 99) * 1000, max(late) * 1000]
         loop = min(loop_cpu) * 1e6 if late else "n/a"
-        rows.append([name, round(rate), rate / results[base][0], min(cpu) * 1e6, loop, *beats])
+        # Paired within each round (the machine's load falls on both): steadier than
+        # the ratio of two bests, which follows whichever contestant had the luckiest round.
+        paired = statistics.median(r / b for r, b in zip(rates, base_rates, strict=True))
+        rows.append(
+            [name, round(rate), rate / results[base][0], paired, min(cpu) * 1e6, loop, *beats]
+        )
     print(f"\n{title}\n")
-    headers = ["contestant", "queries/s", "ratio to bridge", "client CPU µs/query (min)"]
+    headers = ["contestant", "queries/s", "ratio to bridge", "median per-round ratio"]
+    headers += ["client CPU µs/query (min)"]
     headers += ["loop thread µs/query", "heartbeat p50 ms", "p99 ms", "max ms"]
     print(table(headers, rows))
     return rows

@@ -47,6 +47,7 @@ class LimiterStatistics:
     waiting: int  #: calls queued for a token
     peak: int  #: the most tokens ever held at once
     total: int  #: tokens granted since creation
+    lane: bool = False  #: an adaptive limiter's GIL-bound calls run one after another now
 
 
 class _Entry(Protocol):
@@ -175,6 +176,7 @@ class Limiter:
                 waiting=self._waiting,
                 peak=self._peak,
                 total=self._total,
+                lane=self._lane is not None,
             )
 
     # -- the gate; called by jobs and by `acquire` -------------------------

@@ -225,7 +225,7 @@ async def test_calls_in_a_lane_run_one_after_another_and_each_gets_its_result() 
         for n in range(40):
             tg.start_soon(one, n)
     assert results == {n: n for n in range(40)}
-    assert peak == 1 and lane.ran == 40
+    assert peak == 1 and lane.ran == 40 and limiter.statistics().lane
     assert limiter.statistics().running == 0 and lane.held == 0
 
 
