@@ -61,7 +61,10 @@ LANE_IDLE times their CPU: one thread alone holds the GIL whenever it wants
 it), and after LANE_HOLD (doubling) to look again; tokens move as always
 while it is open, and when they fall to LANE_FLOOR the lane alone cannot hold
 the target: it closes (braked), and fewer tokens, whose gaps the loop uses,
-take over.
+take over. A trial that fails on lateness goes there at once: when one
+thread computing without pause leaves the loop too late, so do more than
+LANE_FLOOR tokens (run P), and cutting down to them by a fifth per round
+cost late samples of its own.
 """
 
 from __future__ import annotations
@@ -239,8 +242,12 @@ class Controller:
             return True
         trial.late += counted
         if trial.late > TRIAL_LATE:
-            self._close_lane(failed=True)  # not enough: fewer tokens, whose gaps the loop uses
-            return False  # and this late sample cuts them at once
+            # One thread computing without pause is too many for this target: only the
+            # gaps of few tokens are left (run P: 2 tokens are no later than the lane).
+            self._close_lane(failed=True)
+            if self.limit > LANE_FLOOR / CUT:
+                self.limit = LANE_FLOOR / CUT  # this late sample's cut takes it to the floor
+            return False
         if trial.samples >= TRIAL:
             if trial.done >= KEEP_RATE * expected:
                 self._trial = None  # kept
