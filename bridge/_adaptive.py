@@ -58,7 +58,9 @@ TRIAL_LATE times in TRIAL samples once only lane calls run. A failed trial
 closes the lane and brakes the next one (LANE_BRAKE, doubling). A kept lane
 closes when its calls turn out to wait rather than compute (their time over
 LANE_IDLE times their CPU: one thread alone holds the GIL whenever it wants
-it), and after LANE_HOLD (doubling) to look again; tokens move as always
+it; the call running counts as it goes, so one that waits for a call queued
+behind it, or for a slow server, does not hold the queue until it ends), and
+after LANE_HOLD (doubling) to look again; tokens move as always
 while it is open, and when they fall to LANE_FLOOR the lane alone cannot hold
 the target: it closes (braked), and fewer tokens, whose gaps the loop uses,
 take over. A trial that fails on lateness goes there at once: when one

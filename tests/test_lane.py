@@ -6,12 +6,14 @@ mechanics run real calls on the real pool, ordered by events, never by time.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 
 import anyio
 import pytest
 
-from bridge import Limiter, asyncify, syncify
+from bridge import DedicatedThread, Limiter, WorkerPool, asyncify, syncify
 from bridge._adaptive import (
     CUT,
     FAST_FAIL,
@@ -20,6 +22,7 @@ from bridge._adaptive import (
     LANE_FLOOR,
     LANE_HOLD,
     LANE_IDLE,
+    LANE_SEEN,
     MIN_SHARE,
     TRIAL,
     TRIAL_LATE,
@@ -29,6 +32,7 @@ from bridge._adaptive import (
 )
 from bridge._lane import Lane
 from bridge._pool import default_pool
+from bridge.iterate import AsyncIterator
 from tests.support import eventually
 
 BUSY = MIN_SHARE * 2  # the other threads' CPU share when a late sample is ours to fix
@@ -310,3 +314,98 @@ async def test_a_lane_call_that_waits_for_another_call_of_its_limiter_does_not_d
     with anyio.fail_after(30):  # bounds a hang; nothing here is timed
         assert await asyncify(outer, limiter=limiter)() == "outer+inner"
     assert lane.ran == 2
+
+
+@pytestmark_anyio
+async def test_a_lane_call_that_forks_runs_none_of_the_lanes_queue_in_the_child() -> None:
+    # The calls queued behind it belong to the parent's loops: they run there, once.
+    limiter = Limiter(4)
+    lane = lane_for(limiter)
+    queued = threading.Event()
+    read, write = os.pipe()
+
+    def forks() -> int:
+        queued.wait(30)
+        pid = os.fork()
+        if pid == 0:  # the child: the runner goes on from here
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.alarm(30)  # bounds a hang in the child; nothing here is timed
+            return 0
+        os.waitpid(pid, 0)
+        return pid
+
+    def behind() -> None:
+        os.write(write, f"{os.getpid()}\n".encode())
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(asyncify(forks, limiter=limiter))
+            await eventually(lambda: lane.ran == 1)
+            tg.start_soon(asyncify(behind, limiter=limiter))
+            await eventually(lambda: lane.held == 2)
+            queued.set()
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            ran_in = pipe.read().split()
+    finally:
+        queued.set()
+    assert ran_in == [str(os.getpid())]
+
+
+def burn() -> int:
+    """About a millisecond of pure-Python bytecode: holds the GIL the whole time."""
+    total = 0
+    for i in range(20_000):
+        total += i * i % 7
+    return total
+
+
+def kept_lane(limiter: Limiter) -> Lane:
+    """Open a lane on an adaptive limiter as a trial that passed leaves it: kept, held long."""
+    control = limiter._control
+    assert control is not None
+    control.lane = True
+    control.lane_opened += 1
+    control.until = 10**9
+    lane = limiter._lane = Lane(default_pool())
+    return lane
+
+
+@pytestmark_anyio
+async def test_a_kept_lane_does_not_hold_its_queue_behind_a_call_that_waits_for_it() -> None:
+    # Two calls of one limiter that meet (an Event, a queue, a concurrent.futures.Future)
+    # run side by side on any two tokens; in the lane the second would queue behind the first.
+    limiter = Limiter.adaptive(max=8, target_lateness=1.0)  # never late: no cut, no trial
+    control = limiter._control
+    assert control is not None
+    lane = kept_lane(limiter)
+    while control._lane_cpu <= LANE_SEEN:  # the lane's calls computed, as a kept lane's did
+        await asyncify(burn, limiter=limiter)()
+    assert control.lane and limiter._lane is lane
+    met = threading.Event()
+    results: list[bool] = []
+
+    async def waits() -> None:
+        results.append(await asyncify(met.wait, limiter=limiter)(20))
+
+    async with anyio.create_task_group() as tg:
+        ran = lane.ran
+        tg.start_soon(waits)
+        await eventually(lambda: lane.ran == ran + 1)  # running on the lane's runner
+        tg.start_soon(asyncify(met.set, limiter=limiter))
+    assert results == [True]  # set by the second call, not timed out behind it
+    assert not control.lane  # its calls wait: the lane closed, as for calls that ended waiting
+
+
+@pytestmark_anyio
+async def test_calls_pinned_to_a_dedicated_thread_or_another_pool_never_enter_the_lane() -> None:
+    limiter = Limiter(4)
+    lane = lane_for(limiter)
+    pool = WorkerPool(2, name="own-pool")
+    with DedicatedThread(name="pinned") as pinned:
+        ident = await asyncify(threading.get_ident, limiter=limiter, thread=pinned)()
+        assert ident == pinned.ident
+        async with AsyncIterator(iter(range(3)), executor=pool, limiter=limiter) as items:
+            assert [item async for item in items] == [0, 1, 2]
+    assert lane.ran == 0 and lane.held == 0
+    assert limiter.statistics().running == 0
