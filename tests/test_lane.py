@@ -113,6 +113,24 @@ def test_a_lane_far_below_the_rate_fails_at_once_and_is_braked() -> None:
     assert control.lane and control.lane_opened == 2  # after the brake: tried again
 
 
+def test_a_lane_for_calls_longer_than_a_few_samples_is_not_failed_before_one_could_end() -> None:
+    # 50 ms of bytecode a call: one ends every 10 samples, in the lane as before it.
+    # Three samples with none ended is what the rate predicts, not a lane far below it.
+    def long_calls(sample: int) -> Calls:
+        return computing(done=1 if sample % 10 == 9 else 0)
+
+    control = Controller(floor=1, ceiling=100, target=0.005)
+    control.starting = False
+    control.limit = 40.0
+    for sample in range(200):
+        control.feed(0.001, BUSY, saturated=False, running=40, calls=long_calls(sample))
+    assert control.calls_cpu >= LANE_CPU and control.rate > 0
+    late(control, long_calls(0))
+    for sample in range(1, TRIAL + 1):
+        on_time(control, long_calls(sample))
+    assert control.lane and control._trial is None  # kept: it kept the rate
+
+
 def test_calls_that_use_much_cpu_but_wait_far_longer_get_a_cut_not_a_lane() -> None:
     requests_call = 0.0009  # requests: about 0.9 ms of CPU a call (issue 14), 20 ms waiting
     control = warmed(waiting(done=5, each=requests_call))
