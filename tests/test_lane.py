@@ -9,11 +9,21 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 import anyio
 import pytest
 
-from bridge import DedicatedThread, Limiter, WorkerPool, asyncify, syncify
+from bridge import (
+    DedicatedThread,
+    Limiter,
+    WorkerPool,
+    asyncify,
+    check_cancelled,
+    current_deadline,
+    run,
+    syncify,
+)
 from bridge._adaptive import (
     CUT,
     FAST_FAIL,
@@ -427,3 +437,86 @@ async def test_calls_pinned_to_a_dedicated_thread_or_another_pool_never_enter_th
             assert [item async for item in items] == [0, 1, 2]
     assert lane.ran == 0 and lane.held == 0
     assert limiter.statistics().running == 0
+
+
+def test_a_lane_shared_by_loops_in_three_threads_delivers_each_call_to_its_own_loop() -> None:
+    # asyncio, uvloop and trio in threads of their own, one adaptive limiter, its lane
+    # open: both probes feed the controller, every result goes back to its caller's loop.
+    limiter = Limiter.adaptive(max=16, target_lateness=1.0)  # never late: no cut, no trial
+    lane = kept_lane(limiter)
+    start = threading.Barrier(3)
+
+    async def calls(tag: str) -> list[str]:
+        def call(n: int) -> str:
+            burn()
+            return f"{tag}{n}"
+
+        results: list[str] = []
+
+        async def one(n: int) -> None:
+            results.append(await asyncify(call, limiter=limiter)(n))
+
+        await anyio.to_thread.run_sync(start.wait, 30)
+        async with anyio.create_task_group() as tg:
+            for n in range(50):
+                tg.start_soon(one, n)
+        return sorted(results)
+
+    got: dict[str, list[str]] = {}
+
+    def loop(tag: str, backend: str, use_uvloop: bool | None) -> None:
+        got[tag] = run(calls, tag, backend=backend, use_uvloop=use_uvloop)  # type: ignore[arg-type]
+
+    threads = [
+        threading.Thread(target=loop, args=("a", "asyncio", False)),
+        threading.Thread(target=loop, args=("u", "asyncio", True)),
+        threading.Thread(target=loop, args=("t", "trio", None)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert got == {tag: sorted(f"{tag}{n}" for n in range(50)) for tag in "aut"}
+    assert limiter.statistics().running == 0 and lane.held == 0
+
+
+@pytestmark_anyio
+async def test_a_call_that_times_out_in_a_lanes_queue_never_runs() -> None:
+    limiter = Limiter(4)
+    lane = lane_for(limiter)
+    gate = threading.Event()
+    ran: list[str] = []
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(asyncify(gate.wait, limiter=limiter), 30)
+        await eventually(lambda: lane.ran == 1)  # holds the runner until the gate opens
+        with pytest.raises(TimeoutError):
+            await asyncify(ran.append, limiter=limiter, timeout=0.05)("late")
+        gate.set()
+    await eventually(lambda: lane.held == 0)
+    assert ran == [] and limiter.statistics().running == 0
+
+
+@pytestmark_anyio
+async def test_a_lane_call_sees_its_callers_deadline_and_cancellation() -> None:
+    limiter = Limiter(4)
+    lane = lane_for(limiter)
+    started = threading.Event()
+    seen: list[object] = []
+
+    def polls() -> None:
+        seen.append(current_deadline())
+        started.set()
+        while True:  # until the caller gives up: check_cancelled raises
+            check_cancelled()
+            time.sleep(0.001)
+
+    with anyio.CancelScope(deadline=anyio.current_time() + 60) as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(asyncify(polls, limiter=limiter))
+            await anyio.to_thread.run_sync(started.wait, 30)
+            scope.cancel()
+    await eventually(lambda: lane.held == 0 and limiter.statistics().running == 0)
+    deadline = seen[0]
+    assert isinstance(deadline, float) and 0 < deadline <= 60
+    assert lane.ran == 1
