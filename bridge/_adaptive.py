@@ -53,12 +53,14 @@ with 20 ms or more of waiting for the server) and their tokens are not
 already few, the controller first tries the lane instead of a cut. A
 trial proves it: the calls must keep KEEP_RATE of their completion rate (a
 call that waits on I/O or runs C code without the GIL loses far more on one
-thread: it fails within FAST_FAIL samples) and the loop must be late at most
-TRIAL_LATE times in TRIAL samples once only lane calls run. A failed trial
-closes the lane and brakes the next one (LANE_BRAKE, doubling). A kept lane
-closes when its calls turn out to wait rather than compute (their time over
+thread: it fails within FAST_FAIL samples, or FAST_FAIL_CALLS calls' time) and
+the loop must be late at most TRIAL_LATE times in TRIAL samples once only lane
+calls run. A failed trial closes the lane and brakes the next one (LANE_BRAKE,
+doubling). A kept lane closes when its calls turn out to wait rather than compute (their time over
 LANE_IDLE times their CPU: one thread alone holds the GIL whenever it wants
-it), and after LANE_HOLD (doubling) to look again; tokens move as always
+it; the call running counts as it goes, so one that waits for a call queued
+behind it, or for a slow server, does not hold the queue until it ends), and
+after LANE_HOLD (doubling) to look again; tokens move as always
 while it is open, and when they fall to LANE_FLOOR the lane alone cannot hold
 the target: it closes (braked), and fewer tokens, whose gaps the loop uses,
 take over. A trial that fails on lateness goes there at once: when one
@@ -91,6 +93,7 @@ TRIAL = 40  # samples a lane is on trial, once only its calls run
 TRIAL_LATE = 2  # counted late samples a trial may see (1% of 40 would be 0.4)
 TRIAL_WAIT = 40  # samples to wait for calls outside the lane to end before the trial counts
 FAST_FAIL = 3  # after this many samples, a lane far below the rate fails at once
+FAST_FAIL_CALLS = 3  # ... once this many of its calls should have ended at the rate before it
 KEEP_RATE = 0.7  # the rate a lane must keep (one thread gets 0.8x under CPU load: RESULTS.md)
 LANE_IDLE = 4.0  # in the lane, calls' time over their CPU beyond this: they wait, not compute
 LANE_MEMORY = 0.95  # per sample: the lane's readings weigh about the last 20 samples
@@ -232,8 +235,11 @@ class Controller:
         trial.done += calls.done
         trial.elapsed += calls.elapsed
         expected = trial.rate * trial.elapsed
-        if trial.samples >= FAST_FAIL and trial.done < 0.3 * expected:
-            self._close_lane(failed=True)  # far slower on one thread: its calls wait, not compute
+        # Far slower on one thread: its calls wait, not compute. Judged once a few calls
+        # should have ended: calls longer than a sample end in none of the first few.
+        judged = trial.samples >= FAST_FAIL and expected >= FAST_FAIL_CALLS
+        if judged and trial.done < 0.3 * expected:
+            self._close_lane(failed=True)
             return False
         if calls.outside > 0 and trial.waited < TRIAL_WAIT:
             trial.waited += 1  # calls started before the lane still run beside it

@@ -14,11 +14,15 @@ pool: a queue that one pool thread (the runner) works through, each call
 delivered as it ends. Calls keep their tokens while queued here, as in the
 pool's own queue; a cancelled one is skipped. If the call running blocks on
 other work of the pool (`bridge.blocking()`, `syncify`), a new runner takes
-over the queue, so a call never waits behind one that waits for it.
+over the queue, so a call never waits behind one that waits for it. A call
+that waits without saying so (an Event another call sets, a socket) shows in
+the readings while it runs, not only when it ends: its time without CPU
+closes the lane (bridge._adaptive), and the queue goes to the pool.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
 
 _perf_counter = time.perf_counter
 _thread_time = time.thread_time
+_forks = 0  # fork()s this process descends from: a runner that forked stops in the child
 
 
 class Lane:
@@ -52,8 +57,20 @@ class Lane:
         self.cpu = self.wall = 0.0
 
     def take(self) -> tuple[float, float]:
-        """The CPU and time of the calls run here since the last `take`."""
+        """The CPU and time of the calls run here since the last `take`, the running one's so far.
+
+        A call that never ends (it waits for one queued behind it) must still show."""
         with self._lock:
+            runner = self._runner
+            if runner is not None and runner.clock is not None and runner.wall >= 0:
+                try:  # under the lock: the runner's thread is alive while its call is marked
+                    cpu, wall = time.clock_gettime(runner.clock), _perf_counter()
+                except OSError:
+                    pass
+                else:
+                    self.cpu += cpu - runner.cpu
+                    self.wall += wall - runner.wall
+                    runner.cpu, runner.wall = cpu, wall
             taken = (self.cpu, self.wall)
             self.cpu = self.wall = 0.0
         return taken
@@ -91,9 +108,18 @@ class Lane:
                 return None  # a new runner took over while this one's call blocked
             if self._queue:
                 self.ran += 1
+                runner.cpu, runner.wall = runner.now(), _perf_counter()
                 return self._queue.popleft()
             self._runner = None
             return None
+
+    def _ended(self, runner: _Runner) -> None:
+        """The runner's call ended: its CPU and time since `take` last read them."""
+        with self._lock:  # `take` moves the marks under it too
+            self.held -= 1
+            self.cpu += runner.now() - runner.cpu
+            self.wall += _perf_counter() - runner.wall
+            runner.wall = -1.0
 
     def _hand_over(self, runner: _Runner) -> None:
         """The runner's call blocks on other pool work: a new runner takes the queue."""
@@ -110,27 +136,47 @@ class Lane:
 class _Runner:
     """What the pool runs for a lane: its queued calls, until the queue is empty."""
 
-    __slots__ = ("_lane",)
+    __slots__ = ("_lane", "clock", "cpu", "wall")
 
     def __init__(self, lane: Lane) -> None:
         self._lane = lane
+        self.clock: int | None = None  # its thread's CPU clock, for `Lane.take` to read
+        # Where the call running was last read (under the lane's lock); wall -1: none runs.
+        self.cpu = 0.0
+        self.wall = -1.0
+
+    def now(self) -> float:
+        """On its thread: the thread's CPU time, on the clock `Lane.take` reads."""
+        return _thread_time() if self.clock is None else time.clock_gettime(self.clock)
 
     def execute(self) -> bool:
         """On a pool thread. False: there is no outcome of its own to deliver."""
         lane = self._lane
+        forks = _forks
+        try:
+            self.clock = time.pthread_getcpuclockid(threading.get_ident())
+        except (AttributeError, OSError):  # no per-thread clock: read when each call ends
+            pass
         park: Callable[[], None] = lambda: lane._hand_over(self)  # noqa: E731
         while (job := lane._next(self)) is not None:
             set_park_hook(park)
-            wall, cpu = _perf_counter(), _thread_time()
             try:
                 ran = job.execute()
             finally:
                 set_park_hook(None)
-            cpu, wall = _thread_time() - cpu, _perf_counter() - wall
-            with lane._lock:
-                lane.held -= 1
-                lane.cpu += cpu
-                lane.wall += wall
+            if _forks != forks:
+                # The call forked and this is the child: the queue, the lock and the
+                # callers are the parent's (as the pool's threads do: bridge._pool).
+                return False
+            lane._ended(self)
             if ran:
                 job.waker.deliver(job)
         return False
+
+
+def _after_fork_in_child() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -266,8 +266,8 @@ class Limiter:
         """On a loop's thread, from its probe: one sample. True while calls run or wait."""
         control = self._control
         assert control is not None
-        lane = self._lane
         with self._lock:
+            lane = self._lane
             running = self._tokens - self._available
             saturated = control.saturated or self._waiting > 0
             control.saturated = False
@@ -279,12 +279,16 @@ class Limiter:
             )
             granted = self._resize(tokens) if tokens != self._tokens else _NONE
             busy = running > 0 or self._waiting > 0
-        if control.lane != (lane is not None):
-            if lane is None:
-                self._lane = Lane(default_pool())
-            else:
-                self._lane = None
-                lane.close()
+            # Under the lock: the probes of loops in other threads feed this limiter too,
+            # and two that both saw no lane would each open one (the first then never closes).
+            closed = None
+            if control.lane != (lane is not None):
+                if lane is None:
+                    self._lane = Lane(default_pool())
+                else:
+                    self._lane, closed = None, lane
+        if closed is not None:
+            closed.close()
         for entry in granted:
             entry.grant()
         return busy

@@ -6,12 +6,24 @@ mechanics run real calls on the real pool, ordered by events, never by time.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 
 import anyio
 import pytest
 
-from bridge import Limiter, asyncify, syncify
+from bridge import (
+    DedicatedThread,
+    Limiter,
+    WorkerPool,
+    asyncify,
+    check_cancelled,
+    current_deadline,
+    run,
+    syncify,
+)
 from bridge._adaptive import (
     CUT,
     FAST_FAIL,
@@ -20,6 +32,7 @@ from bridge._adaptive import (
     LANE_FLOOR,
     LANE_HOLD,
     LANE_IDLE,
+    LANE_SEEN,
     MIN_SHARE,
     TRIAL,
     TRIAL_LATE,
@@ -29,6 +42,7 @@ from bridge._adaptive import (
 )
 from bridge._lane import Lane
 from bridge._pool import default_pool
+from bridge.iterate import AsyncIterator
 from tests.support import eventually
 
 BUSY = MIN_SHARE * 2  # the other threads' CPU share when a late sample is ours to fix
@@ -107,6 +121,24 @@ def test_a_lane_far_below_the_rate_fails_at_once_and_is_braked() -> None:
         on_time(control, computing(), running=0)
     late(control, computing(), running=0)
     assert control.lane and control.lane_opened == 2  # after the brake: tried again
+
+
+def test_a_lane_for_calls_longer_than_a_few_samples_is_not_failed_before_one_could_end() -> None:
+    # 50 ms of bytecode a call: one ends every 10 samples, in the lane as before it.
+    # Three samples with none ended is what the rate predicts, not a lane far below it.
+    def long_calls(sample: int) -> Calls:
+        return computing(done=1 if sample % 10 == 9 else 0)
+
+    control = Controller(floor=1, ceiling=100, target=0.005)
+    control.starting = False
+    control.limit = 40.0
+    for sample in range(200):
+        control.feed(0.001, BUSY, saturated=False, running=40, calls=long_calls(sample))
+    assert control.calls_cpu >= LANE_CPU and control.rate > 0
+    late(control, long_calls(0))
+    for sample in range(1, TRIAL + 1):
+        on_time(control, long_calls(sample))
+    assert control.lane and control._trial is None  # kept: it kept the rate
 
 
 def test_calls_that_use_much_cpu_but_wait_far_longer_get_a_cut_not_a_lane() -> None:
@@ -310,3 +342,181 @@ async def test_a_lane_call_that_waits_for_another_call_of_its_limiter_does_not_d
     with anyio.fail_after(30):  # bounds a hang; nothing here is timed
         assert await asyncify(outer, limiter=limiter)() == "outer+inner"
     assert lane.ran == 2
+
+
+@pytestmark_anyio
+async def test_a_lane_call_that_forks_runs_none_of_the_lanes_queue_in_the_child() -> None:
+    # The calls queued behind it belong to the parent's loops: they run there, once.
+    limiter = Limiter(4)
+    lane = lane_for(limiter)
+    queued = threading.Event()
+    read, write = os.pipe()
+
+    def forks() -> int:
+        queued.wait(30)
+        pid = os.fork()
+        if pid == 0:  # the child: the runner goes on from here
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.alarm(30)  # bounds a hang in the child; nothing here is timed
+            return 0
+        os.waitpid(pid, 0)
+        return pid
+
+    def behind() -> None:
+        os.write(write, f"{os.getpid()}\n".encode())
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(asyncify(forks, limiter=limiter))
+            await eventually(lambda: lane.ran == 1)
+            tg.start_soon(asyncify(behind, limiter=limiter))
+            await eventually(lambda: lane.held == 2)
+            queued.set()
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            ran_in = pipe.read().split()
+    finally:
+        queued.set()
+    assert ran_in == [str(os.getpid())]
+
+
+def burn() -> int:
+    """About a millisecond of pure-Python bytecode: holds the GIL the whole time."""
+    total = 0
+    for i in range(20_000):
+        total += i * i % 7
+    return total
+
+
+def kept_lane(limiter: Limiter) -> Lane:
+    """Open a lane on an adaptive limiter as a trial that passed leaves it: kept, held long."""
+    control = limiter._control
+    assert control is not None
+    control.lane = True
+    control.lane_opened += 1
+    control.until = 10**9
+    lane = limiter._lane = Lane(default_pool())
+    return lane
+
+
+@pytestmark_anyio
+async def test_a_kept_lane_does_not_hold_its_queue_behind_a_call_that_waits_for_it() -> None:
+    # Two calls of one limiter that meet (an Event, a queue, a concurrent.futures.Future)
+    # run side by side on any two tokens; in the lane the second would queue behind the first.
+    limiter = Limiter.adaptive(max=8, target_lateness=1.0)  # never late: no cut, no trial
+    control = limiter._control
+    assert control is not None
+    lane = kept_lane(limiter)
+    while control._lane_cpu <= LANE_SEEN:  # the lane's calls computed, as a kept lane's did
+        await asyncify(burn, limiter=limiter)()
+    assert control.lane and limiter._lane is lane
+    met = threading.Event()
+    results: list[bool] = []
+
+    async def waits() -> None:
+        results.append(await asyncify(met.wait, limiter=limiter)(20))
+
+    async with anyio.create_task_group() as tg:
+        ran = lane.ran
+        tg.start_soon(waits)
+        await eventually(lambda: lane.ran == ran + 1)  # running on the lane's runner
+        tg.start_soon(asyncify(met.set, limiter=limiter))
+    assert results == [True]  # set by the second call, not timed out behind it
+    assert not control.lane  # its calls wait: the lane closed, as for calls that ended waiting
+
+
+@pytestmark_anyio
+async def test_calls_pinned_to_a_dedicated_thread_or_another_pool_never_enter_the_lane() -> None:
+    limiter = Limiter(4)
+    lane = lane_for(limiter)
+    pool = WorkerPool(2, name="own-pool")
+    with DedicatedThread(name="pinned") as pinned:
+        ident = await asyncify(threading.get_ident, limiter=limiter, thread=pinned)()
+        assert ident == pinned.ident
+        async with AsyncIterator(iter(range(3)), executor=pool, limiter=limiter) as items:
+            assert [item async for item in items] == [0, 1, 2]
+    assert lane.ran == 0 and lane.held == 0
+    assert limiter.statistics().running == 0
+
+
+def test_a_lane_shared_by_loops_in_three_threads_delivers_each_call_to_its_own_loop() -> None:
+    # asyncio, uvloop and trio in threads of their own, one adaptive limiter, its lane
+    # open: both probes feed the controller, every result goes back to its caller's loop.
+    limiter = Limiter.adaptive(max=16, target_lateness=1.0)  # never late: no cut, no trial
+    lane = kept_lane(limiter)
+    start = threading.Barrier(3)
+
+    async def calls(tag: str) -> list[str]:
+        def call(n: int) -> str:
+            burn()
+            return f"{tag}{n}"
+
+        results: list[str] = []
+
+        async def one(n: int) -> None:
+            results.append(await asyncify(call, limiter=limiter)(n))
+
+        await anyio.to_thread.run_sync(start.wait, 30)
+        async with anyio.create_task_group() as tg:
+            for n in range(50):
+                tg.start_soon(one, n)
+        return sorted(results)
+
+    got: dict[str, list[str]] = {}
+
+    def loop(tag: str, backend: str, use_uvloop: bool | None) -> None:
+        got[tag] = run(calls, tag, backend=backend, use_uvloop=use_uvloop)  # type: ignore[arg-type]
+
+    threads = [
+        threading.Thread(target=loop, args=("a", "asyncio", False)),
+        threading.Thread(target=loop, args=("u", "asyncio", True)),
+        threading.Thread(target=loop, args=("t", "trio", None)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert got == {tag: sorted(f"{tag}{n}" for n in range(50)) for tag in "aut"}
+    assert limiter.statistics().running == 0 and lane.held == 0
+
+
+@pytestmark_anyio
+async def test_a_call_that_times_out_in_a_lanes_queue_never_runs() -> None:
+    limiter = Limiter(4)
+    lane = lane_for(limiter)
+    gate = threading.Event()
+    ran: list[str] = []
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(asyncify(gate.wait, limiter=limiter), 30)
+        await eventually(lambda: lane.ran == 1)  # holds the runner until the gate opens
+        with pytest.raises(TimeoutError):
+            await asyncify(ran.append, limiter=limiter, timeout=0.05)("late")
+        gate.set()
+    await eventually(lambda: lane.held == 0)
+    assert ran == [] and limiter.statistics().running == 0
+
+
+@pytestmark_anyio
+async def test_a_lane_call_sees_its_callers_deadline_and_cancellation() -> None:
+    limiter = Limiter(4)
+    lane = lane_for(limiter)
+    started = threading.Event()
+    seen: list[object] = []
+
+    def polls() -> None:
+        seen.append(current_deadline())
+        started.set()
+        while True:  # until the caller gives up: check_cancelled raises
+            check_cancelled()
+            time.sleep(0.001)
+
+    with anyio.CancelScope(deadline=anyio.current_time() + 60) as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(asyncify(polls, limiter=limiter))
+            await anyio.to_thread.run_sync(started.wait, 30)
+            scope.cancel()
+    await eventually(lambda: lane.held == 0 and limiter.statistics().running == 0)
+    deadline = seen[0]
+    assert isinstance(deadline, float) and 0 < deadline <= 60
+    assert lane.ran == 1
