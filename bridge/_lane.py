@@ -89,8 +89,22 @@ class Lane:
                 runner = self._runner = _Runner(self)
         if closed:
             self.executor.submit(job)
-        else:
+            return
+        try:
             self.executor.submit(runner)  # type: ignore[arg-type]  # the pool only calls execute()
+        except BaseException:
+            # No thread for the runner (the OS's thread limit): this call gets the error
+            # (Job.grant), and the next call starts a runner, also for any queued meanwhile.
+            with self._lock:
+                if self._runner is runner:
+                    self._runner = None
+                try:
+                    self._queue.remove(job)
+                except ValueError:
+                    pass  # a runner that did start took it
+                else:
+                    self.held -= 1
+            raise
 
     def close(self) -> None:
         """Stop taking calls; those queued go to the pool, which runs them in parallel."""
@@ -130,7 +144,13 @@ class Lane:
                 self._runner = None
                 return
             successor = self._runner = _Runner(self)
-        self.executor.submit(successor)  # type: ignore[arg-type]
+        try:
+            self.executor.submit(successor)  # type: ignore[arg-type]
+        except BaseException:
+            with self._lock:  # no thread for it: the parked runner goes on when its call ends
+                if self._runner is successor:
+                    self._runner = runner
+            raise
 
 
 class _Runner:

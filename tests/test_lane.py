@@ -40,9 +40,11 @@ from bridge._adaptive import (
     Calls,
     Controller,
 )
+from bridge._job import Executor, Job
 from bridge._lane import Lane
 from bridge._pool import default_pool
 from bridge.iterate import AsyncIterator
+from bridge.lowlevel import run_job
 from tests.support import eventually
 
 BUSY = MIN_SHARE * 2  # the other threads' CPU share when a late sample is ours to fix
@@ -519,4 +521,32 @@ async def test_a_lane_call_sees_its_callers_deadline_and_cancellation() -> None:
     await eventually(lambda: lane.held == 0 and limiter.statistics().running == 0)
     deadline = seen[0]
     assert isinstance(deadline, float) and 0 < deadline <= 60
+    assert lane.ran == 1
+
+
+class Refusing(Executor):
+    """The shared pool, but unable to start a thread for the next `refuse` submits (the
+    OS's thread limit: `RuntimeError: can't start new thread`)."""
+
+    def __init__(self) -> None:
+        self.refuse = 0
+
+    def submit(self, job: Job) -> None:
+        if self.refuse:
+            self.refuse -= 1
+            raise RuntimeError("can't start new thread")
+        default_pool().submit(job)
+
+
+@pytestmark_anyio
+async def test_a_lane_whose_runner_gets_no_thread_fails_that_call_and_serves_the_next() -> None:
+    refusing = Refusing()
+    limiter = Limiter(4)
+    lane = limiter._lane = Lane(refusing)
+    refusing.refuse = 1
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        await run_job(lambda: "lost", executor=refusing, limiter=limiter)
+    assert lane.held == 0 and limiter.statistics().running == 0
+    with anyio.fail_after(30):  # bounds a hang: a runner that never ran held the lane
+        assert await run_job(lambda: "served", executor=refusing, limiter=limiter) == "served"
     assert lane.ran == 1
