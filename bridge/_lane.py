@@ -29,7 +29,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from bridge._job import Executor, Job
-from bridge._pool import set_park_hook
+from bridge._pool import _thread_clock, set_park_hook
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -173,10 +173,7 @@ class _Runner:
         """On a pool thread. False: there is no outcome of its own to deliver."""
         lane = self._lane
         forks = _forks
-        try:
-            self.clock = time.pthread_getcpuclockid(threading.get_ident())
-        except (AttributeError, OSError):  # no per-thread clock: read when each call ends
-            pass
+        self.clock = _thread_clock()  # None: no per-thread clock, read when each call ends
         park: Callable[[], None] = lambda: lane._hand_over(self)  # noqa: E731
         while (job := lane._next(self)) is not None:
             set_park_hook(park)
